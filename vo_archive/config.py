@@ -1,0 +1,135 @@
+"""Archive configuration: a TOML file overlaid by ``VO_ARCHIVE_*`` environment variables.
+
+Precedence, lowest first: built-in defaults, the configuration file
+(``$VO_ARCHIVE_CONFIG`` or ``$VO_ARCHIVE_HOME/archive.toml``), then the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration file or variable that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePolicy:
+    """When products become public.
+
+    A product's release date is its observation night plus ``proprietary_days``
+    for its level; a level listed in ``never_public`` gets no release date at all
+    (proprietary for ever). ``product_type_days`` overrides the level rule for
+    single product types (``"1d_telluric_corrected"`` …).
+    """
+
+    final_days: int = 365
+    intermediate_days: int | None = None
+    raw_days: int | None = 365
+    never_public_types: tuple[str, ...] = ()
+    product_type_days: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the archive reads from its configuration."""
+
+    home: Path = Path("var")
+    dsn: str | None = None
+    publisher_authority: str = "ivo://pessto.ia2.inaf.it"
+    base_url: str | None = None
+    maxrec_default: int = 1000
+    maxrec_hard: int = 100_000
+    ingest_batch: int = 200
+    policy: ReleasePolicy = field(default_factory=ReleasePolicy)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def storage_dir(self) -> Path:
+        """Managed storage for archived files."""
+        return self.home / "storage"
+
+    @property
+    def pgdata(self) -> Path:
+        """Data folder of the embedded PostgreSQL cluster."""
+        return self.home / "pgdata"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Previews and other derived files that can be rebuilt."""
+        return self.home / "cache"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the archive runs its own private PostgreSQL cluster."""
+        return self.dsn is None
+
+
+def _policy_from(table: dict[str, Any]) -> ReleasePolicy:
+    base = ReleasePolicy()
+    days = table.get("product_type_days", {})
+    return ReleasePolicy(
+        final_days=int(table.get("final_days", base.final_days)),
+        intermediate_days=table.get("intermediate_days", base.intermediate_days),
+        raw_days=table.get("raw_days", base.raw_days),
+        never_public_types=tuple(table.get("never_public_types", ())),
+        product_type_days=tuple((str(k), int(v)) for k, v in days.items()),
+    )
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from the configuration file and the environment.
+
+    Parameters
+    ----------
+    env
+        Environment to read; ``os.environ`` by default.
+
+    Returns
+    -------
+    Settings
+        The merged settings.
+
+    Raises
+    ------
+    ConfigError
+        If the configuration file cannot be parsed or a value has the wrong type.
+    """
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("VO_ARCHIVE_HOME", "var")).absolute()
+    cfg_path = Path(env.get("VO_ARCHIVE_CONFIG", home / "archive.toml"))
+    data: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            data = tomllib.loads(cfg_path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg_path}: {exc}") from exc
+    archive = data.get("archive", {})
+    service = data.get("service", {})
+    try:
+        settings = Settings(
+            home=home,
+            dsn=env.get("VO_ARCHIVE_DSN") or archive.get("dsn") or None,
+            publisher_authority=str(
+                archive.get("publisher_authority", Settings.publisher_authority)
+            ),
+            base_url=env.get("VO_ARCHIVE_BASE_URL") or service.get("base_url"),
+            maxrec_default=int(service.get("maxrec_default", Settings.maxrec_default)),
+            maxrec_hard=int(service.get("maxrec_hard", Settings.maxrec_hard)),
+            ingest_batch=int(archive.get("ingest_batch", Settings.ingest_batch)),
+            policy=_policy_from(data.get("policy", {})),
+            extra={k: v for k, v in data.items() if k not in ("archive", "service")},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from exc
+    return settings
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    """Return a copy of ``settings`` with some fields replaced."""
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,76 @@
+"""Database connections: the configured server or the embedded cluster."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from sqlalchemy import Engine, create_engine
+
+from vo_archive.config import Settings
+from vo_archive.db.cluster import EmbeddedCluster
+
+_engines: dict[tuple[str, int], Engine] = {}
+_lock = threading.Lock()
+
+
+def cluster_for(settings: Settings) -> EmbeddedCluster:
+    """Return the embedded cluster of these settings (it may not exist yet)."""
+    return EmbeddedCluster(settings.pgdata)
+
+
+def resolve_dsn(settings: Settings, start: bool = True) -> str:
+    """Return the DSN to use, creating and starting the embedded cluster on demand.
+
+    Parameters
+    ----------
+    settings
+        Archive settings; when ``settings.dsn`` is set it is returned unchanged.
+    start
+        Whether to initialise and start the embedded cluster if it is not running.
+    """
+    if settings.dsn:
+        return settings.dsn
+    cluster = cluster_for(settings)
+    if start:
+        if not cluster.initialised:
+            cluster.init()
+        else:
+            cluster.start()
+    return cluster.dsn()
+
+
+def get_engine(settings: Settings) -> Engine:
+    """Return the process's engine for ``settings``, one per DSN and process.
+
+    Engines are not shared across ``fork()``: a worker that forked gets its own.
+    """
+    dsn = resolve_dsn(settings)
+    key = (dsn, os.getpid())
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            url = dsn if "://" in dsn else f"postgresql+psycopg2:///?{dsn}"
+            url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+            url = url.replace("postgres://", "postgresql+psycopg2://", 1)
+            engine = create_engine(
+                url,
+                pool_size=5,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args={
+                    "application_name": "vo-archive",
+                    "keepalives": 1,
+                    "keepalives_idle": 30,
+                },
+            )
+            _engines[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

@@ -109,6 +109,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             data = tomllib.loads(cfg_path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{cfg_path}: {exc}") from exc
+    defaults = Settings()
     archive = data.get("archive", {})
     service = data.get("service", {})
     try:
@@ -116,12 +117,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             home=home,
             dsn=env.get("VO_ARCHIVE_DSN") or archive.get("dsn") or None,
             publisher_authority=str(
-                archive.get("publisher_authority", Settings.publisher_authority)
+                archive.get("publisher_authority", defaults.publisher_authority)
             ),
             base_url=env.get("VO_ARCHIVE_BASE_URL") or service.get("base_url"),
-            maxrec_default=int(service.get("maxrec_default", Settings.maxrec_default)),
-            maxrec_hard=int(service.get("maxrec_hard", Settings.maxrec_hard)),
-            ingest_batch=int(archive.get("ingest_batch", Settings.ingest_batch)),
+            maxrec_default=int(service.get("maxrec_default", defaults.maxrec_default)),
+            maxrec_hard=int(service.get("maxrec_hard", defaults.maxrec_hard)),
+            ingest_batch=int(archive.get("ingest_batch", defaults.ingest_batch)),
             policy=_policy_from(data.get("policy", {})),
             extra={k: v for k, v in data.items() if k not in ("archive", "service")},
         )

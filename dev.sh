@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Set up everything the archive needs on a fresh Debian machine, then run it.
+#
+#   ./dev.sh demo [ARGS]   install, then run the archive on the demo data set
+#                          (vo-archive demo ARGS; serves http://127.0.0.1:8000/)
+#   ./dev.sh test [ARGS]   install, then run the test suite (pytest ARGS)
+#   ./dev.sh setup         install only
+#
+# System packages come from Debian (PostgreSQL 15 with pgSphere, q3c and PgQ,
+# pgqd, STILTS, Chromium); Python packages go into .venv (set VO_ARCHIVE_NO_VENV=1
+# to use the current interpreter instead).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(postgresql-15 postgresql-15-pgsphere postgresql-15-q3c postgresql-15-pgq3
+              pgqd stilts chromium chromium-driver)
+
+install_system() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "installing Debian packages: ${missing[*]}" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+    fi
+}
+
+install_python() {
+    if [ "${VO_ARCHIVE_NO_VENV:-0}" = "1" ]; then
+        PY=${PYTHON:-python3}
+    else
+        if [ ! -x .venv/bin/python ]; then
+            "${PYTHON:-python3}" -m venv .venv
+        fi
+        PY=.venv/bin/python
+    fi
+    "$PY" -m pip install -q --disable-pip-version-check -e '.[test]' >&2
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup)
+        install_system; install_python ;;
+    demo)
+        install_system; install_python
+        exec "$PY" -m vo_archive demo "$@" ;;
+    test)
+        install_system; install_python
+        exec "$PY" -m pytest "$@" ;;
+    *)
+        sed -n '2,12p' "$0"; exit 2 ;;
+esac

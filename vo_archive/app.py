@@ -1,0 +1,121 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, render_template, request
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from vo_archive import __version__, web
+from vo_archive.access import caller_connection
+from vo_archive.config import Settings, load_settings
+from vo_archive.dali.errors import FatalFault, Fault, FaultStyle, render_fault
+
+log = logging.getLogger(__name__)
+
+#: Blueprints of the archive: (module exporting ``bp``, URL prefix).
+BLUEPRINTS: tuple[tuple[str, str], ...] = ()
+
+SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
+CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
+                 "/products")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web application.
+
+    Parameters
+    ----------
+    settings
+        Archive settings; read from the configuration file and environment when
+        None.
+    """
+    settings = settings or load_settings()
+    app = Flask("vo_archive")
+    app.config["ARCHIVE_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = int(
+        settings.extra.get("limits", {}).get("max_request_bytes", 512 << 20)
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    for module, prefix in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(module).bp, url_prefix=prefix)
+
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(Fault, _handle_fault)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_unexpected)
+    app.add_url_rule("/", "landing", landing)
+    return app
+
+
+def _before() -> None:
+    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
+
+
+def _after(resp: Response) -> Response:
+    resp.headers["Server"] = SERVER_HEADER
+    if request.path.startswith(CORS_PREFIXES):
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+def _fault_response(fault: Fault) -> Response:
+    rendered = render_fault(fault, web.fault_style(), g.get("wants_votable", True))
+    resp = Response(rendered.body, status=rendered.status,
+                    content_type=rendered.content_type)
+    for name, value in rendered.headers:
+        resp.headers[name] = value
+    return resp
+
+
+def _handle_fault(fault: Fault) -> Response:
+    log.info("%s %s -> %s [%s]", request.method, request.path, fault.text,
+             g.get("request_id"))
+    return _fault_response(fault)
+
+
+def _handle_http(exc: HTTPException) -> Response:
+    if web.fault_style() is not FaultStyle.TEXT or exc.code in (405, 413):
+        fault = Fault(exc.description or exc.name)
+        fault.status = exc.code or 500
+        fault.name = {404: "NotFoundFault", 405: "UsageFault",
+                      413: "UsageFault"}.get(exc.code or 0, "UsageFault")
+        return _fault_response(fault)
+    resp = exc.get_response()
+    resp.set_data(f"{exc.code} {exc.name}: {exc.description}\n")
+    resp.content_type = "text/plain; charset=utf-8"
+    return resp
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s [%s]", request.method, request.path,
+                  g.get("request_id"))
+    return _fault_response(FatalFault(f"internal error (request {g.get('request_id')})"))
+
+
+def landing() -> str:
+    """Say what the archive holds and list its services."""
+    counts: dict[str, Any] = {"total": 0, "instrument": [], "level": [], "runs": []}
+    with caller_connection(web.engine()) as conn:
+        counts["total"] = conn.execute(
+            text("SELECT count(*) FROM pessto.products")).scalar_one()
+        counts["instrument"] = conn.execute(text(
+            "SELECT instrument, mode, count(*) FROM pessto.products "
+            "GROUP BY 1, 2 ORDER BY 1, 2")).all()
+        counts["level"] = conn.execute(text(
+            "SELECT level, category, count(*) FROM pessto.products "
+            "GROUP BY 1, 2 ORDER BY 1, 2")).all()
+        counts["runs"] = conn.execute(text(
+            "SELECT r.name, r.eso_run, r.instrument, r.first_night, r.last_night, "
+            "count(p.product_id) FROM pessto.runs r "
+            "LEFT JOIN pessto.products p ON p.run_id = r.run_id "
+            "GROUP BY 1, 2, 3, 4, 5 ORDER BY r.first_night DESC")).all()
+    services = [(p, m) for m, p in BLUEPRINTS]
+    return render_template("landing.html", counts=counts, services=services,
+                           base=web.base_url(), version=__version__)

@@ -1,0 +1,127 @@
+"""``vo-archive db``: the database and its embedded cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from vo_archive.cli import CommandError, add_command
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.engine import cluster_for, get_engine
+from vo_archive.ingest.recovery import check
+from vo_archive.ingest.storage import Storage
+
+
+def register(sub: Any) -> None:
+    """Add the ``db`` command group."""
+    p = sub.add_parser("db", help="create, start, stop, upgrade and check the database")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    add_command(dsub, "init", cmd_init,
+                "create the database (and the embedded cluster) or upgrade its schema")
+    add_command(dsub, "upgrade", cmd_init, "apply pending schema migrations")
+    add_command(dsub, "start", cmd_start, "start the embedded PostgreSQL cluster")
+    add_command(dsub, "stop", cmd_stop, "stop the embedded PostgreSQL cluster")
+    st = add_command(dsub, "status", cmd_status, "say where the database is and its state")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    ck = add_command(dsub, "check", cmd_check,
+                     "recover crashed ingests; check every file against the database")
+    ck.add_argument("--deep", action="store_true", help="also verify SHA-256 checksums")
+    ck.add_argument("--dry-run", action="store_true",
+                    help="report orphan files without removing them")
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    """Create or upgrade the schema."""
+    engine = get_engine(settings)
+    revisions = migrate.upgrade(engine, settings.publisher_authority)
+    where = "external server" if settings.dsn else f"embedded cluster {settings.pgdata}"
+    print(f"database ready ({where}); schema at {', '.join(revisions)}")
+    return 0
+
+
+def _embedded_only(settings: Settings) -> None:
+    if settings.dsn:
+        raise CommandError(
+            "VO_ARCHIVE_DSN points at an existing server; the archive does not start "
+            "or stop it"
+        )
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    """Start (creating if needed) the embedded cluster."""
+    _embedded_only(settings)
+    cluster = cluster_for(settings)
+    if not cluster.initialised:
+        cluster.init()
+    else:
+        cluster.start()
+    print(f"embedded PostgreSQL running at 127.0.0.1:{cluster.info.port} "
+          f"({cluster.pgdata})")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop the embedded cluster."""
+    _embedded_only(settings)
+    cluster = cluster_for(settings)
+    if not cluster.initialised:
+        print(f"no embedded cluster at {cluster.pgdata}")
+        return 0
+    was = cluster.stop()
+    print("stopped" if was else "was not running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Describe the database."""
+    info: dict[str, Any] = {"home": str(settings.home), "storage": str(settings.storage_dir)}
+    if settings.dsn:
+        info["server"] = "external (VO_ARCHIVE_DSN)"
+    else:
+        info["server"] = "embedded"
+        info.update(cluster_for(settings).status())
+    if settings.dsn or info.get("running"):
+        engine = get_engine(settings)
+        with engine.connect() as conn:
+            info["schema"] = migrate.current_revisions(conn)
+            if info["schema"]:
+                info["products"] = conn.execute(
+                    text("SELECT count(*) FROM archive.product")).scalar_one()
+                info["versions"] = conn.execute(
+                    text("SELECT count(*) FROM archive.version")).scalar_one()
+                info["runs"] = conn.execute(
+                    text("SELECT count(*) FROM archive.run")).scalar_one()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info.items():
+            print(f"{key:>12}: {value}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Recover dead ingest sessions and check storage against the database."""
+    engine = get_engine(settings)
+    conn = engine.raw_connection()
+    try:
+        report = check(conn, Storage(settings.storage_dir), deep=args.deep,
+                       remove_orphans=not args.dry_run)
+    finally:
+        conn.close()
+    print(f"checked {report.versions_checked} archived files")
+    if report.dead_sessions:
+        print(f"recovered crashed ingest sessions: {report.dead_sessions}")
+    verb = "orphan files found" if args.dry_run else "removed orphan files"
+    if report.removed_files:
+        print(f"{verb}: {len(report.removed_files)}")
+    for label, items in (("missing", report.missing_files),
+                         ("wrong size", report.wrong_sizes),
+                         ("bad checksum", report.bad_checksums)):
+        for item in items:
+            print(f"{label}: {item}")
+    print("OK" if report.ok else "PROBLEMS FOUND")
+    return 0 if report.ok else 1

@@ -1,0 +1,1 @@
+"""Shared plumbing of the IVOA Data Access Layer services (DALI 1.1)."""

@@ -1,0 +1,99 @@
+"""Create and upgrade the archive's schema with alembic (migrations in ``schema/``)."""
+
+from __future__ import annotations
+
+import logging
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from schema import SCHEMA_DIR
+
+log = logging.getLogger(__name__)
+
+
+class SchemaError(Exception):
+    """The database lacks something the schema needs (an extension, a privilege)."""
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Return an alembic configuration for the migrations in ``schema/``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCHEMA_DIR))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", str(SCHEMA_DIR / "versions"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def check_extensions(conn: Connection) -> None:
+    """Stop with a message naming the package to install if pgSphere is missing.
+
+    Raises
+    ------
+    SchemaError
+        If the server does not offer the ``pg_sphere`` extension.
+    """
+    row = conn.execute(
+        text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_sphere'")
+    ).first()
+    if row is None:
+        major = conn.execute(text("SHOW server_version_num")).scalar_one()
+        nn = int(major) // 10000
+        raise SchemaError(
+            "the PostgreSQL server lacks the pgSphere extension (pg_sphere), needed "
+            f"for ADQL geometry; install it (Debian: apt-get install "
+            f"postgresql-{nn}-pgsphere) and run 'vo-archive db init' again"
+        )
+
+
+def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
+    """Bring the schema to the newest revision of every migration branch.
+
+    Parameters
+    ----------
+    engine
+        Engine of the archive database.
+    authority
+        IVOA publisher authority to record (used in publisher DIDs).
+
+    Returns
+    -------
+    list of str
+        The revisions now applied.
+    """
+    with engine.begin() as conn:
+        check_extensions(conn)
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS archive_meta"))
+        # One upgrader at a time, even from several hosts.
+        conn.execute(text("SELECT pg_advisory_xact_lock(7355608, 1)"))
+        command.upgrade(alembic_config(conn), "heads")
+        if authority:
+            conn.execute(
+                text(
+                    "UPDATE archive_meta.setting SET value = :v "
+                    "WHERE name = 'publisher_authority'"
+                ),
+                {"v": authority},
+            )
+        return current_revisions(conn)
+
+
+def current_revisions(conn: Connection) -> list[str]:
+    """Return the revisions applied to the database (empty when uninitialised)."""
+    ctx = MigrationContext.configure(
+        conn, opts={"version_table_schema": "archive_meta"}
+    )
+    return sorted(ctx.get_current_heads())
+
+
+def pending_revisions(engine: Engine) -> list[str]:
+    """Return the head revisions not yet applied."""
+    script = ScriptDirectory.from_config(alembic_config())
+    with engine.connect() as conn:
+        have = set(current_revisions(conn))
+    return sorted(set(script.get_heads()) - have)

@@ -1,0 +1,123 @@
+"""VOSI 1.1: capabilities and availability documents, shared by every service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape, quoteattr
+
+from flask import Blueprint, Response
+from sqlalchemy import text
+
+from vo_archive import web
+
+CAPABILITIES_NS = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+AVAILABILITY_NS = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
+VR_NS = "http://www.ivoa.net/xml/VOResource/v1.0"
+VS_NS = "http://www.ivoa.net/xml/VODataService/v1.1"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+STARTED = datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """One ``<capability>`` of a service.
+
+    Parameters
+    ----------
+    standard_id
+        The standard's IVOID, e.g. ``ivo://ivoa.net/std/ConeSearch``.
+    path
+        Path of the interface's access URL on this archive.
+    xsi_type
+        Capability type (e.g. ``cs:ConeSearch``), or None for a plain capability.
+    version
+        Interface version attribute.
+    body
+        Extra XML inside the capability after the interface (type-specific
+        elements such as ``maxSR``), written by the service.
+    role
+        Interface role; ``std`` for standard interfaces.
+    security
+        XML of ``<securityMethod>`` elements placed in the interface.
+    """
+
+    standard_id: str
+    path: str
+    xsi_type: str | None = None
+    version: str | None = None
+    body: str = ""
+    role: str = "std"
+    security: str = ""
+
+
+def capabilities_document(caps: Sequence[Capability],
+                          namespaces: dict[str, str] | None = None) -> bytes:
+    """Return a VOSI capabilities document for ``caps``."""
+    ns = {"vosi": CAPABILITIES_NS, "vr": VR_NS, "vs": VS_NS, "xsi": XSI_NS}
+    ns.update(namespaces or {})
+    decl = " ".join(f"xmlns:{k}={quoteattr(v)}" for k, v in ns.items())
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<vosi:capabilities {decl}>"]
+    for cap in caps:
+        t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
+        version = f" version={quoteattr(cap.version)}" if cap.version else ""
+        parts.append(f"<capability standardID={quoteattr(cap.standard_id)}{t}>")
+        parts.append(
+            f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}{version}>'
+            f'<accessURL use="full">{escape(web.absolute(cap.path))}</accessURL>'
+            f"{cap.security}</interface>"
+        )
+        parts.append(cap.body)
+        parts.append("</capability>")
+    parts.append("</vosi:capabilities>\n")
+    return "".join(parts).encode()
+
+
+def vosi_capabilities(base: str) -> list[Capability]:
+    """Return the VOSI capabilities (capabilities, availability) of a service at base."""
+    return [
+        Capability("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities",
+                   role="std"),
+        Capability("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability",
+                   role="std"),
+    ]
+
+
+def database_available() -> tuple[bool, str]:
+    """Probe PostgreSQL for real; return (available, note)."""
+    try:
+        with web.engine().connect() as conn:
+            conn.execute(text("SELECT 1 FROM archive.product LIMIT 1"))
+        return True, "service is accepting queries"
+    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+        return False, f"database unavailable: {type(exc).__name__}"
+
+
+def availability_document() -> bytes:
+    """Return a VOSI availability document from a live database probe."""
+    ok, note = database_available()
+    up = STARTED.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<vosi:availability xmlns:vosi="{AVAILABILITY_NS}">'
+        f"<vosi:available>{'true' if ok else 'false'}</vosi:available>"
+        f"<vosi:upSince>{up}</vosi:upSince>"
+        f"<vosi:note>{escape(note)}</vosi:note>"
+        "</vosi:availability>\n"
+    ).encode()
+
+
+def add_vosi_routes(bp: Blueprint, capabilities: Callable[[], Sequence[Capability]],
+                    namespaces: dict[str, str] | None = None) -> None:
+    """Add ``/capabilities`` and ``/availability`` under a blueprint (GET only)."""
+
+    def caps_view() -> Response:
+        return Response(capabilities_document(capabilities(), namespaces),
+                        mimetype="text/xml")
+
+    def avail_view() -> Response:
+        return Response(availability_document(), mimetype="text/xml")
+
+    bp.add_url_rule("/capabilities", "capabilities", caps_view, methods=["GET"])
+    bp.add_url_rule("/availability", "availability", avail_view, methods=["GET"])

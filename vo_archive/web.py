@@ -1,0 +1,75 @@
+"""Request helpers shared by every blueprint: parameters, base URL, settings, DB."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from sqlalchemy import Engine
+
+from vo_archive.config import Settings
+from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.dali.params import ParamSet
+from vo_archive.db.engine import get_engine
+
+
+def settings() -> Settings:
+    """Return the archive settings of the running app."""
+    s = current_app.config["ARCHIVE_SETTINGS"]
+    assert isinstance(s, Settings)
+    return s
+
+
+def engine() -> Engine:
+    """Return the database engine of this worker process."""
+    return get_engine(settings())
+
+
+def params() -> ParamSet:
+    """Return the request's parameters (query string and form, GET or POST).
+
+    Multipart file parts are not included; uploads read ``request.files``.
+
+    Raises
+    ------
+    UsageFault
+        If the request body cannot be decoded.
+    """
+    try:
+        items = list(request.args.items(multi=True))
+        if request.method == "POST":
+            items += list(request.form.items(multi=True))
+    except UnicodeDecodeError as exc:
+        raise UsageFault("request parameters are not valid UTF-8") from exc
+    return ParamSet(items)
+
+
+def base_url() -> str:
+    """Return the external base URL of the archive, without a trailing slash.
+
+    The configured ``base_url`` wins (for an archive behind a proxy); otherwise
+    the URL the request came in on, honouring X-Forwarded-* only when configured.
+    """
+    configured = settings().base_url
+    if configured:
+        return configured.rstrip("/")
+    return request.host_url.rstrip("/")
+
+
+def absolute(path: str) -> str:
+    """Return the absolute external URL of an archive path."""
+    if path.startswith(("http://", "https://")):
+        return path
+    return base_url() + "/" + path.lstrip("/")
+
+
+#: Fault style of each blueprint, by blueprint name (see vo_archive.dali.errors).
+FAULT_STYLES: dict[str, FaultStyle] = {}
+
+
+def set_fault_style(blueprint_name: str, style: FaultStyle) -> None:
+    """Declare how faults raised under a blueprint are written."""
+    FAULT_STYLES[blueprint_name] = style
+
+
+def fault_style() -> FaultStyle:
+    """Return the fault style of the current request's blueprint."""
+    return FAULT_STYLES.get(request.blueprint or "", FaultStyle.TEXT)

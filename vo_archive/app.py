@@ -19,7 +19,9 @@ from vo_archive.dali.errors import FatalFault, Fault, FaultStyle, render_fault
 log = logging.getLogger(__name__)
 
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
-BLUEPRINTS: tuple[tuple[str, str], ...] = ()
+BLUEPRINTS: tuple[tuple[str, str], ...] = (
+    ("vo_archive.files", ""),
+)
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",

@@ -58,7 +58,7 @@ class Faults:
 
     ``REPL_FAULT`` is one of ``after_n_events:K``, ``before_slave_commit``,
     ``after_slave_commit``, ``before_copy_commit``; the process kills itself
-    with SIGKILL on reaching it.  ``REPL_FAULT_STREAM`` limits it to a stream.
+    with SIGKILL on reaching it.  The commit hooks fire on batches with events.  ``REPL_FAULT_STREAM`` limits it to a stream.
     """
 
     point: str | None = None
@@ -312,8 +312,10 @@ class StreamReplicator:
                 (self.cfg.queue, self.cfg.consumer),
             )
             row = cur.fetchone()
-        if row is None or row[0] is None:
+            # Commit at once: the batch's ticks are then fixed, and a crash
+            # gets this same batch again, which the slave's marker recognises.
             master.commit()
+        if row is None or row[0] is None:
             return None
         return _Batch(int(row[0]), int(row[1]), int(row[2]), row[3])
 
@@ -406,10 +408,12 @@ class StreamReplicator:
                     (batch.cur_tick, batch.batch_id, batch.cur_tick_time,
                      xmax_row[0] if xmax_row else None, applied, name),
                 )
-        self.faults.hit("before_slave_commit")
+        if applied:
+            self.faults.hit("before_slave_commit")
         with self._guard(slave):
             slave.commit()
-        self.faults.hit("after_slave_commit")
+        if applied:
+            self.faults.hit("after_slave_commit")
         if applied or skipped:
             log.info("stream %s: batch %d applied (ticks %d..%d, %d events, %d skipped)",
                      name, batch.batch_id, batch.prev_tick, batch.cur_tick, applied, skipped)

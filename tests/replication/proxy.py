@@ -66,8 +66,8 @@ class TCPProxy:
                         self.commit_armed = False
                         self.commit_cuts += 1
                         held = True  # the server commits; its answer never arrives
-        except OSError:
-            pass
+        except (OSError, ValueError):
+            pass  # a socket closed under us by cut()
         finally:
             if not held and self.mode != "blackhole":
                 self._drop(client, server)

@@ -128,10 +128,27 @@ class StreamReplicator:
         if self.master is None or self.master.closed:
             close_quietly(self.master)
             self.master = connect(self.cfg.master, self.cfg)
-            with self._guard(self.master):
-                configure_queue(self.master, self.cfg)
-                self._master_id = master_identity(self.master, self.cfg.queue)
-                self.master.commit()
+            try:
+                with self._guard(self.master), self.master.cursor() as cur:
+                    cur.execute("SELECT to_regclass('pgq.queue') IS NOT NULL")
+                    row = cur.fetchone()
+                    if row and row[0]:
+                        cur.execute("SELECT 1 FROM pgq.queue WHERE queue_name = %s",
+                                    (self.cfg.queue,))
+                        row = cur.fetchone()
+                    if not (row and row[0]):
+                        raise StreamHalted(
+                            f"the master has no PgQ queue {self.cfg.queue}: run `replicate "
+                            "init` for a new stream, or `replicate restore` if the master "
+                            "was rebuilt"
+                        )
+                    configure_queue(self.master, self.cfg)
+                    self._master_id = master_identity(self.master, self.cfg.queue)
+                    self.master.commit()
+            except BaseException:
+                close_quietly(self.master)
+                self.master = None
+                raise
             log.info("stream %s: connected to master", self.cfg.name)
         return self.master
 
@@ -241,10 +258,15 @@ class StreamReplicator:
         taken in an earlier statement than the one taking the snapshot.
         """
         master = self._master()
-        with self._guard(master), master.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            cur.execute("SELECT pgq.ticker(%s)", (self.cfg.queue,))
-            master.commit()
+        try:
+            with self._guard(master), master.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                cur.execute("SELECT pgq.ticker(%s)", (self.cfg.queue,))
+                master.commit()
+        except psycopg2.Error:
+            if not master.closed:
+                master.rollback()
+            raise
         if time.monotonic() >= self._next_maint:
             self._maintain(master)
             self._next_maint = time.monotonic() + self.cfg.maint_interval

@@ -19,6 +19,7 @@ removed by :func:`vo_archive.ingest.recovery.recover`, which every ingest and
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ from sqlalchemy import Engine
 
 from vo_archive.config import ReleasePolicy, Settings
 from vo_archive.ingest.classify import Category, Level, is_standard_star, normalise_name
-from vo_archive.ingest.prepare import Prepared, Rejected, prepare_file
+from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepare_file
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
 from vo_archive.ingest.storage import Storage
 from vo_archive.sky import healpix29
@@ -206,6 +207,13 @@ class Ingestor:
     # -- session ------------------------------------------------------------
     def __enter__(self) -> Ingestor:
         self.storage.root.mkdir(parents=True, exist_ok=True)
+        if self.workers > 1:
+            # Reader processes die with this process (PR_SET_PDEATHSIG), so a
+            # killed ingest leaves no child holding copies of its database
+            # connections, and with them its session lock.
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork"),
+                initializer=die_with_parent)
         conn = self.engine.raw_connection()
         try:
             conn.autocommit = False
@@ -218,10 +226,9 @@ class Ingestor:
                             (SESSION_LOCK_CLASS, self.session_id))
         except BaseException:
             conn.close()
+            self.__exit__()
             raise
         self._session_conn = conn
-        if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers)
         return self
 
     def __exit__(self, *exc: object) -> None:

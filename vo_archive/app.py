@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
+from vo_archive.auth import load_caller
 from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import FatalFault, Fault, FaultStyle, render_fault
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("vo_archive.upload", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(importlib.import_module(module).bp, url_prefix=prefix)
 
     app.before_request(_before)
+    app.before_request(load_caller)
     app.after_request(_after)
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
@@ -72,7 +75,7 @@ def _fault_response(fault: Fault) -> Response:
     resp = Response(rendered.body, status=rendered.status,
                     content_type=rendered.content_type)
     for name, value in rendered.headers:
-        resp.headers[name] = value
+        resp.headers.add(name, value)
     return resp
 
 

@@ -147,7 +147,9 @@ def render_fault(fault: Fault, style: FaultStyle, wants_votable: bool = True
     if isinstance(fault, TransientFault):
         headers = (("Retry-After", str(fault.retry_after)),)
     if fault.status == 401:
-        headers += (("WWW-Authenticate", 'Basic realm="PESSTO archive"'),)
+        # RFC 9110 §11.6.1: one challenge per scheme the archive accepts.
+        headers += (("WWW-Authenticate", 'Bearer realm="PESSTO archive"'),
+                    ("WWW-Authenticate", 'Basic realm="PESSTO archive", charset="UTF-8"'))
     if style is FaultStyle.TEXT or not wants_votable:
         return RenderedFault((fault.text + "\n").encode(), fault.status,
                              "text/plain; charset=utf-8", headers)

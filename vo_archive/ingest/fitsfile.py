@@ -39,26 +39,16 @@ class HDUInfo:
     history: list[str] = field(default_factory=list)
 
 
+_STRING = re.compile(r"\s*'((?:[^']|'')*)'\s*(?:/\s*(.*?))?\s*$")
+
+
 def _parse_value(raw: str) -> tuple[HeaderValue, str]:
     """Parse the value field of a card (after ``= ``); return value and comment."""
-    s = raw.lstrip()
-    if s.startswith("'"):
-        out = []
-        i = 1
-        while i < len(s):
-            ch = s[i]
-            if ch == "'":
-                if i + 1 < len(s) and s[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(ch)
-            i += 1
-        rest = s[i + 1 :]
-        comment = rest.split("/", 1)[1].strip() if "/" in rest else ""
-        return "".join(out).rstrip(), comment
-    value_part, _, comment = s.partition("/")
+    if "'" in raw:
+        m = _STRING.match(raw)
+        if m is not None:
+            return m.group(1).replace("''", "'").rstrip(), m.group(2) or ""
+    value_part, _, comment = raw.partition("/")
     token = value_part.strip()
     comment = comment.strip()
     if token == "":
@@ -70,8 +60,7 @@ def _parse_value(raw: str) -> tuple[HeaderValue, str]:
     if _INT.match(token):
         return int(token), comment
     if _FLOAT.match(token):
-        value = float(token.replace("D", "E").replace("d", "e"))
-        return value, comment
+        return float(token.replace("D", "E").replace("d", "e")), comment
     # complex or malformed values are kept as text
     return token, comment
 

@@ -535,14 +535,19 @@ class Ingestor:
     def _resolve_runs(self, cur: Any, items: list[Prepared]) -> dict[int, int]:
         """Place each product in its observing run, creating or extending runs."""
         out: dict[int, int] = {}
+        known: dict[tuple[str, str, date], int] = {}
         for it in items:
             eso_run = it.facts.prog_id or "UNKNOWN"
             programme = eso_run.split("(")[0].strip() or "UNKNOWN"
             night = it.facts.night or date(1970, 1, 1)
             inst = it.cls.instrument.value
+            if (eso_run, inst, night) in known:
+                out[id(it)] = known[(eso_run, inst, night)]
+                continue
             if self.run_name:
                 out[id(it)] = self._explicit_run(cur, self.run_name, eso_run, programme,
                                                  inst, night)
+                known[(eso_run, inst, night)] = out[id(it)]
                 continue
             cur.execute(
                 """
@@ -564,7 +569,7 @@ class Ingestor:
                     (self._free_name(cur, run_label(night, night, inst), eso_run),
                      eso_run, programme, inst, night, night),
                 )
-                out[id(it)] = cur.fetchone()[0]
+                out[id(it)] = known[(eso_run, inst, night)] = cur.fetchone()[0]
                 continue
             keep, first, last = rows[0]
             for other, o_first, o_last in rows[1:]:
@@ -584,6 +589,7 @@ class Ingestor:
                      keep),
                 )
             out[id(it)] = keep
+            known[(eso_run, inst, night)] = keep
         return out
 
     @staticmethod

@@ -69,6 +69,18 @@ def _log_upload(engine: Engine, caller: Caller, r: FileResult, size: int) -> Non
              r.outcome.value, f" ({r.reason})" if r.reason else "", g.get("request_id"))
 
 
+def read_body(stream: Any) -> bytes:
+    """Read a file part or body to its end.
+
+    Reading on after the end is what makes werkzeug's size limit raise 413 on a
+    chunked body; a single ``read()`` would stop at the limit without a word.
+    """
+    chunks = []
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
                    ) -> list[dict[str, Any]]:
     """Ingest (name, readable) pairs one by one; return their JSON results.
@@ -85,7 +97,7 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
     try:
         with Ingestor(web.settings(), engine, workers=1) as ing:
             for name, stream in files:
-                data: bytes = stream.read()
+                data = read_body(stream)
                 if not SAFE_NAME.match(name or ""):
                     r = FileResult(name or "", Outcome.REJECTED,
                                    "unsafe file name: use letters, digits and ._+- "

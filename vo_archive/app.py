@@ -9,13 +9,21 @@ from typing import Any
 
 from flask import Flask, Response, g, render_template, request
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
 from vo_archive.auth import load_caller
 from vo_archive.config import Settings, load_settings
-from vo_archive.dali.errors import FatalFault, Fault, FaultStyle, render_fault
+from vo_archive.dali.errors import (
+    FatalFault,
+    Fault,
+    FaultStyle,
+    TransientFault,
+    UsageFault,
+    render_fault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,24 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, OperationalError):
+        # the database is down, restarting or out of connections: try later
+        log.error("database unavailable on %s %s: %s [%s]", request.method,
+                  request.path, str(exc).splitlines()[0], g.get("request_id"))
+        return _fault_response(TransientFault(
+            "the archive database is unavailable; try again later", retry_after=30))
+    if isinstance(exc, DataError):
+        # a value the database cannot hold (an identifier past bigint...)
+        log.info("data error on %s %s: %s [%s]", request.method, request.path,
+                 str(exc).splitlines()[0], g.get("request_id"))
+        return _fault_response(UsageFault("a parameter value is out of range"))
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        # the client stalled or went away while sending its request
+        log.info("client I/O failed on %s %s: %s [%s]", request.method, request.path,
+                 exc, g.get("request_id"))
+        fault = UsageFault("the request body stalled or was cut off")
+        fault.status = 408
+        return _fault_response(fault)
     log.exception("unexpected error on %s %s [%s]", request.method, request.path,
                   g.get("request_id"))
     return _fault_response(FatalFault(f"internal error (request {g.get('request_id')})"))

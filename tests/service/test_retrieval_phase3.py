@@ -119,8 +119,9 @@ def test_valid_release_is_exported_with_manifest(live_server: LiveServer,
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha
     with archive.engine.connect() as conn:
         expected = dict(conn.execute(text(
-            "SELECT filename, md5 FROM pessto.products WHERE run_name = :r "
-            "AND eso_phase3 = 'yes' AND level = 'final'"), {"r": RUN}).all())
+            "SELECT p.filename, v.md5 FROM pessto.products p JOIN pessto.versions v "
+            "USING (version_id) WHERE p.run_name = :r AND p.eso_phase3 = 'yes' "
+            "AND p.level = 'final'"), {"r": RUN}).all())
     fits_files = {p.name for p in folder.glob("*.fits")}
     assert fits_files == set(expected)
     rows = list(csv.DictReader(io.StringIO((folder / "RELEASE_MANIFEST.csv").read_text())))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("vo_archive.retrieval", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

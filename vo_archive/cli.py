@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.ingestcmd",
     "vo_archive.commands.servecmd",
     "replication.cli",
+    "vo_archive.commands.exportcmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

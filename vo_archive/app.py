@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("vo_archive.retrieval", ""),
     ("vo_archive.upload", ""),
 )
 

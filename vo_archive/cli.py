@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.servecmd",
     "vo_archive.commands.usercmd",
     "replication.cli",
+    "vo_archive.commands.exportcmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -39,30 +39,32 @@ class HDUInfo:
     history: list[str] = field(default_factory=list)
 
 
-_STRING = re.compile(r"\s*'((?:[^']|'')*)'\s*(?:/\s*(.*?))?\s*$")
+_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*?))\s*(?:/\s*(.*?))?\s*$", re.S)
+
+
+def _number(token: str) -> HeaderValue:
+    if _INT.match(token):
+        return int(token)
+    if _FLOAT.match(token):
+        return float(token.replace("D", "E").replace("d", "e"))
+    return token  # complex or malformed values are kept as text
 
 
 def _parse_value(raw: str) -> tuple[HeaderValue, str]:
     """Parse the value field of a card (after ``= ``); return value and comment."""
-    if "'" in raw:
-        m = _STRING.match(raw)
-        if m is not None:
-            return m.group(1).replace("''", "'").rstrip(), m.group(2) or ""
-    value_part, _, comment = raw.partition("/")
-    token = value_part.strip()
-    comment = comment.strip()
-    if token == "":
-        return None, comment
+    m = _VALUE.match(raw)
+    if m is None:  # pragma: no cover - the pattern matches any text
+        return raw.strip(), ""
+    string, token, comment = m.groups()
+    if string is not None:
+        return string.replace("''", "'").rstrip(), comment or ""
+    if not token:
+        return None, comment or ""
     if token == "T":
-        return True, comment
+        return True, comment or ""
     if token == "F":
-        return False, comment
-    if _INT.match(token):
-        return int(token), comment
-    if _FLOAT.match(token):
-        return float(token.replace("D", "E").replace("d", "e")), comment
-    # complex or malformed values are kept as text
-    return token, comment
+        return False, comment or ""
+    return _number(token), comment or ""
 
 
 def parse_header_block(data: bytes) -> tuple[dict[str, HeaderValue], dict[str, str],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -32,6 +33,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
     ("vo_archive.retrieval", ""),
     ("vo_archive.upload", ""),
+    ("vo_archive.openapi", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
@@ -68,8 +70,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def _before() -> None:
-    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:12]
+    if "\x00" in request.path:
+        # no name in the archive holds NUL, and PostgreSQL cannot take it
+        raise UsageFault("the URL path contains a NUL character")
 
 
 def _after(resp: Response) -> Response:
@@ -94,16 +103,23 @@ def _handle_fault(fault: Fault) -> Response:
     return _fault_response(fault)
 
 
+#: Fault names of HTTP errors raised by Flask and werkzeug themselves.
+HTTP_FAULT_NAMES = {401: "AuthorizationFault", 403: "AuthorizationFault",
+                    404: "NotFoundFault", 503: "TransientFault"}
+
+
 def _handle_http(exc: HTTPException) -> Response:
-    if web.fault_style() is not FaultStyle.TEXT or exc.code in (405, 413):
-        fault = Fault(exc.description or exc.name)
-        fault.status = exc.code or 500
-        fault.name = {404: "NotFoundFault", 405: "UsageFault",
-                      413: "UsageFault"}.get(exc.code or 0, "UsageFault")
-        return _fault_response(fault)
-    resp = exc.get_response()
-    resp.set_data(f"{exc.code} {exc.name}: {exc.description}\n")
-    resp.content_type = "text/plain; charset=utf-8"
+    # Unknown routes, wrong methods, oversized or malformed bodies: the same
+    # error document as the blueprint's own faults, never werkzeug's HTML.
+    code = exc.code or 500
+    fault = Fault(exc.description or exc.name)
+    fault.status = code
+    fault.name = HTTP_FAULT_NAMES.get(code, "UsageFault" if code < 500
+                                      else "FatalFault")
+    resp = _fault_response(fault)
+    valid = getattr(exc, "valid_methods", None)
+    if valid:
+        resp.headers["Allow"] = ", ".join(valid)
     return resp
 
 

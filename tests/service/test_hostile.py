@@ -180,6 +180,7 @@ def test_malformed_http_gets_a_text_error(live_server: LiveServer, request_bytes
     "/products/1%00", "/products/-1", "/products/0", "/products/1.5",
     "/products/99999999999999999999999", "/products/1/versions/99999999999",
     "/products/%ff%fe", "/products/1/versions/%c0%ae%c0%ae", "/upload/..%2f..%2fx",
+    "/runs/a%00b", "/objects/%00", "/runs/%ff%fe/download",
     "/static/../../../etc/passwd", "//etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
 ])
 def test_path_traversal_and_odd_ids_on_file_routes(live_server: LiveServer,
@@ -192,7 +193,7 @@ def test_path_traversal_and_odd_ids_on_file_routes(live_server: LiveServer,
     assert code in (400, 401, 404, 405), head[:200]
     assert b"root:" not in body
     assert body.startswith((b"NotFoundFault", b"UsageFault", b"AuthorizationFault",
-                            b"404 Not Found", b"405 Method")), body[:200]
+                            )), body[:200]
 
 
 @pytest.mark.parametrize("query", [

@@ -3,6 +3,8 @@ anonymous (VOSI 1.1 §2, TAP 1.1 §2.4, IVOA SSO securityMethod identifiers)."""
 
 from __future__ import annotations
 
+import io
+
 from lxml import etree
 from pyvo.auth import securitymethods
 from pyvo.auth.authurls import AuthURLs
@@ -16,12 +18,14 @@ BASIC = "ivo://ivoa.net/sso#BasicAA"
 TOKEN = "ivo://ivoa.net/sso#token"
 
 
-def _document() -> bytes:
+def _document(tap: bool = True) -> bytes:
     app = create_app(Settings(base_url="https://archive.example/"))
+    tap_caps = [Capability("ivo://ivoa.net/std/TAP", "/tap", "tr:TableAccess", "1.1")
+                ] if tap else []
     with app.test_request_context("/"):
         return capabilities_document([
             Capability("ivo://ivoa.net/std/ConeSearch", "/scs"),
-            Capability("ivo://ivoa.net/std/TAP", "/tap", "tr:TableAccess", "1.1"),
+            *tap_caps,
             Capability("ivo://ivoa.net/std/VOSI#tables-1.1", "/tap/tables"),
             Capability("ivo://example/custom", "/x",
                        security=f'<securityMethod standardID="{BASIC}"/>'),
@@ -52,7 +56,7 @@ def test_data_services_offer_anonymous_basic_and_token_interfaces() -> None:
 
 
 def test_pyvo_learns_the_security_methods() -> None:
-    caps = parse_capabilities(__import__("io").BytesIO(_document()))
+    caps = parse_capabilities(io.BytesIO(_document(tap=False)))
     urls = AuthURLs()
     urls.update_from_capabilities(caps)
     assert urls.allowed_auth_methods("https://archive.example/scs") == {

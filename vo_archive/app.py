@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("conesearch", "/scs"),
+    ("siap.sia2", "/sia2"),
+    ("ssap", "/ssap"),
+    ("siap", "/siap"),
+    ("vo_archive.previews", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

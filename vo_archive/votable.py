@@ -117,6 +117,10 @@ class TableDocument:
     head_xml: str = ""
     #: Raw XML placed inside the results RESOURCE before the TABLE (GROUPs).
     resource_xml: str = ""
+    #: VOTable version: 1.3, or 1.1 for protocols that mandate UCD1 words
+    #: (Simple Cone Search 1.03's ID_MAIN, POS_EQ_RA_MAIN), which UCD1+ checks
+    #: of VOTable 1.2 and later reject.
+    version: str = "1.3"
 
 
 def clean_text(text: str) -> str:
@@ -207,7 +211,8 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
 
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        f'<VOTABLE version="1.3" xmlns="{VOTABLE_NS}" '
+        f'<VOTABLE version="{doc.version}" '
+        f'xmlns="http://www.ivoa.net/xml/VOTable/v{doc.version}" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">',
         doc.head_xml,
         '<RESOURCE type="results">',

@@ -26,6 +26,8 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("ssap", "/ssap"),
     ("siap", "/siap"),
     ("vo_archive.previews", ""),
+    ("vo_archive.datalink", "/datalink"),
+    ("vo_archive.moc", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Float, and_, func, literal, or_, select
+from sqlalchemy import Connection, Float, and_, cast, func, literal, null, or_, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -110,7 +110,7 @@ def _mid_mjd() -> ColumnElement[Any]:
 
 def _distance(q: SSAQuery) -> ColumnElement[Any]:
     if q.ra is None or q.dec is None:
-        return literal(None, Float)
+        return cast(null(), Float)
     here = func.spoint(func.radians(p.c.ra), func.radians(p.c.dec))
     centre = func.spoint(literal(math.radians(q.ra), Float),
                          literal(math.radians(q.dec), Float))

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from flask import Response
+from flask import Response, stream_with_context
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
@@ -117,7 +117,8 @@ def votable_response(doc: TableDocument, build: QueryBuilder | None,
         finally:
             cm.__exit__(None, None, None)
 
-    return Response(generate(), mimetype=mimetype)
+    # the converters make absolute URLs from the request: keep its context
+    return Response(stream_with_context(generate()), mimetype=mimetype)
 
 
 def string_param(name: str, value: str, ucd: str | None = None,

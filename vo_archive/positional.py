@@ -23,7 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.types import UserDefinedType
 
-from vo_archive.sky import Box, Circle, Polygon, Region, covering_ranges
+from vo_archive.dali.errors import UsageFault
+from vo_archive.sky import Box, Circle, Polygon, Region, bounding_circle, covering_ranges
 
 __all__ = ["Box", "Circle", "Polygon", "Region", "contains_point", "footprint_test",
            "point_in_region", "range_join", "sky_value", "table_rows"]
@@ -103,6 +104,8 @@ def point_in_region(ra: ColumnElement[float], dec: ColumnElement[float],
     if isinstance(region, Circle):
         return _exact(point.op("<->")(_spoint(region.ra, region.dec))
                       <= math.radians(region.radius))
+    if isinstance(region, Polygon) and bounding_circle(region).radius >= 90.0:
+        raise UsageFault("a polygon must fit in a hemisphere", "POS")
     return _exact(point.op("<@")(sky_value(region)))
 
 
@@ -111,8 +114,19 @@ def footprint_test(footprint: ColumnElement[str], region: Region,
     """Return the exact test of a footprint (spoly) against ``region``.
 
     ``predicate`` is pgSphere's ``&&`` (overlaps), ``@>`` (footprint contains the
-    region) or ``<@`` (footprint inside the region).
+    region) or ``<@`` (footprint inside the region). pgSphere circles stop at a
+    radius of 90°: a larger cone is tested through its complement, the cone of
+    radius 180° - r around the antipode.
     """
+    if isinstance(region, Circle) and region.radius > 90.0:
+        if region.radius >= 180.0:
+            return literal(predicate != "@>")
+        rest = Circle((region.ra + 180.0) % 360.0, -region.dec, 180.0 - region.radius)
+        if predicate == "&&":  # overlaps unless wholly inside the complement
+            return ~_exact(footprint.op("<@")(sky_value(rest)))
+        if predicate == "<@":  # inside unless it touches the complement
+            return ~_exact(footprint.op("&&")(sky_value(rest)))
+        return literal(False)  # no footprint holds a cone wider than a hemisphere
     return _exact(footprint.op(predicate)(sky_value(region)))
 
 

@@ -108,3 +108,14 @@ def test_capabilities_and_availability(live_server: LiveServer) -> None:
     assert "<maxSR>180</maxSR>" in caps.text
     avail = live_server.get("/scs/availability")
     assert "<vosi:available>true</vosi:available>" in avail.text
+
+
+def test_large_result_is_streamed_whole(live_server: LiveServer) -> None:
+    """MAXREC above the buffered limit goes through a server-side cursor."""
+    with live_server.archive.engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM pessto.products "
+                              "WHERE ra IS NOT NULL")).scalar_one()
+    r = live_server.get("/scs?RA=10&DEC=10&SR=180&MAXREC=60000&VERB=1")
+    doc = strict_votable(r.content)
+    assert len(doc.get_first_table().array) == n
+    assert query_status(doc) == ["OK"]

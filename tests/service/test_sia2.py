@@ -145,3 +145,23 @@ def test_coordinate_helpers_accept_pyvo_exponents(live_server: LiveServer) -> No
     ids = _query(live_server, [("POS", "CIRCLE 1.5553e+02 -6.47e+01 1e-01")])
     assert ids
     assert SkyCoord(155.53, -64.7, unit="deg")  # the same place, for the reader
+
+
+def test_post_multipart_and_cones_wider_than_a_hemisphere(live_server: LiveServer
+                                                          ) -> None:
+    import requests
+
+    with live_server.archive.engine.connect() as conn:
+        total = conn.execute(text("SELECT count(*) FROM ivoa.obscore WHERE "
+                                  "dataproduct_type = 'image' AND s_region IS NOT "
+                                  "NULL")).scalar_one()
+    wide = requests.post(live_server.url + "/sia2/query",
+                         files={"POS": (None, "CIRCLE 10 10 100")}, timeout=60)
+    narrow = requests.post(live_server.url + "/sia2/query",
+                           data={"pos": "CIRCLE 190 -10 80"}, timeout=60)
+    whole = requests.post(live_server.url + "/sia2/query",
+                          data={"POS": "CIRCLE 0 0 180"}, timeout=60)
+    ids = [{str(x) for x in strict_votable(r.content).get_first_table()
+            .array["obs_publisher_did"]} for r in (wide, narrow, whole)]
+    assert len(ids[2]) == total
+    assert ids[0] | ids[1] == ids[2]  # a cone and its complement cover the sky

@@ -241,7 +241,7 @@ def links() -> Response:
             rows += batch
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
     doc = TableDocument(FIELDS, infos, table_name="links")
-    body = b"".join(stream_votable(doc, rows, len(rows) if overflow else None))
-    if overflow:  # stream_votable reports OVERFLOW when it is given more rows
-        body = b"".join(stream_votable(doc, [*rows, rows[-1]], len(rows)))
+    # stream_votable flags OVERFLOW when it is offered a row past its limit
+    body = b"".join(stream_votable(doc, rows + rows[-1:], len(rows)) if overflow
+                    else stream_votable(doc, rows, None))
     return Response(body, mimetype=DATALINK_FORMAT)

@@ -101,3 +101,16 @@ def test_datalink_from_ssa_results(live_server: LiveServer) -> None:
 def test_bad_responseformat(live_server: LiveServer) -> None:
     r = live_server.get("/datalink/links?ID=x&RESPONSEFORMAT=fits")
     assert r.status_code == 400 and r.text.startswith("UsageFault")
+
+
+def test_maxrec_truncates_between_ids(live_server: LiveServer) -> None:
+    ids = [f"{AUTH}{pid}/v1" for pid in range(1, 8)]
+    r = live_server.get("/datalink/links", params=[("ID", i) for i in ids] +
+                        [("MAXREC", "4")])
+    doc = strict_votable(r.content)
+    got = [str(x) for x in doc.get_first_table().array["ID"]]
+    assert got and len(set(got)) < len(ids)
+    whole = _links(live_server, *sorted(set(got), key=got.index))
+    assert [str(w["ID"]) for w in whole] == got  # every ID that appears is complete
+    assert [i.value for i in doc.resources[0].infos
+            if i.name == "QUERY_STATUS"] == ["OK", "OVERFLOW"]

@@ -274,9 +274,17 @@ def counter_clockwise(flat: list[float]) -> list[float]:
     n = len(flat) // 2
     if n < 3:
         return flat
-    v = _unit(flat[0::2], flat[1::2])
-    centre = v.sum(axis=0)
-    turn = float(np.sum(np.cross(v, np.roll(v, -1, axis=0)) @ centre))
+    # sum of (v_i x v_i+1) . centre, in plain floats (a few vertices per row)
+    vs = []
+    for i in range(n):
+        a, d = math.radians(flat[2 * i]), math.radians(flat[2 * i + 1])
+        vs.append((math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)))
+    cx, cy, cz = (sum(v[k] for v in vs) for k in range(3))
+    turn = 0.0
+    for i in range(n):
+        (x1, y1, z1), (x2, y2, z2) = vs[i], vs[(i + 1) % n]
+        turn += (y1 * z2 - z1 * y2) * cx + (z1 * x2 - x1 * z2) * cy + \
+            (x1 * y2 - y1 * x2) * cz
     if turn >= 0:
         return flat
     pairs = [flat[2 * i:2 * i + 2] for i in range(n)][::-1]

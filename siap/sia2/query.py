@@ -86,16 +86,22 @@ def build_select(q: SIA2Query, conn: Connection) -> Select[Any]:
     conds = conditions(q)
     source: Any = o
     if q.pos:
+        # The candidates come first, from the HEALPix ranges and the exact
+        # footprint test (a MATERIALIZED CTE: the planner would otherwise start
+        # from the ObsCore view's CASE filters and scan products)
         v = version.alias("hv")
         widen = footprint_extent(conn)
         ranges = merge_ranges([r for region in q.pos
                                for r in region_ranges(conn, region, widen)])
+        cand = (select(v.c.product_id, v.c.version_no)
+                .select_from(range_join(v, v.c.healpix29, ranges))
+                .where(v.c.is_current,
+                       or_(*(_region_test(v.c.footprint, r) for r in q.pos)))
+                .cte("candidates").prefix_with("MATERIALIZED"))
         if not ranges:
             conds.append(false())
-        source = range_join(v, v.c.healpix29, ranges).join(
-            o, (o.c.pessto_product_id == v.c.product_id)
-            & (o.c.pessto_version == v.c.version_no))
-        conds.append(or_(*(_region_test(v.c.footprint, r) for r in q.pos)))
+        source = cand.join(o, (o.c.pessto_product_id == cand.c.product_id)
+                           & (o.c.pessto_version == cand.c.version_no))
     return (select(*cols).select_from(source).where(*conds)
             .order_by(o.c.t_min, o.c.pessto_product_id).limit(q.maxrec + 1))
 

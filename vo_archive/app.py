@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
     ("vo_archive.retrieval", ""),
+    ("conesearch", "/scs"),
+    ("siap.sia2", "/sia2"),
+    ("ssap", "/ssap"),
+    ("siap", "/siap"),
+    ("vo_archive.previews", ""),
+    ("vo_archive.datalink", "/datalink"),
+    ("vo_archive.moc", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

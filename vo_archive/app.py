@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("tap", "/tap"),
+    ("tap.async_routes", "/tap/async"),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

@@ -22,9 +22,10 @@ EXAMPLES: tuple[Example, ...] = (
             "Everything ObsCore knows within half a degree of a position, "
             "nearest first; the spatial test uses the GiST index.",
             "SELECT TOP 100 obs_publisher_did, dataproduct_type, target_name, s_ra, "
-            "s_dec, access_url,\n  DISTANCE(POINT(s_ra, s_dec), POINT(57.5, -37.2)) "
-            "AS dist\nFROM ivoa.ObsCore\nWHERE 1 = CONTAINS(POINT(s_ra, s_dec), "
-            "CIRCLE(57.5, -37.2, 5.0))\nORDER BY dist",
+            "s_dec, access_url,\n  DISTANCE(POINT('ICRS', s_ra, s_dec), "
+            "POINT('ICRS', 57.5, -37.2)) AS dist\nFROM ivoa.ObsCore\n"
+            "WHERE 1 = CONTAINS(POINT('ICRS', s_ra, s_dec), "
+            "CIRCLE('ICRS', 57.5, -37.2, 5.0))\nORDER BY dist",
             ("ivoa.ObsCore",)),
     Example("products-runs", "Science spectra with their observing runs",
             "Join products to runs: final science spectra and the ESO run "
@@ -32,7 +33,7 @@ EXAMPLES: tuple[Example, ...] = (
             "SELECT TOP 50 p.filename, p.object, p.night, r.eso_run, r.first_night, "
             "r.last_night\nFROM pessto.products AS p\nJOIN pessto.runs AS r ON "
             "r.run_id = p.run_id\nWHERE p.mode = 'spectroscopy' AND p.category = "
-            "'science'\nORDER BY p.night",
+            "'science'\nORDER BY night",
             ("pessto.products", "pessto.runs")),
     Example("transient-spectra", "Spectra of one transient in time order",
             "All spectra of SN2012pni, oldest first, with their wavelength "
@@ -58,7 +59,8 @@ EXAMPLES: tuple[Example, ...] = (
             "Targets within 10 degrees of a position, with classification and "
             "redshift.",
             "SELECT name, ra, \"dec\", classification, redshift\nFROM pessto.targets\n"
-            "WHERE 1 = CONTAINS(POINT(ra, \"dec\"), CIRCLE(60.0, -30.0, 10.0))",
+            "WHERE 1 = CONTAINS(POINT('ICRS', ra, \"dec\"), "
+            "CIRCLE('ICRS', 60.0, -30.0, 10.0))",
             ("pessto.targets",)),
 )
 

@@ -13,6 +13,7 @@ are given delimited (``"dec"``), as ADQL 2.1 §2.1.3 requires.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from vo_archive.obscore import OBSCORE_COLUMNS, Column
@@ -219,7 +220,27 @@ PROVENANCE = Table("pessto.provenance", "Inputs named in each file's header: raw
           principal=True, indexed=True),
 ))
 
-OBSCORE = Table("ivoa.ObsCore", "ObsCore 1.1: every current PESSTO file", OBSCORE_COLUMNS,
+def _tap_obscore_columns() -> tuple[Column, ...]:
+    """ObsCore columns as TAP publishes them.
+
+    ``s_region`` is declared as an ADQL REGION (``char``, STC-S text, no
+    unit): STILTS taplint (3.4, the Debian version CI runs) accepts only
+    character types for the ObsCore REGION column and reports a DALI polygon
+    array as an error (OBS-TYPX, OBS-CUNI). Other services (SIA 2.0) keep the
+    DALI polygon of :data:`vo_archive.obscore.OBSCORE_COLUMNS`.
+    """
+    out = []
+    for c in OBSCORE_COLUMNS:
+        if c.name == "s_region":
+            c = dataclasses.replace(c, datatype="char", arraysize="*",
+                                    xtype="adql:REGION", unit=None,
+                                    description=c.description + " (STC-S)")
+        out.append(c)
+    return tuple(out)
+
+
+OBSCORE = Table("ivoa.ObsCore", "ObsCore 1.1: every current PESSTO file",
+                _tap_obscore_columns(),
                 utype="ivo://ivoa.net/std/obscore#table-core-1.1",
                 db_name="ivoa.obscore")
 

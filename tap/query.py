@@ -163,13 +163,31 @@ def describe(description: Any, geometry: dict[int, str], translation: Translatio
                 conv = str
         meta = _published_column(base, translation, uploads)
         f = Field(name, datatype, size, xtype=xtype)
-        if meta is not None and meta.datatype == datatype:
+        if (meta is not None and meta.xtype == "adql:REGION"
+                and d.type_code in geometry):
+            f = Field(name, "char", "*", None, meta.ucd, meta.utype, meta.xtype,
+                      meta.description)
+            conv = _stcs(geometry[d.type_code])
+        elif meta is not None and meta.datatype == datatype:
             f = Field(name, datatype, meta.arraysize if size else None, meta.unit,
                       meta.ucd, meta.utype, meta.xtype or xtype, meta.description)
             if unquote(meta.name).lower() == "access_url":
                 conv = _absolute_url(absolute)
         out.append(ResultColumn(f, conv))
     return out
+
+
+def _stcs(kind: str) -> Callable[[Any], Any]:
+    """Return a converter of pgSphere values to STC-S text (ADQL REGION)."""
+    to_array = _convert_geometry(kind)
+    shape = {"spoint": "Position", "scircle": "Circle"}.get(kind, "Polygon")
+
+    def convert(v: Any) -> Any:
+        values = to_array(v)
+        if not values:
+            return None
+        return f"{shape} ICRS " + " ".join(repr(float(x)) for x in values)
+    return convert
 
 
 def _absolute_url(absolute: Callable[[str], str]) -> Callable[[Any], Any]:

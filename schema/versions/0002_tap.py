@@ -197,6 +197,21 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA ivoa, pessto
 """
 
 
+PIN_SEARCH_PATH = r"""
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'procrastinate'
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = procrastinate, public', f);
+    END LOOP;
+END
+$$;
+"""
+
+
 def _procrastinate_schema() -> str:
     return resources.files("procrastinate").joinpath("sql/schema.sql").read_text()
 
@@ -212,6 +227,9 @@ def upgrade() -> None:
     cur.execute("SELECT set_config('search_path', 'procrastinate, public', true)")
     cur.execute(_procrastinate_schema())
     cur.execute("SELECT set_config('search_path', %s, true)", (old_path,))
+    # Its functions and triggers then work whatever the caller's search path
+    # (the web servers queue jobs by calling procrastinate_defer_jobs_v1).
+    cur.execute(PIN_SEARCH_PATH)
     cur.close()
     from tap.tap_schema import sync_tap_schema
 

@@ -243,6 +243,7 @@ def execute(engine: Engine, caller: Caller, translation: Translation,
     stack = contextlib.ExitStack()
     try:
         conn = stack.enter_context(caller_connection(engine, caller))
+        stack.callback(_reset_session_scope, conn)
         geometry = _geometry_oids(conn)
         by_name = {u.name: u for u in uploads}
         for name in translation.uploads:
@@ -290,6 +291,18 @@ def execute(engine: Engine, caller: Caller, translation: Translation,
     except BaseException:
         stack.close()
         raise
+
+
+def _reset_session_scope(conn: Connection) -> None:
+    """Clear any session-level access setting before the connection is reused.
+
+    ADQL cannot call set_config, but if a query ever did, a session-level
+    ``vo_archive.proprietary`` would outlive it on the pooled connection; this
+    runs inside the query's transaction, just before it commits.
+    """
+    with contextlib.suppress(Exception):
+        conn.exec_driver_sql(
+            "SELECT set_config('vo_archive.proprietary', '', false)")
 
 
 def _close_quietly(cur: Any) -> None:

@@ -40,6 +40,9 @@ _LITERAL = "zqlit{}z"
 _UNSUPPORTED_WORDS = {"CENTROID", "REGION", "COORDSYS"}
 #: User-defined functions callable from ADQL (TAPRegExt features-udf).
 UDFS: dict[str, str] = {}
+#: ADQL functions queryparser's grammar parses as user-defined; the
+#: ``tap_adql`` schema supplies them (schema/versions/0002_tap.py).
+SUPPLIED = frozenset({"coord1", "coord2"})
 
 
 class ADQLError(Exception):
@@ -144,7 +147,7 @@ class _Checker:
             self._table(ctx)
         elif isinstance(ctx, ADQLParser.User_defined_functionContext):
             name = _name(ctx.getChild(0))
-            if name.lower() not in UDFS:
+            if name.lower() not in UDFS and name.lower() not in SUPPLIED:
                 self._fail(f"unknown function {name}: only ADQL functions may be "
                            "used", ctx.start)
         for child in ctx.getChildren():

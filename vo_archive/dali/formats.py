@@ -219,7 +219,7 @@ def write_fits(doc: TableDocument, rows: Rows, maxrec: int | None) -> Iterator[b
     """Yield a FITS file with the rows as a binary table (at most MAXREC rows)."""
     import numpy as np
     from astropy.io import fits
-    from astropy.table import MaskedColumn, Table
+    from astropy.table import Column, MaskedColumn, Table
 
     data: list[list[Any]] = [[] for _ in doc.fields]
     n = 0
@@ -251,10 +251,13 @@ def write_fits(doc: TableDocument, rows: Rows, maxrec: int | None) -> Iterator[b
             mask = [False] * len(values)
         else:
             arr = np.array([0 if v is None else v for v in values], dtype=np.int64)
-        col = MaskedColumn(arr, name=f.name, mask=np.array(mask, dtype=bool)
-                           if len(values) else None, unit=f.unit or None,
-                           description=f.description)
-        table[f.name] = col
+        if any(mask):
+            table[f.name] = MaskedColumn(arr, name=f.name, mask=np.array(mask),
+                                         unit=f.unit or None,
+                                         description=f.description)
+        else:
+            table[f.name] = Column(arr, name=f.name, unit=f.unit or None,
+                                   description=f.description)
     hdu = fits.table_to_hdu(table)
     out = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
@@ -328,7 +331,7 @@ def lookup_format(value: str | None) -> Selected:
     if fmt is None:
         raise UsageFault(f"RESPONSEFORMAT {value!r} is not supported; use one of "
                          + ", ".join(f.aliases[0] for f in FORMATS), "RESPONSEFORMAT")
-    content_type = value.strip() if "/" in value else fmt.mime
-    if content_type.lower() in ("text/csv",):
-        content_type = fmt.mime
+    asked = value.strip()
+    mime_given = asked.lower().startswith(("application/", "text/"))
+    content_type = asked if mime_given and asked.lower() != "text/csv" else fmt.mime
     return Selected(fmt, content_type)

@@ -301,3 +301,79 @@ def test_async_job_survives_a_server_restart(live_server: LiveServer) -> None:
         assert len(votable(res.content).array) == 3
     finally:
         stop_server(server.process)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT TOP 2 COORD1(POINT(s_ra, s_dec)) AS c1, COORD2(POINT(s_ra, s_dec)) AS c2 "
+    "FROM ivoa.ObsCore",
+    "SELECT TOP 2 DISTANCE(POINT(s_ra, s_dec), POINT(10, 10)) AS d1, "
+    "DISTANCE(s_ra, s_dec, 10, 10) AS d2 FROM ivoa.ObsCore",
+    "SELECT TOP 2 AREA(s_region) AS a FROM ivoa.ObsCore WHERE s_region IS NOT NULL",
+    "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE 1 = CONTAINS(POINT(s_ra, s_dec), "
+    "BOX(180, 0, 360, 180))",
+    "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE 1 = CONTAINS(POINT(s_ra, s_dec), "
+    "POLYGON(300, -20, 320, -20, 320, 0, 300, 0))",
+    "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE 1 = INTERSECTS(s_region, "
+    "CIRCLE(308, -11, 90))",
+    "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), "
+    "POINT(308, -11)) < 90",
+    "SELECT TOP 2 POINT(s_ra, s_dec) AS p, CIRCLE(s_ra, s_dec, 1) AS c FROM "
+    "ivoa.ObsCore",
+    "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE obs_id ILIKE '%%' ORDER BY obs_id "
+    "OFFSET 1",
+    "SELECT name FROM pessto.runs UNION SELECT name FROM pessto.targets",
+])
+def test_declared_features_work(live_server: LiveServer, query: str) -> None:
+    r = sync(live_server, query, MAXREC="2")
+    assert r.status_code == 200, r.text
+    assert len(votable(r.content).array) == 2
+
+
+def test_geometry_results_are_dali_arrays(live_server: LiveServer) -> None:
+    r = sync(live_server, "SELECT TOP 1 POINT(s_ra, s_dec) AS p, s_ra, s_dec "
+             "FROM ivoa.ObsCore")
+    t = votable(r.content)
+    f = {x.name: x for x in t.fields}
+    assert f["p"].xtype == "point" and f["p"].arraysize == "2"
+    ra, dec = t.array["p"][0]
+    assert abs(ra - t.array["s_ra"][0]) < 1e-9 and abs(dec - t.array["s_dec"][0]) < 1e-9
+
+
+def test_upload_by_url(live_server: LiveServer, tmp_path) -> None:  # noqa: ANN001
+    import http.server
+    import threading
+
+    (tmp_path / "t.xml").write_text(
+        '<?xml version="1.0"?><VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/'
+        'VOTable/v1.3"><RESOURCE><TABLE><FIELD name="ra" datatype="double"/>'
+        '<FIELD name="dec" datatype="double"/><FIELD name="when" datatype="char" '
+        'arraysize="*" xtype="timestamp"/><DATA><TABLEDATA>'
+        "<TR><TD>308.2</TD><TD>-11.68</TD><TD>2012-11-10T01:02:03</TD></TR>"
+        "</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw) -> None:  # noqa: ANN002,ANN003
+            super().__init__(*a, directory=str(tmp_path), **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/t.xml"
+        r = sync(live_server, "SELECT * FROM TAP_UPLOAD.pos", UPLOAD=f"pos,{url}")
+        t = votable(r.content)
+        assert [f.name for f in t.fields] == ["ra", "dec", "when"]
+        assert t.fields[2].xtype == "timestamp"
+        assert t.array["when"][0] == "2012-11-10T01:02:03"
+        r = sync(live_server, "SELECT COUNT(*) AS n FROM TAP_UPLOAD.pos AS u JOIN "
+                 "ivoa.ObsCore AS o ON 1 = CONTAINS(POINT(o.s_ra, o.s_dec), "
+                 "CIRCLE(u.ra, u.dec, 0.1))", UPLOAD=f"pos,{url}")
+        assert votable(r.content).array["n"][0] > 0
+        r = sync(live_server, "SELECT * FROM TAP_UPLOAD.pos",
+                 UPLOAD=f"pos,{url.replace('t.xml', 'missing.xml')}")
+        assert r.status_code == 400 and query_status(r.content)[0][0] == "ERROR"
+    finally:
+        httpd.shutdown()

@@ -17,17 +17,22 @@ FEATURES = "ivo://ivoa.net/std/TAPRegExt#features-adql-"
 GEOMETRY_FORMS = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS",
                   "DISTANCE", "AREA", "COORD1", "COORD2")
 #: Optional feature groups (ADQL 2.1 §4.4–4.10) that work: (type suffix, form).
-OPTIONAL_FEATURES = (("string", "ILIKE"), ("offset", "OFFSET"), ("sets", "UNION"))
+OPTIONAL_FEATURES = (("string", "LOWER"), ("string", "UPPER"), ("string", "ILIKE"),
+                     ("offset", "OFFSET"), ("sets", "UNION"),
+                     ("conditional", "COALESCE"))
 ASYNC_DURATION = 3600
 RETENTION_DAYS = 7
 
 
 def _language() -> str:
     feats = "".join(f"<feature><form>{f}</form></feature>" for f in GEOMETRY_FORMS)
+    groups: dict[str, list[str]] = {}
+    for group, form in OPTIONAL_FEATURES:
+        groups.setdefault(group, []).append(form)
     other = "".join(
         f'<languageFeatures type="{FEATURES}{group}">'
-        f"<feature><form>{form}</form></feature></languageFeatures>"
-        for group, form in OPTIONAL_FEATURES)
+        + "".join(f"<feature><form>{form}</form></feature>" for form in forms)
+        + "</languageFeatures>" for group, forms in groups.items())
     return (
         "<language><name>ADQL</name>"
         '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'

@@ -13,9 +13,10 @@ geometry). Around it this module:
   verbatim;
 - maps ``TAP_UPLOAD.<name>`` to the request's temporary tables.
 
-Everything unsupported (``CENTROID``, ``REGION``, ``COORDSYS``, ``WITH``,
-``EXCEPT``, ``INTERSECT``, ``CAST``, ``LOWER``...) is refused with a message
-naming it; the capabilities declare only what works (:mod:`tap.capability`).
+``LOWER``, ``UPPER`` and ``COALESCE``, which its grammar lacks, are renamed
+around it. Everything unsupported (``CENTROID``, ``REGION``, ``COORDSYS``,
+``WITH``, ``EXCEPT``, ``INTERSECT``, ``CAST``, ``IN_UNIT``) is refused with a
+message naming it; the capabilities declare only what works (:mod:`tap.capability`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,18 @@ UPLOAD_SCHEMA = "tap_upload"
 #: Where uploaded tables live for the duration of a query.
 UPLOAD_SQL_SCHEMA = "pg_temp"
 _LITERAL = "zqlit{}z"
+_RESERVED_TEXT = ("zqlit", "zqfn")
 _UNSUPPORTED_WORDS = {"CENTROID", "REGION", "COORDSYS"}
+_UNSUPPORTED_KEYWORDS = {"CAST", "WITH", "IN_UNIT", "EXCEPT", "INTERSECT"}
 #: User-defined functions callable from ADQL (TAPRegExt features-udf).
 UDFS: dict[str, str] = {}
 #: ADQL functions queryparser's grammar parses as user-defined; the
 #: ``tap_adql`` schema supplies them (schema/versions/0002_tap.py).
 SUPPLIED = frozenset({"coord1", "coord2"})
+#: ADQL 2.1 functions queryparser's grammar rejects (ADQL §4.5, §4.8): they are
+#: renamed to placeholders that parse as function calls, then named back.
+RENAMED = {"LOWER": "zqfnlower", "UPPER": "zqfnupper", "COALESCE": "zqfncoalesce"}
+_RENAMED_BACK = {v: k for k, v in RENAMED.items()}
 
 
 class ADQLError(Exception):
@@ -121,6 +128,8 @@ def _normalise(tokens: list[Token]) -> tuple[list[Token], list[str]]:
             out.append(Token(t.kind, f"{mant}.0{exp}", t.start))
         elif t.kind is Kind.WORD and t.text.upper() == UPLOAD_SCHEMA.upper():
             out.append(Token(t.kind, UPLOAD_SQL_SCHEMA, t.start))
+        elif t.kind is Kind.WORD and t.text.upper() in RENAMED:
+            out.append(Token(t.kind, RENAMED[t.text.upper()], t.start))
         else:
             out.append(t)
     return _expand_circles(out), literals
@@ -184,7 +193,8 @@ class _Checker:
             self._table(ctx)
         elif isinstance(ctx, ADQLParser.User_defined_functionContext):
             name = _name(ctx.getChild(0))
-            if name.lower() not in UDFS and name.lower() not in SUPPLIED:
+            if (name.lower() not in UDFS and name.lower() not in SUPPLIED
+                    and name.lower() not in _RENAMED_BACK):
                 self._fail(f"unknown function {name}: only ADQL functions may be "
                            "used", ctx.start)
         for child in ctx.getChildren():
@@ -243,8 +253,9 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
     """
     if len(adql) > MAX_QUERY_LENGTH:
         raise ADQLError(f"query is longer than {MAX_QUERY_LENGTH} characters")
-    if _LITERAL.format("")[:-1] in adql:
-        raise ADQLError("query contains the reserved text 'zqlit'")
+    for reserved in _RESERVED_TEXT:
+        if reserved in adql.lower():
+            raise ADQLError(f"query contains the reserved text {reserved!r}")
     try:
         tokens = tokenize(adql)
     except TokenError as exc:
@@ -257,6 +268,11 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
     for t in significant:
         if t.text == ";":
             raise ADQLError("only one statement may be given", *_position(adql, t.start))
+    for t in significant:
+        if t.kind is Kind.WORD and t.text.upper() in _UNSUPPORTED_KEYWORDS:
+            raise ADQLError(f"{t.text.upper()} is not supported by this service",
+                            *_position(adql, t.start))
+    _check_top_after_union(significant, adql)
     end = significant[-1]
     tokens = [t for t in tokens if t.start <= end.start]
     norm, literals = _normalise(tokens)
@@ -288,9 +304,45 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
     except Exception as exc:  # noqa: BLE001 - translator bugs must not become 500s
         raise ADQLError(f"query cannot be translated: {type(exc).__name__}: {exc}"
                         ) from None
-    sql = _restore(sql.rstrip().rstrip(";"), literals)
+    sql = _fix_top_before_union(sql.rstrip().rstrip(";"))
+    sql = re.sub(r"\bzqfn(lower|upper|coalesce)\b", lambda m: m.group(1).upper(), sql)
+    sql = _restore(sql, literals)
     return Translation(sql, tuple(dict.fromkeys(checker.tables)),
                        tuple(dict.fromkeys(checker.used_uploads)))
+
+
+def _check_top_after_union(tokens: list[Token], adql: str) -> None:
+    """Refuse TOP in a later part of a top-level UNION.
+
+    queryparser writes that TOP as a LIMIT on the whole union, which would
+    change the result silently.
+    """
+    depth = 0
+    union = False
+    for t in tokens:
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        elif depth == 0 and t.kind is Kind.WORD:
+            word = t.text.upper()
+            if word == "UNION":
+                union = True
+            elif word == "TOP" and union:
+                raise ADQLError("TOP in a later part of a UNION is not supported; "
+                                "use a subquery or MAXREC", *_position(adql, t.start))
+
+
+def _fix_top_before_union(sql: str) -> str:
+    """Bracket ``SELECT ... LIMIT n`` before UNION (queryparser writes it bare).
+
+    ADQL's TOP belongs to its own query specification; PostgreSQL only accepts
+    a LIMIT there inside parentheses.
+    """
+    m = re.match(r"(?s)(SELECT\b.*?\bLIMIT \d+) (UNION(?: ALL)?\b.*)$", sql)
+    if m and m.group(1).count("(") == m.group(1).count(")"):
+        return f"({m.group(1)}) {m.group(2)}"
+    return sql
 
 
 def _restore(sql: str, literals: list[str]) -> str:

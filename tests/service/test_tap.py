@@ -322,6 +322,10 @@ def test_async_job_survives_a_server_restart(live_server: LiveServer) -> None:
     "SELECT TOP 2 obs_id FROM ivoa.ObsCore WHERE obs_id ILIKE '%%' ORDER BY obs_id "
     "OFFSET 1",
     "SELECT name FROM pessto.runs UNION SELECT name FROM pessto.targets",
+    "SELECT TOP 1 name FROM pessto.runs UNION SELECT name FROM pessto.targets",
+    "SELECT TOP 2 LOWER(obs_id) AS l, UPPER(target_name) AS u, "
+    "COALESCE(s_resolution, -1.0) AS r FROM ivoa.ObsCore WHERE "
+    "LOWER(instrument_name) = 'efosc'",
 ])
 def test_declared_features_work(live_server: LiveServer, query: str) -> None:
     r = sync(live_server, query, MAXREC="2")

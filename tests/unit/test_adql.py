@@ -24,6 +24,17 @@ from tap.adql.translate import MAX_QUERY_LENGTH, ADQLError, translate
     ("UPDATE archive.product SET release_date = now()", "syntax error"),
     ("DELETE FROM archive.product", "syntax error"),
     ("SELECT CENTROID(s_region) FROM ivoa.ObsCore", "CENTROID"),
+    ("SELECT CAST(s_ra AS INTEGER) FROM ivoa.ObsCore", "CAST is not supported"),
+    ("WITH q AS (SELECT 1 FROM ivoa.ObsCore) SELECT * FROM q", "WITH is not"),
+    ("SELECT s_ra FROM ivoa.ObsCore EXCEPT SELECT s_dec FROM ivoa.ObsCore",
+     "EXCEPT is not"),
+    ("SELECT zqfnlower(obs_id) FROM ivoa.ObsCore", "reserved text"),
+    ("SELECT name FROM pessto.runs UNION SELECT TOP 1 name FROM pessto.targets",
+     "TOP in a later part"),
+    # queryparser evaluates geometry arguments with Python eval(): names of
+    # Python objects must not get anywhere
+    ("SELECT POINT(exec, 1) FROM ivoa.ObsCore", "cannot be translated|syntax"),
+    ("SELECT POINT(open('x'), 1) FROM ivoa.ObsCore", "unknown function open|syntax error"),
     ("SELECT * FROM TAP_UPLOAD.missing", "was not uploaded"),
     ("SELECT 'open FROM ivoa.ObsCore", "unterminated string"),
     ("SELECT s_ra FROM\n ivoa.ObsCore WHERE s_ra >>> 3", "line 2"),
@@ -64,6 +75,10 @@ def test_long_query_limit_is_stated() -> None:
     ('SELECT "dec", "level" FROM pessto.products', 'SELECT "dec", "level"'),
     ("SELECT AREA(s_region) AS a FROM ivoa.ObsCore", "square_degrees(area(s_region))"),
     ("SELECT * FROM ivoa.ObsCore;", "SELECT * FROM ivoa.ObsCore"),
+    ("SELECT TOP 1 LOWER(obs_id), upper(obs_id), COALESCE(s_ra, 0.0) FROM "
+     "ivoa.ObsCore", "SELECT LOWER(obs_id), UPPER(obs_id), COALESCE(s_ra, 0.0)"),
+    ("SELECT TOP 2 name FROM pessto.runs UNION SELECT name FROM pessto.targets",
+     "(SELECT name FROM pessto.runs LIMIT 2) UNION SELECT name"),
 ])
 def test_translated(adql: str, expected: str) -> None:
     assert expected in translate(adql, {"t1"}).sql

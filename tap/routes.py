@@ -10,7 +10,7 @@ from tap.params import parse_format, parse_tap
 from tap.published import TABLES
 from tap.query import Limits, execute
 from tap.service import prepare, result_document
-from tap.tap_schema import table_document, tableset_document
+from tap.tap_schema import ensure_tap_schema, table_document, tableset_document
 from tap.uploads import resolve
 from vo_archive import web
 from vo_archive.access import current_caller
@@ -21,6 +21,11 @@ bp = Blueprint("tap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
 add_vosi_routes(bp, lambda: capability.capabilities(web.settings()),
                 capability.NAMESPACES)
+
+@bp.before_request
+def _tap_schema_current() -> None:
+    ensure_tap_schema(web.engine())
+
 
 #: Statement timeout of sync queries, seconds (async jobs use executionduration).
 SYNC_TIMEOUT = 60.0

@@ -10,10 +10,12 @@ and :func:`table_document` write VOSI 1.1 §3.3 from the same description, so
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from tap.published import KEYS, SCHEMAS, Table, unquote
 from vo_archive.obscore import Column
@@ -36,12 +38,49 @@ def _sql_ident(name: str) -> str:
     return '"' + unquote(name).lower().replace('"', '""') + '"'
 
 
+DIGEST_SETTING = "tap_schema_digest"
+_checked = threading.Event()
+_check_lock = threading.Lock()
+
+
+def description_digest() -> str:
+    """Return a digest of the published description (changes when it does)."""
+    return hashlib.sha256(repr((SCHEMAS, KEYS)).encode()).hexdigest()
+
+
+def ensure_tap_schema(engine: Engine) -> None:
+    """Resynchronise TAP_SCHEMA once per process if the description changed.
+
+    The migration fills TAP_SCHEMA; a later release that edits
+    :mod:`tap.published` without a migration is caught here, on the first TAP
+    request of each process (cheap: one SELECT).
+    """
+    if _checked.is_set():
+        return
+    with _check_lock:
+        if _checked.is_set():
+            return
+        want = description_digest()
+        with engine.begin() as conn:
+            have = conn.execute(text(
+                "SELECT value FROM archive_meta.setting WHERE name = :n"),
+                {"n": DIGEST_SETTING}).scalar()
+            if have != want:
+                conn.execute(text("SELECT pg_advisory_xact_lock(7355608, 2)"))
+                sync_tap_schema(conn)
+        _checked.set()
+
+
 def sync_tap_schema(conn: Connection) -> None:
     """Rewrite TAP_SCHEMA and the view comments from the published description.
 
     Runs in the caller's transaction; readers see the old or the new content,
-    never a mixture.
+    never a mixture. Records the description's digest.
     """
+    conn.execute(text(
+        "INSERT INTO archive_meta.setting (name, value) VALUES (:n, :v) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+        {"n": DIGEST_SETTING, "v": description_digest()})
     for table in ("key_columns", "keys", "columns", "tables", "schemas"):
         conn.execute(text(f"DELETE FROM tap_schema.{table}"))  # noqa: S608 - fixed names
     for si, schema in enumerate(SCHEMAS):

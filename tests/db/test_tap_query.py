@@ -166,3 +166,18 @@ def test_upgrade_is_repeatable(demo_archive: Archive) -> None:
     from vo_archive.db import migrate
 
     assert "0002_tap" in migrate.upgrade(demo_archive.engine)
+
+
+def test_stale_tap_schema_is_resynchronised(make_archive) -> None:  # noqa: ANN001
+    from tap import tap_schema
+
+    archive = make_archive()
+    with archive.engine.begin() as conn:
+        conn.execute(text("DELETE FROM tap_schema.columns"))
+        conn.execute(text("UPDATE archive_meta.setting SET value = 'old' "
+                          "WHERE name = :n"), {"n": tap_schema.DIGEST_SETTING})
+    tap_schema._checked.clear()
+    tap_schema.ensure_tap_schema(archive.engine)
+    with archive.engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM tap_schema.columns")).scalar_one()
+    assert n == sum(len(t.columns) for s in SCHEMAS for t in s.tables)

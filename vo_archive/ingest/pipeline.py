@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from vo_archive.sky import healpix29
 log = logging.getLogger(__name__)
 
 COMMIT_LOCK = (7355608, 2)
+#: Fault injection for the crash tests: the process kills itself (SIGKILL) at
+#: this point of the first batch that reaches it.
+FAULT_POINT = os.environ.get("VO_ARCHIVE_INGEST_FAULT", "")
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
@@ -90,6 +94,12 @@ class IngestSummary:
             f"unchanged {self.count(Outcome.UNCHANGED)}, "
             f"rejected {self.count(Outcome.REJECTED)}"
         )
+
+
+def _fault(point: str) -> None:
+    if FAULT_POINT == point:
+        log.warning("fault injection: killing the ingest at %s", point)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def iter_fits_paths(paths: Iterable[str | Path]) -> Iterator[str]:
@@ -323,8 +333,11 @@ class Ingestor:
             [(k, self.session_id) for k in keys],
         )
         conn.commit()
-        for _, it in fresh:
+        _fault("after_journal")
+        for n, (_, it) in enumerate(fresh):
             self.storage.place(it.stored)
+            if n == len(fresh) // 2:
+                _fault("mid_place")
         self.storage.flush()
         # 4. record everything in one transaction
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", COMMIT_LOCK)
@@ -334,7 +347,9 @@ class Ingestor:
             "AND storage_key = ANY(%s)",
             (self.session_id, keys),
         )
+        _fault("before_commit")
         conn.commit()
+        _fault("after_commit")
         return out
 
     # -- rows -----------------------------------------------------------------

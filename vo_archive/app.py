@@ -29,6 +29,8 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.previews", ""),
     ("vo_archive.datalink", "/datalink"),
     ("vo_archive.moc", ""),
+    ("tap", "/tap"),
+    ("tap.async_routes", "/tap/async"),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

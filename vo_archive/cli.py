@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.servecmd",
     "replication.cli",
     "vo_archive.commands.exportcmd",
+    "vo_archive.commands.workercmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

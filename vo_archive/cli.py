@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.usercmd",
     "replication.cli",
     "vo_archive.commands.exportcmd",
+    "vo_archive.commands.workercmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -98,6 +98,10 @@ class Hidden:
     visible_run: str
     hidden_run: str
     total: int
+    dids: frozenset[str] = frozenset()
+    positions: tuple[tuple[float, float, str], ...] = ()
+    visible_dids: frozenset[str] = frozenset()
+    visible_positions: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,20 @@ def hidden_facts(archive: Archive) -> Hidden:
             "archive.product p WHERE p.run_id = r.run_id AND p.release_date <= now() "
             "AND p.level = 'final') ORDER BY r.run_id LIMIT 1")).scalar_one()
         total = conn.execute(text("SELECT count(*) FROM archive.product")).scalar_one()
+        dids = conn.execute(text(
+            "SELECT archive.publisher_did(p.product_id, v.version_no), v.ra, v.dec, "
+            "coalesce(p.release_date <= now(), false) FROM archive.product p "
+            "JOIN archive.version v USING (product_id)")).all()
     return Hidden(frozenset(runs), frozenset(r[0] for r in rows),
                   frozenset(r[1] for r in rows), frozenset(r[2] for r in rows),
                   frozenset(targets), frozenset(visible), visible_run,
-                  sorted(runs)[0] if runs else "", total)
+                  sorted(runs)[0] if runs else "", total,
+                  frozenset(d for d, _, _, pub in dids if not pub),
+                  tuple((ra, dec, d) for d, ra, dec, pub in dids
+                        if not pub and ra is not None),
+                  frozenset(d for d, _, _, pub in dids if pub),
+                  tuple((ra, dec) for _, ra, dec, pub in dids
+                        if pub and ra is not None))
 
 
 @pytest.fixture(scope="session")
@@ -162,5 +176,9 @@ def access_site(make_archive: Callable[..., Archive], demo_files: list[Path]
     assert hidden.run_names and hidden.target_names and hidden.visible_ids
     made = make_accounts(archive)
     server = start_server(archive)
+    from tests.tap_fixtures import start_worker, stop_worker
+
+    worker = start_worker(archive)
     yield AccessSite(server, made, hidden)
+    stop_worker(worker)
     stop_server(server.process)

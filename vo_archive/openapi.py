@@ -87,17 +87,21 @@ def declare(endpoint: str, *params: Param, body: dict[str, Any] | None = None,
         AUTH_REQUIRED.add(endpoint)
 
 
-_CONVERTER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+_CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")
 _SKIP_METHODS = {"HEAD", "OPTIONS"}
 
 
 def _path_params(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
-    for conv, name in _CONVERTER.findall(rule):
-        schema: dict[str, Any] = {"type": "integer", "minimum": 0} if conv == "int" \
-            else {"type": "string"}
+    for conv, args, name in _CONVERTER.findall(rule):
+        schema: dict[str, Any] = {"type": "string"}
+        if conv == "int":
+            schema = {"type": "integer", "minimum": 0}
+        elif conv == "any":
+            schema = {"type": "string", "enum": [a.strip().strip("'\"")
+                                                 for a in args.split(",")]}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
-    return _CONVERTER.sub(r"{\2}", rule), params
+    return _CONVERTER.sub(r"{\3}", rule), params
 
 
 def _error_content(style: FaultStyle) -> dict[str, Any]:
@@ -111,6 +115,7 @@ def _error_content(style: FaultStyle) -> dict[str, Any]:
 def build_spec(app: Flask, base_url: str = "") -> dict[str, Any]:
     """Return the OpenAPI document of ``app``'s routes."""
     paths: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint == "static":
             continue
@@ -120,8 +125,14 @@ def build_spec(app: Flask, base_url: str = "") -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - _SKIP_METHODS):
             view = app.view_functions.get(rule.endpoint)
             doc = (getattr(view, "__doc__", None) or "").strip().splitlines()
+            op_id = f"{rule.endpoint}.{method.lower()}"
+            n = 1
+            while op_id in used:  # one endpoint on several rules (/moc, /moc.json)
+                n += 1
+                op_id = f"{rule.endpoint}.{method.lower()}.{n}"
+            used.add(op_id)
             op: dict[str, Any] = {
-                "operationId": f"{rule.endpoint}.{method.lower()}",
+                "operationId": op_id,
                 "summary": doc[0] if doc else rule.endpoint,
                 "parameters": path_params + [
                     p.as_openapi() for p in PARAMETERS.get(rule.endpoint, ())],
@@ -231,3 +242,104 @@ declare("retrieval.objects", FORMAT_PAGE, _p("Q", "name search", None, ["SN"]))
 declare("retrieval.object_page", *SELECTION, FORMAT_PAGE, RADIUS)
 declare("retrieval.object_download", *SELECTION, ARCHIVE_FORMAT, RADIUS)
 declare("retrieval.versions", FORMAT_PAGE)
+
+# -- parameters of the VO services ------------------------------------------------
+
+MAXREC = _p("MAXREC", "most rows to return (0: metadata only)",
+            {"type": "integer", "minimum": 0}, ["0", "10"])
+RESPONSEFORMAT = _p("RESPONSEFORMAT", "output format (DALI 1.1 §3.4.3)", None,
+                    ["votable", "application/x-votable+xml", "csv", "tsv", "fits"])
+RUNID = _p("RUNID", "job label, logged (DALI 1.1 §3.4.6)", None, ["fuzz"])
+_RA = {"type": "number", "minimum": 0, "maximum": 360}
+_DEC = {"type": "number", "minimum": -90, "maximum": 90}
+
+declare("scs.cone",
+        _p("RA", "right ascension, ICRS degrees", _RA, ["201.3", "0"], required=True),
+        _p("DEC", "declination, ICRS degrees", _DEC, ["-89.7", "0"], required=True),
+        _p("SR", "search radius, degrees", {"type": "number", "minimum": 0,
+                                              "maximum": 180}, ["0.1", "0"],
+           required=True),
+        _p("VERB", "verbosity 1-3", {"type": "integer", "minimum": 1, "maximum": 3},
+           ["1", "3"]),
+        MAXREC, RESPONSEFORMAT)
+declare("siap.sia",
+        _p("POS", "ra,dec in ICRS degrees", None, ["201.3,-89.7", "10,10"],
+           required=True),
+        _p("SIZE", "size or width,height in degrees", None, ["0.2", "0.1,0.2", "0"]),
+        _p("INTERSECT", "COVERS, ENCLOSED, CENTER or OVERLAPS",
+           _enum("COVERS", "ENCLOSED", "CENTER", "OVERLAPS"), ["OVERLAPS"]),
+        _p("FORMAT", "MIME types, ALL, GRAPHIC, METADATA", None,
+           ["ALL", "image/fits", "METADATA", "GRAPHIC"], repeatable=True),
+        _p("VERB", "verbosity", None, ["0", "3"]), MAXREC, RESPONSEFORMAT)
+declare("sia2.query",
+        _p("POS", "CIRCLE ra dec r, RANGE ra1 ra2 dec1 dec2 or POLYGON ...", None,
+           ["CIRCLE 201.3 -89.7 1", "RANGE 0 360 -90 -80",
+            "POLYGON 10 10 11 10 11 11", "RANGE 0 +Inf -Inf +Inf"], repeatable=True),
+        *(_p(n, f"{n} interval 'lo hi'", None, ["-Inf +Inf", "0 1e10", "5e-7 8e-7"],
+             repeatable=True)
+          for n in ("BAND", "TIME", "FOV", "SPATRES", "EXPTIME", "TIMERES", "SPECRP")),
+        *(_p(n, f"{n} (string)", None, ["PESSTO", "EFOSC", "image"], repeatable=True)
+          for n in ("ID", "COLLECTION", "FACILITY", "INSTRUMENT", "DPTYPE", "TARGET",
+                    "FORMAT")),
+        _p("CALIB", "calibration level 0-4", {"type": "integer", "minimum": 0,
+                                               "maximum": 4}, ["2"], repeatable=True),
+        _p("POL", "polarization state", None, ["I"], repeatable=True),
+        MAXREC, RESPONSEFORMAT, RUNID)
+declare("ssap.ssa",
+        _p("REQUEST", "queryData or getData", _enum("queryData", "getData"),
+           ["queryData", "getData"]),
+        _p("POS", "ra,dec", None, ["201.3,-89.7", "10,10;ICRS"]),
+        _p("SIZE", "diameter, degrees", {"type": "number", "minimum": 0,
+                                          "maximum": 360}, ["0.5"]),
+        _p("BAND", "wavelength range in metres lo/hi", None,
+           ["3e-7/9e-7", "/1e-6", "5e-7"]),
+        _p("TIME", "time range iso/iso", None, ["2012-01-01/2019-01-01", "2014"]),
+        _p("FORMAT", "native, fits, votable, metadata, all", None,
+           ["all", "native", "metadata", "application/fits"], repeatable=True),
+        _p("PUBDID", "publisher DID (getData)", None,
+           ["ivo://pessto.ia2.inaf.it/pessto?1/v1"], repeatable=True),
+        *(_p(n, n, None, ["PESSTO", "SN"]) for n in ("TARGETNAME", "TARGETCLASS",
+                                                     "REDSHIFT")),
+        _p("COLLECTION", "collection", None, ["PESSTO"], repeatable=True),
+        MAXREC, RESPONSEFORMAT)
+TAP_PARAMS = (
+    _p("REQUEST", "doQuery", _enum("doQuery"), ["doQuery"]),
+    _p("LANG", "ADQL, ADQL-2.0 or ADQL-2.1", None, ["ADQL", "ADQL-2.1"]),
+    _p("QUERY", "the ADQL query", None, [
+        "SELECT TOP 5 obs_publisher_did FROM ivoa.obscore",
+        "SELECT COUNT(*) FROM ivoa.obscore",
+        "SELECT * FROM TAP_SCHEMA.tables",
+        "SELECT TOP 3 * FROM ivoa.obscore WHERE CONTAINS(POINT('ICRS', s_ra, s_dec),"
+        " CIRCLE('ICRS', 201.3, -89.7, 2)) = 1",
+        "SELECT p.product_id FROM pessto.products AS p JOIN pessto.runs AS r ON "
+        "r.run_id = p.run_id"]),
+    _p("FORMAT", "output format (TAP 1.0)", None, ["votable", "csv"]),
+    _p("UPLOAD", "name,URI (param:part or http)", None, ["t,param:t", "t,http://x"],
+       repeatable=True),
+    MAXREC, RESPONSEFORMAT, RUNID)
+declare("tap.sync", *TAP_PARAMS)
+declare("tap_async.job_create", *TAP_PARAMS,
+        _p("PHASE", "RUN to start at once", _enum("RUN"), ["RUN"]))
+declare("tap_async.job_list",
+        _p("PHASE", "phase filter", None, ["COMPLETED", "PENDING"], repeatable=True),
+        _p("AFTER", "ISO 8601 time", None, ["2020-01-01T00:00:00"]),
+        _p("LAST", "newest n jobs", {"type": "integer", "minimum": 1}, ["5"]))
+declare("tap_async.job_get",
+        _p("WAIT", "seconds to block while active", {"type": "integer"}, ["0", "1"]),
+        _p("PHASE", "wait only while in this phase", None, ["EXECUTING"]))
+declare("tap_async.job_post", _p("ACTION", "DELETE", _enum("DELETE"), ["DELETE"]))
+declare("tap_async.phase_post", _p("PHASE", "RUN or ABORT", _enum("RUN", "ABORT"),
+                                   ["RUN", "ABORT"]))
+declare("tap_async.destruction", _p("DESTRUCTION", "ISO 8601 time", None,
+                                    ["2030-01-01T00:00:00Z"]))
+declare("tap_async.duration", _p("EXECUTIONDURATION", "seconds (0: unlimited)",
+                                 {"type": "integer", "minimum": 0}, ["60", "0"]))
+declare("tap_async.parameters", *TAP_PARAMS)
+declare("tap.tables", _p("detail", "min or max", _enum("min", "max"), ["min"]))
+declare("datalink.links",
+        _p("ID", "publisher DID", None, ["ivo://pessto.ia2.inaf.it/pessto?1/v1"],
+           repeatable=True),
+        MAXREC, RESPONSEFORMAT)
+declare("moc.coverage", _p("FORMAT", "fits, json or ascii", _enum("fits", "json",
+                                                                   "ascii"), ["json"]),
+        RESPONSEFORMAT)

@@ -62,7 +62,15 @@ def site(make_archive: Callable[..., Archive], demo_files: list[Path]
             "SELECT name FROM archive.run UNION ALL SELECT name FROM archive.target "
             "UNION ALL SELECT filename FROM archive.version LIMIT 50")).scalars())
     app = create_app(archive.settings)
-    yield Site(app.test_client(), archive, accounts, names)
+    client = app.test_client()
+    # a real job of each kind of owner, so job paths are reached too
+    for headers in ({}, accounts.member.bearer):
+        r = client.post("/tap/async", headers=headers, data={
+            "REQUEST": "doQuery", "LANG": "ADQL",
+            "QUERY": "SELECT TOP 1 obs_id FROM ivoa.obscore"})
+        assert r.status_code == 303, r.get_data()
+        names.append(r.headers["Location"].rsplit("/", 1)[1])
+    yield Site(client, archive, accounts, names)
     drop_accounts(archive, accounts)
 
 
@@ -126,7 +134,9 @@ def _path(draw: st.DrawFn, path: str, params: list[dict[str, Any]],
     for p in params:
         if p["in"] != "path":
             continue
-        if p["schema"].get("type") == "integer":
+        if "enum" in p["schema"]:
+            raw = draw(st.one_of(st.sampled_from(p["schema"]["enum"]), _TEXT))
+        elif p["schema"].get("type") == "integer":
             raw = draw(st.one_of(st.integers(0, 300), st.integers(2 ** 31, 2 ** 70),
                                  st.just(0)).map(str))
         else:

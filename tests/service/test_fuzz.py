@@ -176,6 +176,15 @@ def check_answer(status: int, body: bytes, content_type: str, style: str,
     assert status < 500, f"{where}: {status} {body[:300]!r}"
     if status >= 400:
         check_error(body, content_type, style, where)
+    elif "xml" in content_type and body:
+        # answers echo parameters: they must still be well-formed XML
+        from lxml import etree
+
+        try:
+            etree.fromstring(body, etree.XMLParser(huge_tree=True))
+        except etree.XMLSyntaxError as exc:
+            raise AssertionError(f"{where}: malformed XML: {exc}: {body[:300]!r}"
+                                 ) from None
 
 
 # -- the fuzz test -----------------------------------------------------------------

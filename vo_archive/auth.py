@@ -18,8 +18,9 @@ Tokens are 32 random bytes, shown once and stored as their SHA-256 (a fast hash
 is enough for random secrets). Passwords are stored with scrypt (RFC 7914); a
 verified Basic password is remembered for :data:`PASSWORD_CACHE_SECONDS` in the
 worker, keyed by a hash of the credentials, so a client sending Basic on every
-request does not pay the KDF every time. Repeated failures from one address are
-refused without running the KDF for :data:`FAILURE_WINDOW` seconds.
+request does not pay the KDF every time. After :data:`MAX_FAILURES` wrong
+passwords for one account from one address, further password attempts there are
+refused (429) without running the KDF for :data:`FAILURE_WINDOW` seconds.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}\Z")
 #: scrypt cost: N=2^14, r=8, p=1 (16 MiB, some 50 ms): RFC 7914's interactive level.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
 PASSWORD_CACHE_SECONDS = 60.0
-#: At most this many failed authentications per client address per window.
+#: At most this many wrong passwords per account and client address per window.
 MAX_FAILURES = 20
 FAILURE_WINDOW = 60.0
 #: Paths that stay anonymous whatever the request carries (VOSI 1.1 §2).
@@ -66,7 +67,7 @@ REALM = "PESSTO archive"
 
 
 class TooManyFailures(TransientFault):
-    """Too many failed authentications from one address: wait, then retry."""
+    """Too many wrong passwords for one account from one address: wait, retry."""
 
     status = 429
 
@@ -369,13 +370,24 @@ def parse_basic(value: str) -> tuple[str, str]:
     return name, secret
 
 
-def authenticate(engine: Engine, header: str | None) -> Caller:
+def authenticate(engine: Engine, header: str | None, addr: str = "?") -> Caller:
     """Return the caller an ``Authorization`` header value stands for.
+
+    Parameters
+    ----------
+    engine
+        Engine of the archive database.
+    header
+        The ``Authorization`` header, or None.
+    addr
+        The client's address: password guesses are counted per address and name.
 
     Raises
     ------
     AuthorizationFault
         401 (with ``WWW-Authenticate``) for credentials that do not check out.
+    TooManyFailures
+        429 when this address guessed this account's password too often lately.
     """
     if header is None:
         return ANONYMOUS
@@ -397,7 +409,16 @@ def authenticate(engine: Engine, header: str | None) -> Caller:
         if _TOKEN_CHARS.match(secret):
             caller = caller_for_token(engine, secret, name)
         if caller is None:
+            # Only password checks are limited: they cost a KDF run each and are
+            # what a guesser would try; random tokens cannot be guessed.
+            key = f"{addr}\x00{name}"
+            if FAILURES.blocked(key):
+                raise TooManyFailures(
+                    "too many failed logins for this account from this address; "
+                    "try again later", retry_after=int(FAILURE_WINDOW))
             caller = caller_for_password(engine, name, secret)
+            if caller is None:
+                FAILURES.record(key)
         if caller is None:
             raise _unauthorized("wrong account name, token or password")
         return caller
@@ -413,24 +434,20 @@ def load_caller() -> None:
     AuthorizationFault
         401 for credentials that do not check out.
     TooManyFailures
-        429 when this address failed too often recently.
+        429 when this address guessed an account's password too often lately.
     """
     g.caller = ANONYMOUS
     header = request.headers.get("Authorization")
     if header is None or request.path.endswith(ANONYMOUS_SUFFIXES):
         return
     addr = request.remote_addr or "?"
-    if FAILURES.blocked(addr):
-        raise TooManyFailures("too many failed authentications from this address; "
-                              "try again later", retry_after=int(FAILURE_WINDOW))
     try:
-        g.caller = authenticate(web.engine(), header)
+        g.caller = authenticate(web.engine(), header, addr)
     except SQLAlchemyError as exc:
         log.error("cannot check credentials: %s [%s]", exc, g.get("request_id"))
         raise TransientFault("cannot check credentials now; try again later",
                              retry_after=10) from None
     except AuthorizationFault as fault:
-        FAILURES.record(addr)
         log.warning("authentication failed from %s on %s: %s [%s] (%s)", addr,
                     request.path, fault.message, g.get("request_id"),
                     request.user_agent.string[:100])

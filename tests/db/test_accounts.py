@@ -222,3 +222,30 @@ def test_apply_policy_recomputes_release_dates(make_archive: Callable[..., Archi
     r = _cli(archive, "db", "apply-policy", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert f"would change {dry.changed} release dates" in r.stdout
+
+
+def test_password_guessing_is_throttled_per_account_and_address(archive: Archive
+                                                                 ) -> None:
+    import base64
+
+    from vo_archive.auth import MAX_FAILURES, TooManyFailures
+
+    e = archive.engine
+    add_account(e, "guessed", ["member"], "the right password")
+    tok = issue_token(e, "guessed")
+
+    def basic(pw: str) -> str:
+        return "Basic " + base64.b64encode(f"guessed:{pw}".encode()).decode()
+
+    for i in range(MAX_FAILURES):
+        with pytest.raises(AuthorizationFault) as info:
+            authenticate(e, basic(f"guess {i}"), "10.0.0.66")
+        assert info.value.status == 401
+    with pytest.raises(TooManyFailures) as blocked:
+        authenticate(e, basic("the right password"), "10.0.0.66")
+    assert blocked.value.status == 429 and blocked.value.retry_after > 0
+    # tokens are not throttled, nor are other addresses or accounts
+    assert authenticate(e, f"Bearer {tok}", "10.0.0.66").name == "guessed"
+    assert authenticate(e, basic(tok), "10.0.0.66").name == "guessed"
+    assert authenticate(e, basic("the right password"), "10.0.0.67").name == "guessed"
+    remove_account(e, "guessed")

@@ -71,6 +71,17 @@ def test_wrong_credentials_are_401_never_anonymous(live_server: LiveServer,
         assert r.text.startswith("AuthorizationFault: ")
 
 
+def test_capabilities_and_availability_stay_anonymous(live_server: LiveServer) -> None:
+    bad = {"Authorization": "Bearer pva_wrong"}
+    for service in ("scs", "siap", "sia2", "ssap", "tap", "datalink"):
+        for leaf in ("capabilities", "availability"):
+            r = live_server.get(f"/{service}/{leaf}", headers=bad)
+            assert r.status_code == 200, (service, leaf, r.status_code)
+            assert "WWW-Authenticate" not in r.headers
+        # the service itself refuses the bad token
+        assert live_server.get(f"/{service}", headers=bad).status_code in (401, 404)
+
+
 def test_wrong_password_and_other_users_token(live_server: LiveServer,
                                               accounts: Accounts) -> None:
     import base64

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection, current_caller
 from vo_archive.dali.errors import FaultStyle, UsageFault
-from vo_archive.sky import _unit
+from vo_archive.sky import unit_vectors
 from vo_archive.votable import spherical_pairs
 
 bp = Blueprint("moc", __name__)
@@ -47,7 +47,7 @@ def coverage_cells(footprints: list[str | None], points: list[tuple[float, float
         pairs = spherical_pairs(fp)
         if not pairs:
             continue
-        verts = _unit(pairs[0::2], pairs[1::2])
+        verts = unit_vectors(pairs[0::2], pairs[1::2])
         try:
             cells.append(healpy.query_polygon(nside, verts, inclusive=True, nest=True))
         except (ValueError, RuntimeError):  # degenerate: fall back to the vertices

@@ -176,7 +176,7 @@ class Box:
 Region = Circle | Polygon | Box
 
 
-def _unit(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float64]:
     a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
 
@@ -213,7 +213,7 @@ def bounding_circle(region: Region) -> Circle:
             return Circle(0.0, 0.0, 180.0)
         ras, decs, dra, ddec = _box_samples(region)
         margin = math.hypot(dra, ddec)
-    total = _unit(ras, decs).sum(axis=0)
+    total = unit_vectors(ras, decs).sum(axis=0)
     if isinstance(region, Box) and region.full_ra:
         # a band around the pole (or the equator): centre on the nearer pole
         pole = 90.0 if region.dec_min + region.dec_max > 0 else -90.0

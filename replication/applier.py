@@ -311,13 +311,13 @@ class StreamReplicator:
         with self._guard(slave), slave.cursor() as cur:
             cur.execute(
                 "SELECT table_name FROM replication.table_state "
-                "WHERE stream = %s AND state = 'pending' ORDER BY table_name LIMIT 1",
+                "WHERE stream = %s AND state = 'pending' ORDER BY table_name",
                 (self.cfg.name,),
             )
-            row = cur.fetchone()
+            pending = [r[0] for r in cur.fetchall()]
             slave.rollback()  # read only; the slave's next COMMIT is a batch's
-        if row is not None:
-            self.copy_pending(row[0])
+        if pending:
+            self.copy_pending(pending)
             return True
         batch = self._next_batch()
         if batch is None:
@@ -491,53 +491,61 @@ class StreamReplicator:
             master.commit()
 
     # -- initial copy / resync -------------------------------------------------
-    def copy_pending(self, table: str) -> None:
-        """Copy one table in a master snapshot and record that snapshot.
+    def copy_pending(self, tables: list[str]) -> None:
+        """Copy the pending tables in one master snapshot and one slave transaction.
 
         The slave's rows are replaced in one transaction that also marks the
-        table ``ok`` with the copy's snapshot; events of transactions visible
-        in it are skipped later (anchors P6).
+        tables ``ok`` with the copy's snapshot; events of transactions visible
+        in it are skipped later (anchors P6).  Copying all pending tables at
+        once keeps foreign keys between them consistent on the slave.
         """
         master, slave = self._master(), self._slave()
         master.rollback()
         with self._guard(master), master.cursor() as mcur:
             mcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            mcur.execute("SELECT txid_current_snapshot()::text")
+            mcur.execute("SELECT pg_current_snapshot()::text")
             row = mcur.fetchone()
             assert row is not None
             snapshot = str(row[0])
         with self._guard(slave), slave.cursor() as scur:
             self._lock_marker(scur)
             scur.execute(
-                "SELECT state FROM replication.table_state WHERE stream = %s "
-                "AND table_name = %s FOR UPDATE",
-                (self.cfg.name, table),
+                "SELECT table_name FROM replication.table_state WHERE stream = %s "
+                "AND table_name = ANY(%s) AND state = 'pending' ORDER BY table_name "
+                "FOR UPDATE",
+                (self.cfg.name, tables),
             )
-            still = scur.fetchone()
-            if still is None or still[0] != "pending":
+            still = [r[0] for r in scur.fetchall()]
+            if not still:
                 slave.rollback()
                 master.rollback()
                 return
-            scur.execute(sql.SQL("DELETE FROM {t}").format(t=sql.SQL(table)))
-        try:
-            n = copy_table(master, slave, _unquote(table), self.cfg.fetch_size,
-                           self._guard)
-        except psycopg2.Error as exc:
-            if slave.closed or master.closed:
-                raise
-            raise StreamHalted(f"copy of {table} failed: {_describe(exc)}") from exc
+            for table in still:
+                scur.execute(sql.SQL("DELETE FROM {t}").format(t=sql.SQL(table)))
+        copied: dict[str, int] = {}
+        for table in still:
+            try:
+                copied[table] = copy_table(master, slave, _unquote(table),
+                                           self.cfg.fetch_size, self._guard)
+            except psycopg2.Error as exc:
+                if slave.closed or master.closed:
+                    raise
+                raise StreamHalted(f"copy of {table} failed: {_describe(exc)}") from exc
         with self._guard(slave), slave.cursor() as scur:
-            scur.execute(
-                "UPDATE replication.table_state SET state = 'ok', copy_snapshot = %s, "
-                "copied_at = now(), rows_copied = %s WHERE stream = %s AND table_name = %s",
-                (snapshot, n, self.cfg.name, table),
-            )
+            for table, n in copied.items():
+                scur.execute(
+                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = %s, "
+                    "copied_at = now(), rows_copied = %s "
+                    "WHERE stream = %s AND table_name = %s",
+                    (snapshot, n, self.cfg.name, table),
+                )
         self.faults.hit("before_copy_commit")
         with self._guard(slave):
             slave.commit()
         master.rollback()
-        log.info("stream %s: table %s copied (%d rows, snapshot %s)", self.cfg.name,
-                 table, n, snapshot)
+        for table, n in copied.items():
+            log.info("stream %s: table %s copied (%d rows, snapshot %s)", self.cfg.name,
+                     table, n, snapshot)
 
 
 def _unquote(quoted: str) -> str:

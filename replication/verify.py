@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psycopg2.sql as sql
 
 from replication.config import StreamConfig
+from replication.copy import exact_encoder
 from replication.db import Connection, close_quietly, connect
 from replication.install import primary_key, table_ident
 
@@ -47,36 +48,48 @@ class TableReport:
                 and self.master_sum == self.slave_sum)
 
 
+def row_hash(conn: Connection, table: str) -> sql.Composable:
+    """Return the SQL of an exact md5 of the row ``t`` of ``table``.
+
+    The row text, and for pgSphere columns (whose text has only 15 digits)
+    their exact encoding too, so that a difference in the last bits shows.
+    """
+    encoder = exact_encoder(conn, table, "t")
+    if encoder is None:
+        return sql.SQL("md5(t::text)")
+    return sql.SQL("md5(t::text || ({e})::text)").format(e=sql.SQL(encoder))
+
+
 def _checksum(conn: Connection, table: str) -> tuple[int, str]:
     with conn.cursor() as cur:
         cur.execute(sql.SQL(
-            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)"
+            "SELECT count(*), coalesce(sum(('x' || substr({h}, 1, 16))::bit(64)"
             "::bigint::numeric), 0)::text FROM {t} AS t"
-        ).format(t=table_ident(table)))
+        ).format(h=row_hash(conn, table), t=table_ident(table)))
         row = cur.fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
 
 
-def _keyed_rows(table: str, keys: list[str]) -> sql.Composed:
+def _keyed_rows(conn: Connection, table: str, keys: list[str]) -> sql.Composed:
     obj = sql.SQL(", ").join(
         sql.SQL("{}, t.{}").format(sql.Literal(k), sql.Identifier(k)) for k in keys
     )
     return sql.SQL(
-        "SELECT jsonb_build_object({o})::text COLLATE \"C\" AS k, md5(t::text) "
+        "SELECT jsonb_build_object({o})::text COLLATE \"C\" AS k, {h} "
         "FROM {t} AS t ORDER BY 1"
-    ).format(o=obj, t=table_ident(table))
+    ).format(o=obj, h=row_hash(conn, table), t=table_ident(table))
 
 
 def diff_keys(master: Connection, slave: Connection, table: str,
               report: TableReport, fetch_size: int = 5000) -> None:
     """Fill the report's key lists by a merge of both sides ordered by key."""
     keys = primary_key(master, table)
-    query = _keyed_rows(table, keys)
+    mquery, squery = _keyed_rows(master, table, keys), _keyed_rows(slave, table, keys)
     with master.cursor(name="verify_m") as mc, slave.cursor(name="verify_s") as sc:
         mc.itersize = sc.itersize = fetch_size
-        mc.execute(query)
-        sc.execute(query)
+        mc.execute(mquery)
+        sc.execute(squery)
         m, s = next(mc, None), next(sc, None)
         while m is not None or s is not None:
             if s is None or (m is not None and m[0] < s[0]):

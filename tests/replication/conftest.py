@@ -26,25 +26,20 @@ import pytest
 
 from replication.config import ReplicationConfig, StreamConfig, load_config
 from replication.verify import verify_stream, wait_caught_up
+from vo_archive.config import Settings
+from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.engine import get_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 MARSHALL_SQL = ROOT / "schema" / "marshall" / "001_marshall.sql"
 MARSHALL_TABLES = ["marshall.transients", "marshall.classifications",
                    "marshall.priorities", "marshall.comments", "marshall.atel_refs"]
-# Stand-in for the archive's AUX tables until the core schema (alembic, on
-# main) lands here: same names, the columns the replication cares about.
-AUX_SQL = """
-CREATE SCHEMA IF NOT EXISTS archive;
-CREATE TABLE archive.runs (run_id bigserial PRIMARY KEY, prog_id text NOT NULL,
-    instrument text NOT NULL, first_night date, last_night date);
-CREATE TABLE archive.products (product_id bigserial PRIMARY KEY,
-    run_id bigint REFERENCES archive.runs, filename text NOT NULL UNIQUE,
-    filetype integer, status text NOT NULL DEFAULT 'ingested', payload text);
-CREATE TABLE archive.versions (product_id bigint REFERENCES archive.products,
-    version integer, checksum text, PRIMARY KEY (product_id, version));
-"""
-AUX_TABLES = ["archive.runs", "archive.products", "archive.versions"]
+# The archive's AUX tables (schema/versions/0001_core.py), in foreign-key order.
+AUX_TABLES = ["archive_meta.setting", "archive.run", "archive.target",
+              "archive.target_alias", "archive.product", "archive.version",
+              "archive.provenance"]
+AUX_DEMO_FILES = 48
 _counter = itertools.count()
 
 
@@ -102,6 +97,24 @@ def new_database(cluster: EmbeddedCluster, prefix: str) -> str:
     name = f"{prefix}_{os.getpid()}_{next(_counter)}"
     execute(cluster.dsn("postgres"), f'CREATE DATABASE "{name}"')
     return cluster.dsn(name)
+
+
+def archive_database(cluster: EmbeddedCluster, prefix: str, home: Path) -> Settings:
+    """Create a database on ``cluster`` with the archive's schema (its migrations)."""
+    settings = Settings(home=home, dsn=new_database(cluster, prefix), ingest_batch=8)
+    engine = get_engine(settings)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_fits(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """A small demo data set (FITS files), written once per run."""
+    from vo_archive.demo import generate
+
+    return generate(tmp_path_factory.mktemp("repl-demo"), AUX_DEMO_FILES, seed=6,
+                    workers=1)
 
 
 TEST_SETTINGS = """
@@ -180,6 +193,7 @@ class Env:
     path: Path
     replicator: Replicator
     dsns: dict[str, str]
+    settings: Settings | None = None
 
     def stream(self, name: str = "marshall") -> StreamConfig:
         """The named stream's configuration."""
@@ -254,11 +268,35 @@ def marshall_env(sites: dict[str, EmbeddedCluster], tmp_path: Path,
         print(env.replicator.text()[-20000:])
 
 
-def init(path: Path, *extra: str) -> None:
-    """Run ``replicate init`` (as the operator would)."""
-    subprocess.run([sys.executable, "-m", "replication", "--config", str(path), "init",
-                    *extra], check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                   capture_output=True)
+@pytest.fixture
+def aux_env(sites: dict[str, EmbeddedCluster], tmp_path: Path,
+            request: pytest.FixtureRequest) -> Iterator[Env]:
+    """AUX stream IA2 archive → QUB copy, both migrated (replicator not started).
+
+    ``env.settings`` holds the master archive's settings, for ingests.
+    """
+    master = archive_database(sites["ia2"], "aux", tmp_path / "ia2-home")
+    slave = archive_database(sites["qub"], "aux_copy", tmp_path / "qub-home")
+    path = tmp_path / "replication.toml"
+    write_config(path, [{"name": "aux", "origin": "ia2", "master": master.dsn,
+                         "slave": slave.dsn, "tables": AUX_TABLES}])
+    env = Env(load_config(path), path, Replicator(path, tmp_path / "replicator.log"),
+              {"master": str(master.dsn), "slave": str(slave.dsn)})
+    env.settings = master
+    yield env
+    env.replicator.kill()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(env.replicator.text()[-20000:])
+
+
+def init(path: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``replicate init`` (as the operator would); fail with its stderr."""
+    out = subprocess.run([sys.executable, "-m", "replication", "--config", str(path),
+                          "init", *extra], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if check and out.returncode != 0:
+        raise AssertionError(f"replicate init failed: {out.stderr.strip()}")
+    return out
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

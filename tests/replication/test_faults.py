@@ -23,13 +23,13 @@ from replication.config import ConfigError, load_config
 from replication.install import request_resync
 from replication.status import stream_status
 from tests.replication.conftest import (
-    AUX_SQL,
     AUX_TABLES,
     MARSHALL_SQL,
     MARSHALL_TABLES,
     ROOT,
     Env,
     Replicator,
+    archive_database,
     execute,
     init,
     insert_transients,
@@ -361,12 +361,10 @@ def test_unapplicable_row_halts_then_resumes(marshall_env: Env) -> None:
 def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
     qub_m = new_database(sites["qub"], "marshall")
     ia2_b = new_database(sites["ia2"], "marshall_bk")
-    ia2_aux = new_database(sites["ia2"], "aux")
-    qub_aux = new_database(sites["qub"], "aux_copy")
+    ia2_aux = str(archive_database(sites["ia2"], "aux", tmp_path / "ia2").dsn)
+    qub_aux = str(archive_database(sites["qub"], "aux_copy", tmp_path / "qub").dsn)
     for dsn in (qub_m, ia2_b):
         execute(dsn, MARSHALL_SQL.read_text().replace("%", "%%"))
-    for dsn in (ia2_aux, qub_aux):
-        execute(dsn, AUX_SQL)
     path = tmp_path / "circle.toml"
     streams = [
         {"name": "marshall", "origin": "qub", "master": qub_m, "slave": ia2_b,
@@ -384,18 +382,22 @@ def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
         env.catch_up("marshall")
         env.catch_up("aux")  # initial copies done; from here on, only events
         insert_transients(qub_m, 1, 300)
-        execute(ia2_aux, "INSERT INTO archive.runs (prog_id, instrument) "
-                         "SELECT '199.D-0143(I)', 'EFOSC' FROM generate_series(1, 50)")
-        execute(ia2_aux, "INSERT INTO archive.products (run_id, filename, filetype) "
-                         "SELECT 1 + g %% 50, 'f' || g || '.fits', 22107 "
+        execute(ia2_aux, "INSERT INTO archive.run (name, eso_run, programme, instrument, "
+                         "first_night, last_night) SELECT 'run' || g, '199.D-0143(I)', "
+                         "'199.D-0143', 'EFOSC', '2012-04-01', '2012-04-03' "
+                         "FROM generate_series(1, 50) g")
+        execute(ia2_aux, "INSERT INTO archive.product (product_key, instrument, mode, "
+                         "category, level, product_type, description, eso_phase3, "
+                         "filetype, run_id) SELECT 'k' || g, 'EFOSC', 'imaging', "
+                         "'science', 'final', 'image', 'demo', 'yes', 22107, 1 + g %% 50 "
                          "FROM generate_series(1, 200) g")
-        execute(ia2_aux, "UPDATE archive.products SET status = 'released' "
+        execute(ia2_aux, "UPDATE archive.product SET eso_phase3 = 'flagged' "
                          "WHERE product_id <= 100")
         env.assert_identical("marshall")
         env.assert_identical("aux")
         # Local writes to either slave are refused.
         for dsn, stmt in ((ia2_b, "DELETE FROM marshall.transients"),
-                          (qub_aux, "UPDATE archive.runs SET prog_id = 'x'")):
+                          (qub_aux, "UPDATE archive.run SET programme = 'x'")):
             with pytest.raises(psycopg2.Error, match="local changes are refused"):
                 execute(dsn, stmt)
         # Nothing echoes: each queue holds only its own master's writes.

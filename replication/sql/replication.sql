@@ -277,6 +277,35 @@ CREATE TABLE IF NOT EXISTS replication.journal (
     PRIMARY KEY (stream, generation, ev_id)
 );
 
+-- Events an operator skipped (`replicate skip`), written in the same slave
+-- transaction that moves the marker past their batch (anchors P7, T8): the
+-- change is not applied, but never lost from view; `verify` lists these rows.
+CREATE TABLE IF NOT EXISTS replication.dead_letter (
+    stream      text NOT NULL,
+    generation  integer NOT NULL,
+    ev_id       bigint NOT NULL,
+    batch_id    bigint NOT NULL,
+    tick_id     bigint NOT NULL,            -- the batch's tick (the marker it set)
+    ev_type     text NOT NULL,              -- I / U / D / R
+    table_name  text NOT NULL,
+    row_key     jsonb,                      -- primary key (NULL for R)
+    row_data    jsonb,                      -- the row image that was not applied
+    error       text,                       -- the stream's error when skipped
+    skipped_by  text NOT NULL,
+    skipped_at  timestamptz NOT NULL DEFAULT now(),
+    reason      text,
+    PRIMARY KEY (stream, generation, ev_id)
+);
+
+-- The primary key of table tab (quoted schema.table) in row image data.
+CREATE OR REPLACE FUNCTION replication.row_key(tab text, data jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_object_agg(a.attname, data -> a.attname::text)
+    FROM pg_index x
+    JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
+    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary
+$$;
+
 -- Apply one chunk of a batch, in event order.  Runs inside the replicator's
 -- batch transaction under session_replication_role = replica.  Any failure is
 -- re-raised with the event id, table and key in its message (anchors P7).

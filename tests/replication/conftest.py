@@ -3,7 +3,7 @@
 Three clusters stand for the sites: ``qub`` (Marshall master, AUX slave),
 ``ia2`` (AUX master, Marshall backup) and ``spare`` (the replacement master of
 the restore test).  Each test gets fresh databases on them.  The replicator
-runs as a subprocess (``python -m replication run``) so that it can be killed.
+runs as a subprocess (``vo-archive -v replicate run``) so that it can be killed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ AUX_TABLES = ["archive_meta.setting", "archive.run", "archive.target",
               "archive.provenance"]
 AUX_DEMO_FILES = 48
 _counter = itertools.count()
+CLI = [sys.executable, "-m", "vo_archive"]  # the archive's CLI, from this tree
 
 
 def execute(dsn: str, statement: str, params: tuple | None = None) -> None:
@@ -143,7 +144,7 @@ class Replicator:
     starts: int = 0
 
     def start(self, **env: str) -> None:
-        """Start ``python -m replication run`` (fault env vars in ``env``)."""
+        """Start ``vo-archive -v replicate run`` (fault env vars in ``env``)."""
         assert self.proc is None or self.proc.poll() is not None
         full = dict(os.environ, PYTHONPATH=str(ROOT), **self.env, **env)
         for key in ("REPL_FAULT", "REPL_FAULT_STREAM"):
@@ -153,8 +154,8 @@ class Replicator:
         with open(self.log, "ab") as fh:
             fh.write(f"--- start {self.starts} {env}\n".encode())
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "replication", "--config", str(self.config),
-                 "run"], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=full)
+                [*CLI, "-v", "replicate", "--config", str(self.config), "run"],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=full)
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         """Wait for the process to end by itself (a fault hook); return its code."""
@@ -291,8 +292,8 @@ def aux_env(sites: dict[str, EmbeddedCluster], tmp_path: Path,
 
 def init(path: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``replicate init`` (as the operator would); fail with its stderr."""
-    out = subprocess.run([sys.executable, "-m", "replication", "--config", str(path),
-                          "init", *extra], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([*CLI, "replicate", "--config", str(path), "init", *extra],
+                         check=False, cwd=ROOT, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     if check and out.returncode != 0:
         raise AssertionError(f"replicate init failed: {out.stderr.strip()}")

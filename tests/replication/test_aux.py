@@ -109,7 +109,7 @@ def test_unsupported_pgsphere_column_refused(aux_env: Env) -> None:
         execute(dsn, "ALTER TABLE archive.target ADD COLUMN region scircle")
     out = init(aux_env.path, check=False)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
+    assert out.stderr.strip().splitlines() == [(
         "error: table archive.target: column region (public.scircle) has no exact "
         "encoding; only spoint and variable-length pgSphere types (spoly, spath) "
-        "replicate"]
+        "replicate")]

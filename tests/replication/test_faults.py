@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,8 +22,10 @@ import pytest
 from replication.config import ConfigError, load_config
 from replication.install import request_resync
 from replication.status import stream_status
+from replication.verify import verify_stream
 from tests.replication.conftest import (
     AUX_TABLES,
+    CLI,
     MARSHALL_SQL,
     MARSHALL_TABLES,
     ROOT,
@@ -473,8 +475,8 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
     wait_for(lambda: "`replicate restore`" in rep.text(), what="refusal")
     rep.kill()
     out = subprocess.run(
-        [sys.executable, "-m", "replication", "--config", str(path), "restore",
-         "--stream", "marshall"], capture_output=True, text=True, cwd=ROOT,
+        [*CLI, "replicate", "--config", str(path), "restore", "--stream", "marshall"],
+        check=False, capture_output=True, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
     assert "restored 450 rows" in out.stdout
@@ -491,3 +493,77 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
     env.assert_identical()
     assert len(slave_names(env)) == 490
     assert query(env.dsns["slave"], "SELECT generation FROM replication.stream_state") == [(2,)]
+
+
+# -- 7b. operator skip with a dead-letter record (anchors P7, T8) -------------
+
+def replicate(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``vo-archive replicate --config … ARGS``."""
+    return subprocess.run([*CLI, "replicate", "--config", str(env.path), *args],
+                          check=False, capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_operator_skip_leaves_dead_letter(marshall_env: Env) -> None:
+    env = marshall_env
+    m, s = env.dsns["master"], env.dsns["slave"]
+    insert_transients(m, 1, 5)
+    env.replicator.start()
+    env.catch_up()
+    execute(s, "ALTER TABLE marshall.comments ADD CONSTRAINT no_poison "
+               "CHECK (body <> 'poison')")
+    execute(m, """BEGIN;
+        INSERT INTO marshall.comments (comment_id, transient_id, author, body)
+            VALUES (1, 1, 'a', 'fine');
+        INSERT INTO marshall.comments (comment_id, transient_id, author, body)
+            VALUES (2, 1, 'b', 'poison');
+        COMMIT;""")
+    execute(m, "INSERT INTO marshall.comments (comment_id, transient_id, author, body) "
+               "VALUES (3, 1, 'c', 'after')")
+    wait_for(lambda: "no_poison" in (stream_status(env.stream()).last_error or ""),
+             what="the stream to halt")
+    err = stream_status(env.stream()).last_error or ""
+    poison = int(re.search(r"event (\d+) \(I\)", err).group(1))  # type: ignore[union-attr]
+
+    # An event that is not in the open batch: refused, nothing changes.
+    out = replicate(env, "skip", "--stream", "marshall", "--event", str(poison + 1000))
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: event {poison + 1000} is not in the open batch")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert query(s, "SELECT count(*) FROM replication.dead_letter") == [(0,)]
+
+    out = replicate(env, "skip", "--stream", "marshall", "--event", str(poison),
+                    "--reason", "poison comment, ticket 42")
+    assert out.returncode == 0, out.stderr
+    assert f"without event(s) {poison};" in out.stdout
+    env.catch_up()
+    assert stream_status(env.stream()).last_error is None
+    assert query(s, "SELECT body FROM marshall.comments ORDER BY 1") == [
+        ("after",), ("fine",)]
+    (ev, op, table, key, body, error, who, reason, tick), = query(
+        s, "SELECT ev_id, ev_type, table_name, row_key::text, row_data ->> 'body', error, "
+           "skipped_by, reason, tick_id FROM replication.dead_letter")
+    assert (ev, op, table, key, body) == (poison, "I", "marshall.comments",
+                                          '{"comment_id": 2}', "poison")
+    assert f"event {poison} (I)" in error and "no_poison" in error
+    assert "database user" in who and reason == "poison comment, ticket 42"
+    # Written with the rest of its batch: the fine row of the same transaction
+    # was applied under the same tick.
+    assert query(s, "SELECT DISTINCT tick_id FROM replication.journal WHERE ev_id = %s",
+                 (poison - 1,)) == [(tick,)]
+
+    # verify flags exactly that row, and names the dead letter.
+    out = replicate(env, "verify", "--stream", "marshall")
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert [ln for ln in lines if "DIFFERENT" in ln] == [
+        "marshall marshall.comments: DIFFERENT (master 3 rows, slave 2 rows)"]
+    assert [ln.strip() for ln in lines if ln.startswith("  ")][0] == (
+        'only on master: {"comment_id": 2}')
+    assert [ln for ln in lines if "dead letter:" in ln][0].strip().startswith(
+        f'dead letter: event {poison} (I) key {{"comment_id": 2}} skipped by ')
+    reports = {r.table: r for r in verify_stream(env.stream(), wait=False)}
+    assert [t for t, r in reports.items() if not r.identical] == ["marshall.comments"]
+    rep = reports["marshall.comments"]
+    assert (rep.only_master, rep.only_slave, rep.different) == (
+        ['{"comment_id": 2}'], [], [])

@@ -484,6 +484,8 @@ class StreamReplicator:
                 raise SkipError(f"event {missing} is not in the open batch {batch.batch_id} "
                                 f"(ticks {batch.prev_tick}..{batch.cur_tick}) of stream "
                                 f"{name}; nothing was skipped")
+            if applied:
+                self.ship_sequences(master, slave)
             with self._guard(slave):
                 scur.execute(
                     """UPDATE replication.stream_state
@@ -595,6 +597,40 @@ class StreamReplicator:
                     )
         return len(ids), skipped
 
+    def ship_sequences(self, master: Connection, slave: Connection) -> None:
+        """Set the slave's key sequences to the master's values (anchors P9).
+
+        The sequences owned by columns of the stream's tables (serial and
+        identity keys) are read on the master after the batch's tick, so each
+        value is at least every key the batch (or copy) carries; setting them on
+        the slave keeps ``nextval`` past every key the master ever handed out,
+        for a promotion or a `restore`.  ``setval`` is not transactional: a
+        batch that rolls back may leave the slave's value ahead, never behind.
+        """
+        with self._guard(master), master.cursor() as mcur:
+            mcur.execute(
+                """SELECT format('%%I.%%I', n.nspname, c.relname),
+                          pg_sequence_last_value(c.oid)
+                   FROM pg_depend d
+                   JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE d.classid = 'pg_class'::regclass
+                     AND d.refclassid = 'pg_class'::regclass
+                     AND d.refobjid = ANY(%s::regclass[]) AND d.deptype IN ('a', 'i')
+                   ORDER BY 1""",
+                ([sql.Identifier(*t.split(".", 1)).as_string(master)
+                  for t in self.cfg.tables],),
+            )
+            seqs = [(name, value) for name, value in mcur.fetchall() if value is not None]
+        if not seqs:
+            return
+        with self._guard(slave), slave.cursor() as scur:
+            scur.execute(
+                "SELECT setval(s::regclass, v) FROM unnest(%s::text[], %s::bigint[]) "
+                "AS x(s, v)",
+                ([n for n, _ in seqs], [v for _, v in seqs]),
+            )
+
     def _finish(self, batch: _Batch) -> None:
         master = self._master()
         with self._guard(master), master.cursor() as cur:
@@ -650,6 +686,7 @@ class StreamReplicator:
                     "WHERE stream = %s AND table_name = %s",
                     (snapshot, n, self.cfg.name, table),
                 )
+        self.ship_sequences(master, slave)
         self.faults.hit("before_copy_commit")
         with self._guard(slave):
             slave.commit()

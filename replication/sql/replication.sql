@@ -252,7 +252,7 @@ CREATE TABLE IF NOT EXISTS replication.stream_state (
     last_tick_time  timestamptz,            -- master time of that tick
     last_xmax       bigint,                 -- xmax of that tick's snapshot (P11)
     applied_at      timestamptz,
-    events_applied  bigint NOT NULL DEFAULT 0,
+    events_applied  bigint NOT NULL DEFAULT 0,  -- in this generation
     last_error      text,
     error_at        timestamptz
 );

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg2
 
 from replication.verify import verify_stream
-from tests.replication.conftest import Env, execute, init, query
+from tests.replication.conftest import CLI, Env, execute, init, query
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.pipeline import Ingestor
 
@@ -107,7 +107,7 @@ def test_unsupported_pgsphere_column_refused(aux_env: Env) -> None:
     """A pgSphere type without an exact encoding is refused at init, loudly."""
     for dsn in aux_env.dsns.values():
         execute(dsn, "ALTER TABLE archive.target ADD COLUMN region scircle")
-    out = init(aux_env.path, check=False)
+    out = init(aux_env.path, check=False, cli=CLI)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [(
         "error: table archive.target: column region (public.scircle) has no exact "

@@ -376,8 +376,10 @@ def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
     ]
     write_config(path, streams)
     cfg = load_config(path)
-    init(path)
-    rep = Replicator(path, tmp_path / "circle.log")
+    init(path, cli=CLI)
+    # The archive's own command, as deployed: vo-archive -v replicate run.
+    rep = Replicator(path, tmp_path / "circle.log",
+                     command=[*CLI[:-1], "-v", "replicate"])
     rep.start()
     env = Env(cfg, path, rep, {"master": qub_m, "slave": ia2_b})
     try:
@@ -459,6 +461,12 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
                  "SELECT g, 'x', 'c' || g FROM generate_series(1, 50) g")
     env.replicator.start()
     env.assert_identical()
+    # Keys 391..405 were handed out and are gone: a rolled-back insert, then
+    # deleted rows.  The restored master must not hand them out again (P9).
+    execute(old, "BEGIN; INSERT INTO marshall.transients (name, ra_deg, dec_deg) "
+                 "SELECT 'gone' || g, 1, 1 FROM generate_series(1, 5) g; ROLLBACK")
+    execute(old, "DELETE FROM marshall.transients WHERE transient_id > 390")
+    env.assert_identical()
     env.replicator.kill()
     # QUB is lost; a new master database on the spare cluster gets the schema.
     execute(sites["qub"].dsn("postgres"), f'DROP DATABASE "{old.rsplit("/", 1)[1]}" '
@@ -475,23 +483,30 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
     wait_for(lambda: "`replicate restore`" in rep.text(), what="refusal")
     rep.kill()
     out = subprocess.run(
-        [*CLI, "replicate", "--config", str(path), "restore", "--stream", "marshall"],
+        [*CLI, "--config", str(path), "restore", "--stream", "marshall"],
         check=False, capture_output=True, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
-    assert "restored 450 rows" in out.stdout
+    assert "restored 440 rows" in out.stdout
+    # The spare's txid epoch is below QUB's (anchors P11, T12): the stream was
+    # re-initialised rather than trusting old snapshots.
+    assert "txids are below the old one's" in out.stdout
     env.config = load_config(path)
     env.dsns["master"] = new
     rep.start()
-    # Sequences are past the restored keys: plain inserts work on the new master.
+    # Sequences are past every key the old master handed out.
     insert_transients(new, 1001, 100)
     assert query(new, "SELECT min(transient_id) FROM marshall.transients "
-                      "WHERE name = 'SN 1001'") == [(401,)]
+                      "WHERE name = 'SN 1001'") == [(406,)]
     execute(new, "INSERT INTO marshall.comments (transient_id, author, body) "
-                 "VALUES (401, 'y', 'new')")
+                 "VALUES (406, 'y', 'new')")
     execute(new, "DELETE FROM marshall.transients WHERE transient_id <= 10")
     env.assert_identical()
-    assert len(slave_names(env)) == 490
+    # A copy in the new master's (lower) txid space hands over cleanly too.
+    request_resync(env.stream(), "marshall.transients")
+    insert_transients(new, 2001, 50)
+    env.assert_identical()
+    assert len(slave_names(env)) == 530
     assert query(env.dsns["slave"], "SELECT generation FROM replication.stream_state") == [(2,)]
 
 
@@ -499,7 +514,7 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
 
 def replicate(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``vo-archive replicate --config … ARGS``."""
-    return subprocess.run([*CLI, "replicate", "--config", str(env.path), *args],
+    return subprocess.run([*CLI, "--config", str(env.path), *args],
                           check=False, capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 

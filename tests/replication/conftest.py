@@ -91,10 +91,18 @@ EPOCHS = {"qub": 5, "ia2": 3, "spare": 2}
 
 
 def raise_epoch(cluster: EmbeddedCluster, epoch: int) -> None:
-    """Set the txid epoch of a cluster (``pg_resetwal -e`` while it is stopped)."""
+    """Set the txid epoch of a cluster (``pg_resetwal -e`` while it is stopped).
+
+    Also turn ``fsync`` off: the faults injected here kill processes and
+    servers, never the machine, so what reached the kernel survives them
+    either way (``synchronous_commit`` stays on: a commit is acknowledged only
+    once its WAL is written), and the suite shares a small CI machine.
+    """
     cluster.stop("fast")
     cluster._run([str(cluster.bindir / "pg_resetwal"), "-e", str(epoch),
                   str(cluster.pgdata)])
+    with open(cluster.pgdata / "postgresql.conf", "a") as fh:
+        fh.write("fsync = off\nfull_page_writes = off\n")
     cluster.start()
 
 

@@ -324,6 +324,10 @@ DECLARE
     exprs   text;
     exact   text[];
     keycols text;
+    src     text;
+    ins     text;
+    upd     text;
+    del     text;
     rc      bigint;
     msg     text;
     det     text;
@@ -333,6 +337,8 @@ BEGIN
         FOR j IN 1 .. n LOOP
             i := j;
             IF p_tables[j] IS DISTINCT FROM curtab THEN
+                -- Statements per table, built once per call (the events of a
+                -- batch mostly come in runs of one table).
                 curtab := p_tables[j];
                 rel := p_tables[j]::regclass;
                 IF NOT cache ? p_tables[j] THEN
@@ -347,33 +353,40 @@ BEGIN
                     IF keycols IS NULL THEN
                         RAISE EXCEPTION 'table % has no primary key', rel;
                     END IF;
-                    cache := cache || jsonb_build_object(p_tables[j],
-                        jsonb_build_array(cols, keycols, exprs, to_jsonb(exact)));
+                    -- The row image as record r (and as j for exact columns).
+                    src := CASE WHEN cardinality(exact) = 0
+                                THEN format('jsonb_populate_record(NULL::%s, $1 - $3) r', rel)
+                                ELSE format('(SELECT $1 AS j) s CROSS JOIN LATERAL '
+                                            'jsonb_populate_record(NULL::%s, j - $3) r', rel)
+                           END;
+                    cache := cache || jsonb_build_object(p_tables[j], jsonb_build_array(
+                        format('INSERT INTO %s (%s) SELECT %s FROM %s', rel, cols, exprs, src),
+                        format('UPDATE %s SET (%s) = (SELECT %s FROM %s) WHERE (%s) = '
+                               '(SELECT %s FROM jsonb_populate_record(NULL::%s, $2))',
+                               rel, cols, exprs, src, keycols, keycols, rel),
+                        format('DELETE FROM %s WHERE (%s) = (SELECT %s FROM '
+                               'jsonb_populate_record(NULL::%s, $2))',
+                               rel, keycols, keycols, rel),
+                        to_jsonb(exact)));
                 END IF;
-                cols := cache -> p_tables[j] ->> 0;
-                keycols := cache -> p_tables[j] ->> 1;
-                exprs := cache -> p_tables[j] ->> 2;
+                ins := cache -> p_tables[j] ->> 0;
+                upd := cache -> p_tables[j] ->> 1;
+                del := cache -> p_tables[j] ->> 2;
                 exact := ARRAY(SELECT jsonb_array_elements_text(cache -> p_tables[j] -> 3));
             END IF;
+            -- Every statement takes (row image, old key, exact columns).
             CASE p_types[j]
             WHEN 'I' THEN
-                EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM (SELECT $1 AS j) s '
-                               'CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j - $2) r',
-                               rel, cols, exprs, rel) USING p_data[j]::jsonb, exact;
+                EXECUTE ins USING p_data[j]::jsonb, NULL::jsonb, exact;
             WHEN 'U' THEN
-                EXECUTE format('UPDATE %s SET (%s) = (SELECT %s FROM (SELECT $1 AS j) s '
-                               'CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, j - $3) r) '
-                               'WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2))',
-                               rel, cols, exprs, rel, keycols, keycols, rel)
-                        USING p_data[j]::jsonb, p_keys[j]::jsonb, exact;
+                EXECUTE upd USING p_data[j]::jsonb, p_keys[j]::jsonb, exact;
                 GET DIAGNOSTICS rc = ROW_COUNT;
                 IF rc <> 1 THEN
                     RAISE EXCEPTION 'UPDATE found % rows for the key', rc
                           USING ERRCODE = 'no_data_found';
                 END IF;
             WHEN 'D' THEN
-                EXECUTE format('DELETE FROM %s WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1))',
-                               rel, keycols, keycols, rel) USING p_keys[j]::jsonb;
+                EXECUTE del USING NULL::jsonb, p_keys[j]::jsonb, exact;
                 GET DIAGNOSTICS rc = ROW_COUNT;
                 IF rc <> 1 THEN
                     RAISE EXCEPTION 'DELETE found % rows for the key', rc

@@ -17,13 +17,16 @@ CREATE SCHEMA IF NOT EXISTS replication;
 
 -- Master side --------------------------------------------------------------
 
--- The row image is to_jsonb(NEW), with extra_float_digits pinned so that a
--- writer session's setting cannot round its floats; columns whose text form is
--- not exact (pgSphere) are overwritten with the exact encoding built by the
--- expression in TG_ARGV[3] (see replication.exact_encoder).
+-- The row image is to_jsonb(NEW), with extra_float_digits and IntervalStyle
+-- pinned so that a writer session's settings cannot round its floats or give
+-- intervals another form (JSON dates and timestamps are ISO 8601 whatever the
+-- DateStyle); columns whose text form is not exact (pgSphere) are overwritten
+-- with the exact encoding built by the expression in TG_ARGV[3] (see
+-- replication.exact_encoder).
 CREATE OR REPLACE FUNCTION replication.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET extra_float_digits = 3 AS $$
+SET search_path = pg_catalog, pg_temp SET extra_float_digits = 3
+SET IntervalStyle = postgres AS $$
 -- TG_ARGV: queue name, origin site, key columns ({a,b}), [exact encoder].
 DECLARE
     tbl  text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);

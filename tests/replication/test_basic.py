@@ -82,3 +82,26 @@ def test_sequences_shipped_for_promotion(marshall_env: Env) -> None:
     # Failover drill: the promoted slave hands out keys past all of them.
     env.replicator.stop()
     assert query(s, "SELECT nextval('marshall.transients_transient_id_seq')") == [(106,)]
+
+
+def test_writer_session_settings_do_not_round(marshall_env: Env) -> None:
+    """A writer's extra_float_digits, TimeZone or IntervalStyle change nothing (P12)."""
+    env = marshall_env
+    m, s = env.dsns["master"], env.dsns["slave"]
+    env.replicator.start()
+    env.catch_up()
+    conn = psycopg2.connect(m, options="-c extra_float_digits=0 -c TimeZone=Pacific/Chatham "
+                                       "-c IntervalStyle=sql_standard -c DateStyle=SQL,DMY")
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO marshall.transients (name, ra_deg, dec_deg, discovery_mag, "
+                    "discovery_date) VALUES ('float', 0.1::float8 + 0.2::float8, -1 / 3.0::float8, "
+                    "1 / 3.0::real, '2012-04-01 23:59:59.999999+00')")
+        cur.execute("SELECT ra_deg::text FROM marshall.transients")
+        assert cur.fetchone() == ("0.3",)  # this session would print it rounded
+    conn.commit()
+    conn.close()
+    env.assert_identical()
+    exact = ("SELECT ra_deg, dec_deg, discovery_mag::float8, discovery_date "
+             "FROM marshall.transients")
+    assert query(s, exact) == query(m, exact)
+    assert query(s, exact)[0][0] == 0.1 + 0.2

@@ -4,4 +4,7 @@ import sys
 
 from vo_archive.cli import main
 
-sys.exit(main())
+# multiprocessing's fork server imports this module as __mp_main__ in every
+# worker it starts: only the real main runs the command line.
+if __name__ == "__main__":
+    sys.exit(main())

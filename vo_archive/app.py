@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.files", ""),
+    ("vo_archive.retrieval", ""),
+    ("conesearch", "/scs"),
+    ("siap.sia2", "/sia2"),
+    ("ssap", "/ssap"),
+    ("siap", "/siap"),
+    ("vo_archive.previews", ""),
+    ("vo_archive.datalink", "/datalink"),
+    ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
 )

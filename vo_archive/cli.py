@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "vo_archive.commands.dbcmd",
     "vo_archive.commands.ingestcmd",
     "vo_archive.commands.servecmd",
+    "replication.cli",
+    "vo_archive.commands.exportcmd",
     "vo_archive.commands.workercmd",
 )
 

@@ -93,6 +93,9 @@ def _common(inst: str, obj: str, ra: float | None, dec: float | None, t: datetim
         "DATE-OBS": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
         "MJD-OBS": round(mjd, 8), "MJD-END": round(mjd + exptime / 86400.0, 10),
         "EXPTIME": exptime, "TEXPTIME": exptime, "PROG_ID": prog,
+        # the OB of the science frame (mandatory for ESO Phase 3 products);
+        # derived from the time, not drawn, so the random sequence is unchanged
+        "OBID1": 100_000_000 + int(mjd * 1440) % 100_000_000,
         "PI-COI": "Smartt", "PROCSOFT": procsoft, "REFERENC": "Smartt et al 2015",
         "FILETYPE": (filetype, description), "QUALITY": "Final",
         "NCOMBINE": ncombine, "SINGLEXP": ncombine == 1, "M_EPOCH": False,

@@ -41,6 +41,12 @@ class Capability:
         Interface role; ``std`` for standard interfaces.
     security
         XML of ``<securityMethod>`` elements placed in the interface.
+    use
+        ``full`` (the URL as it is) or ``base`` (parameters are appended, as
+        for Simple Cone Search, SIA 1.0 and SSA).
+    interface_body
+        Extra XML inside the interface after the accessURL (``queryType``,
+        ``resultType``, ``param`` elements).
     """
 
     standard_id: str
@@ -50,6 +56,8 @@ class Capability:
     body: str = ""
     role: str = "std"
     security: str = ""
+    use: str = "full"
+    interface_body: str = ""
 
 
 def capabilities_document(caps: Sequence[Capability],
@@ -65,8 +73,9 @@ def capabilities_document(caps: Sequence[Capability],
         parts.append(f"<capability standardID={quoteattr(cap.standard_id)}{t}>")
         parts.append(
             f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}{version}>'
-            f'<accessURL use="full">{escape(web.absolute(cap.path))}</accessURL>'
-            f"{cap.security}</interface>"
+            f"<accessURL use={quoteattr(cap.use)}>"
+            f"{escape(web.absolute(cap.path))}</accessURL>"
+            f"{cap.security}{cap.interface_body}</interface>"
         )
         parts.append(cap.body)
         parts.append("</capability>")

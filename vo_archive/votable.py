@@ -12,6 +12,7 @@ The documents written here validate with astropy's VOTable validator (tested).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -59,7 +60,10 @@ class Field:
 
     def element(self, tag: str = "FIELD", value: str | None = None,
                 inner: str = "") -> str:
-        """Return the FIELD or PARAM element."""
+        """Return the FIELD or PARAM element (memoised: fields are constants)."""
+        return _element(self, tag, value, inner)
+
+    def _render(self, tag: str, value: str | None, inner: str) -> str:
         attrs = self.attributes()
         if tag == "PARAM":
             attrs += f" value={quoteattr(clean_text(value or ''))}"
@@ -69,6 +73,11 @@ class Field:
         if body:
             return f"<{tag} {attrs}>{body}</{tag}>"
         return f"<{tag} {attrs}/>"
+
+
+@functools.lru_cache(maxsize=4096)
+def _element(f: Field, tag: str, value: str | None, inner: str) -> str:
+    return f._render(tag, value, inner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,10 @@ class TableDocument:
     head_xml: str = ""
     #: Raw XML placed inside the results RESOURCE before the TABLE (GROUPs).
     resource_xml: str = ""
+    #: VOTable version: 1.3, or 1.1 for protocols that mandate UCD1 words
+    #: (Simple Cone Search 1.03's ID_MAIN, POS_EQ_RA_MAIN), which UCD1+ checks
+    #: of VOTable 1.2 and later reject.
+    version: str = "1.3"
 
 
 def clean_text(text: str) -> str:
@@ -126,28 +139,63 @@ def clean_text(text: str) -> str:
 
 def format_value(value: Any, f: Field) -> str:
     """Return the TABLEDATA text of ``value`` for field ``f`` (empty for NULL)."""
+    return formatter(f)(value)
+
+
+_NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(value: Any) -> str:
     if value is None:
         return ""
-    dt = f.datatype
-    if dt in ("double", "float"):
-        if isinstance(value, list | tuple):
-            return " ".join(_num(v) for v in value)
-        if isinstance(value, str):
-            return escape(value)
-        return _num(value)
-    if dt in ("int", "long", "short", "unsignedByte"):
-        if isinstance(value, list | tuple):
-            return " ".join(str(int(v)) for v in value)
-        return str(int(value))
-    if dt == "boolean":
-        return "T" if value else "F"
     if isinstance(value, datetime):
         return value.replace(tzinfo=None).isoformat(timespec="milliseconds")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         value = bytes(value).decode("utf-8", "replace")
-    return escape(clean_text(str(value)))
+    s = value if isinstance(value, str) else str(value)
+    if _NEEDS_WORK.search(s) is None:
+        return s
+    return escape(clean_text(s))
+
+
+def _floating(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return " ".join(_num(v) for v in value)
+    if isinstance(value, str):
+        return escape(value)
+    if type(value) is float and value == value and value not in (_INF, -_INF):
+        return repr(value)
+    return _num(value)
+
+
+def _integer(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return " ".join(str(int(v)) for v in value)
+    return str(int(value))
+
+
+def _boolean(value: Any) -> str:
+    return "" if value is None else ("T" if value else "F")
+
+
+_INF = float("inf")
+
+
+def formatter(f: Field) -> Any:
+    """Return the function writing values of field ``f`` as TABLEDATA text."""
+    if f.datatype in ("double", "float"):
+        return _floating
+    if f.datatype in ("int", "long", "short", "unsignedByte"):
+        return _integer
+    if f.datatype == "boolean":
+        return _boolean
+    return _text
 
 
 def _num(v: Any) -> str:
@@ -207,7 +255,8 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
 
     head = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        f'<VOTABLE version="1.3" xmlns="{VOTABLE_NS}" '
+        f'<VOTABLE version="{doc.version}" '
+        f'xmlns="http://www.ivoa.net/xml/VOTable/v{doc.version}" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">',
         doc.head_xml,
         '<RESOURCE type="results">',
@@ -224,7 +273,7 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
     head += [f.element() for f in doc.fields]
     head.append("<DATA><TABLEDATA>")
     yield from out("".join(head))
-    fields = list(doc.fields)
+    formats = [formatter(f) for f in doc.fields]
     n = 0
     overflow = False
     error: str | None = None
@@ -235,10 +284,10 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
             if maxrec is not None and n >= maxrec:
                 overflow = True
                 break
-            cells = "".join(
-                f"<TD>{format_value(v, f)}</TD>" for v, f in zip(row, fields, strict=True)
-            )
-            yield from out(f"<TR>{cells}</TR>")
+            if len(row) != len(formats):
+                raise ValueError(f"row of {len(row)} values for {len(formats)} fields")
+            cells = "</TD><TD>".join([fmt(v) for fmt, v in zip(formats, row)])
+            yield from out(f"<TR><TD>{cells}</TD></TR>")
             n += 1
     except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
         log.exception("error while streaming a VOTable")

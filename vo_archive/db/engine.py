@@ -11,6 +11,9 @@ from vo_archive.config import Settings
 from vo_archive.db.cluster import EmbeddedCluster
 
 _engines: dict[tuple[str, int], Engine] = {}
+#: DSN resolved for each embedded cluster (by data folder) in this process:
+#: resolving runs pg_ctl, which must not happen on every request.
+_resolved: dict[tuple[str, int], str] = {}
 _lock = threading.Lock()
 
 
@@ -44,8 +47,18 @@ def get_engine(settings: Settings) -> Engine:
     """Return the process's engine for ``settings``, one per DSN and process.
 
     Engines are not shared across ``fork()``: a worker that forked gets its own.
+    The embedded cluster is checked (and started) once per process, not on
+    every call: web requests call this each time.
     """
-    dsn = resolve_dsn(settings)
+    if settings.dsn:
+        dsn = settings.dsn
+    else:
+        where = (str(settings.pgdata.absolute()), os.getpid())
+        with _lock:
+            known = _resolved.get(where)
+        dsn = known or resolve_dsn(settings)
+        with _lock:
+            _resolved[where] = dsn
     key = (dsn, os.getpid())
     with _lock:
         engine = _engines.get(key)
@@ -74,3 +87,4 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _resolved.clear()

@@ -39,41 +39,32 @@ class HDUInfo:
     history: list[str] = field(default_factory=list)
 
 
+_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*?))\s*(?:/\s*(.*?))?\s*$", re.S)
+
+
+def _number(token: str) -> HeaderValue:
+    if _INT.match(token):
+        return int(token)
+    if _FLOAT.match(token):
+        return float(token.replace("D", "E").replace("d", "e"))
+    return token  # complex or malformed values are kept as text
+
+
 def _parse_value(raw: str) -> tuple[HeaderValue, str]:
     """Parse the value field of a card (after ``= ``); return value and comment."""
-    s = raw.lstrip()
-    if s.startswith("'"):
-        out = []
-        i = 1
-        while i < len(s):
-            ch = s[i]
-            if ch == "'":
-                if i + 1 < len(s) and s[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(ch)
-            i += 1
-        rest = s[i + 1 :]
-        comment = rest.split("/", 1)[1].strip() if "/" in rest else ""
-        return "".join(out).rstrip(), comment
-    value_part, _, comment = s.partition("/")
-    token = value_part.strip()
-    comment = comment.strip()
-    if token == "":
-        return None, comment
+    m = _VALUE.match(raw)
+    if m is None:  # pragma: no cover - the pattern matches any text
+        return raw.strip(), ""
+    string, token, comment = m.groups()
+    if string is not None:
+        return string.replace("''", "'").rstrip(), comment or ""
+    if not token:
+        return None, comment or ""
     if token == "T":
-        return True, comment
+        return True, comment or ""
     if token == "F":
-        return False, comment
-    if _INT.match(token):
-        return int(token), comment
-    if _FLOAT.match(token):
-        value = float(token.replace("D", "E").replace("d", "e"))
-        return value, comment
-    # complex or malformed values are kept as text
-    return token, comment
+        return False, comment or ""
+    return _number(token), comment or ""
 
 
 def parse_header_block(data: bytes) -> tuple[dict[str, HeaderValue], dict[str, str],

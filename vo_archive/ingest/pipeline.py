@@ -19,6 +19,7 @@ removed by :func:`vo_archive.ingest.recovery.recover`, which every ingest and
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ from sqlalchemy import Engine
 
 from vo_archive.config import ReleasePolicy, Settings
 from vo_archive.ingest.classify import Category, Level, is_standard_star, normalise_name
-from vo_archive.ingest.prepare import Prepared, Rejected, prepare_file
+from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepare_file
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
 from vo_archive.ingest.storage import Storage
 from vo_archive.sky import healpix29
@@ -206,6 +207,13 @@ class Ingestor:
     # -- session ------------------------------------------------------------
     def __enter__(self) -> Ingestor:
         self.storage.root.mkdir(parents=True, exist_ok=True)
+        if self.workers > 1:
+            # Reader processes die with this process (PR_SET_PDEATHSIG), so a
+            # killed ingest leaves no child holding copies of its database
+            # connections, and with them its session lock.
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("fork"),
+                initializer=die_with_parent)
         conn = self.engine.raw_connection()
         try:
             conn.autocommit = False
@@ -218,10 +226,9 @@ class Ingestor:
                             (SESSION_LOCK_CLASS, self.session_id))
         except BaseException:
             conn.close()
+            self.__exit__()
             raise
         self._session_conn = conn
-        if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -523,14 +530,19 @@ class Ingestor:
     def _resolve_runs(self, cur: Any, items: list[Prepared]) -> dict[int, int]:
         """Place each product in its observing run, creating or extending runs."""
         out: dict[int, int] = {}
+        known: dict[tuple[str, str, date], int] = {}
         for it in items:
             eso_run = it.facts.prog_id or "UNKNOWN"
             programme = eso_run.split("(")[0].strip() or "UNKNOWN"
             night = it.facts.night or date(1970, 1, 1)
             inst = it.cls.instrument.value
+            if (eso_run, inst, night) in known:
+                out[id(it)] = known[(eso_run, inst, night)]
+                continue
             if self.run_name:
                 out[id(it)] = self._explicit_run(cur, self.run_name, eso_run, programme,
                                                  inst, night)
+                known[(eso_run, inst, night)] = out[id(it)]
                 continue
             cur.execute(
                 """
@@ -552,7 +564,7 @@ class Ingestor:
                     (self._free_name(cur, run_label(night, night, inst), eso_run),
                      eso_run, programme, inst, night, night),
                 )
-                out[id(it)] = cur.fetchone()[0]
+                out[id(it)] = known[(eso_run, inst, night)] = cur.fetchone()[0]
                 continue
             keep, first, last = rows[0]
             for other, o_first, o_last in rows[1:]:
@@ -572,6 +584,7 @@ class Ingestor:
                      keep),
                 )
             out[id(it)] = keep
+            known[(eso_run, inst, night)] = keep
         return out
 
     @staticmethod

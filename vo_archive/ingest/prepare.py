@@ -7,8 +7,11 @@ temporary folder only.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,17 @@ class Rejected:
 
     source: str
     reason: str
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this (worker) process when its parent dies (Linux)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _jsonable(value: HeaderValue) -> HeaderValue:

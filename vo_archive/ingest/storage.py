@@ -39,6 +39,7 @@ class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_root = root / "tmp"
+        self._made: set[Path] = set()
 
     def path_of(self, storage_key: str) -> Path:
         """Return the absolute path of a stored file."""
@@ -85,7 +86,9 @@ class Storage:
         if final.exists():
             stored.tmp_path.unlink(missing_ok=True)
             return
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.parent not in self._made:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(final.parent)
         os.replace(stored.tmp_path, final)
         final.chmod(0o444)
 

@@ -1,0 +1,36 @@
+"""``/scs``: Simple Cone Search 1.03, and its VOSI resources."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from conesearch import capability
+from conesearch.params import parse_cone
+from conesearch.query import absolute_urls, build_select, fields_for
+from vo_archive import web
+from vo_archive.dal import datalink_descriptor, votable_response
+from vo_archive.dali.errors import FaultStyle
+from vo_archive.votable import Info, TableDocument
+from vo_archive.vosi import add_vosi_routes
+
+bp = Blueprint("scs", __name__)
+web.set_fault_style(bp.name, FaultStyle.SCS)
+add_vosi_routes(bp, capability.capabilities, capability.NAMESPACES)
+
+
+@bp.route("", methods=["GET", "POST"], strict_slashes=False)
+def cone() -> Response:
+    """Answer a cone search; SR=0 gives the FIELDs and no rows (SCS 1.03 §2)."""
+    s = web.settings()
+    q = parse_cone(web.params(), s.maxrec_default, s.maxrec_hard)
+    doc = TableDocument(
+        fields_for(q.verb), table_name="products",
+        description="PESSTO products (current versions) around the cone centre",
+        infos=[Info("QUERY_STATUS", "OK"),
+               Info("standardID", "ivo://ivoa.net/std/ConeSearch")],
+        trailing_resources=[datalink_descriptor("obs_publisher_did")],
+        version="1.1",  # SCS 1.03 mandates the UCD1 words of VOTable 1.1
+    )
+    build = None if q.sr == 0 else (lambda conn: build_select(q, conn))
+    return votable_response(doc, build, q.maxrec, absolute_urls([3], web.absolute),
+                            mimetype="text/xml;content=x-votable")

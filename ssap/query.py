@@ -1,0 +1,206 @@
+"""SSA 1.1 queryData: result fields (``ssa:`` utypes, SSA 1.1 §4.2) and the select."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Connection, Float, and_, cast, func, literal, null, or_, select
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ssap.params import SpectrumFormat, SSAQuery
+from vo_archive.dali.params import Interval
+from vo_archive.positional import Circle, point_in_region, range_join, region_ranges
+from vo_archive.published import products as p
+from vo_archive.published import target_alias
+from vo_archive.published import targets as t
+from vo_archive.published import version as v
+from vo_archive.sky import counter_clockwise
+from vo_archive.votable import Field, Param, spherical_pairs
+
+#: Product types that are 1D spectra.
+SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
+
+
+def _f(name: str, datatype: str, utype: str, ucd: str | None, description: str,
+       unit: str | None = None, arraysize: str | None = None,
+       xtype: str | None = None, id_: str | None = None) -> Field:
+    return Field(name, datatype, arraysize, unit, ucd, "ssa:" + utype, xtype,
+                 description, id_)
+
+
+#: Result FIELDs, in select order (the access columns come from the format).
+FIELDS: tuple[Field, ...] = (
+    _f("ssa_pubDID", "char", "Curation.PublisherDID", "meta.ref.ivoid",
+       "Dataset identifier", arraysize="*", id_="ssa_pubDID"),
+    _f("accref", "char", "Access.Reference", "meta.ref.url",
+       "URL of the spectrum in this format", arraysize="*"),
+    _f("mime", "char", "Access.Format", "meta.code.mime", "Format of the spectrum",
+       arraysize="*"),
+    _f("accsize", "long", "Access.Size", "phys.size;meta.file",
+       "Estimated size of the download", "kbyte"),
+    _f("ssa_title", "char", "DataID.Title", "meta.title;meta.dataset",
+       "Title of the spectrum", arraysize="*"),
+    _f("ssa_length", "long", "Dataset.Length", "meta.number",
+       "Number of points in the spectrum"),
+    _f("ssa_instrument", "char", "DataID.Instrument", "meta.id;instr",
+       "Instrument", arraysize="*"),
+    _f("ssa_creatorDID", "char", "DataID.CreatorDID", "meta.id",
+       "File name given by the PESSTO pipeline", arraysize="*"),
+    _f("ssa_dateObs", "double", "Char.TimeAxis.Coverage.Location.Value",
+       "time.epoch", "Mid-exposure time (MJD, UTC)", "d"),
+    _f("ssa_timeExt", "double", "Char.TimeAxis.Coverage.Bounds.Extent",
+       "time.duration;obs.exposure", "Exposure time", "s"),
+    _f("ssa_location", "double", "Char.SpatialAxis.Coverage.Location.Value",
+       "pos.eq;obs.field", "Position of the aperture (ICRS)", "deg", "2", "point"),
+    _f("ssa_aperture", "double", "Char.SpatialAxis.Coverage.Bounds.Extent",
+       "phys.angSize;instr.fov", "Angular size of the aperture", "deg"),
+    _f("ssa_region", "double", "Char.SpatialAxis.Coverage.Support.Area",
+       "pos.outline;obs.field", "Footprint of the slit", "deg", "*", "polygon"),
+    _f("ssa_specmid", "double", "Char.SpectralAxis.Coverage.Location.Value",
+       "em.wl;instr.bandpass", "Central wavelength", "m"),
+    _f("ssa_specext", "double", "Char.SpectralAxis.Coverage.Bounds.Extent",
+       "em.wl;instr.bandwidth", "Width of the spectral coverage", "m"),
+    _f("ssa_specstart", "double", "Char.SpectralAxis.Coverage.Bounds.Start",
+       "em.wl;stat.min", "Shortest wavelength", "m"),
+    _f("ssa_specend", "double", "Char.SpectralAxis.Coverage.Bounds.Stop",
+       "em.wl;stat.max", "Longest wavelength", "m"),
+    _f("ssa_specres", "double", "Char.SpectralAxis.Resolution",
+       "spect.resolution;em.wl", "Spectral resolution (FWHM) at mid-band", "m"),
+    _f("ssa_respower", "double", "Char.SpectralAxis.ResPower", "spect.resolution",
+       "Resolving power"),
+    _f("ssa_targname", "char", "Target.Name", "meta.id;src", "Target name",
+       arraysize="*"),
+    _f("ssa_targclass", "char", "Target.Class", "src.class", "Classification",
+       arraysize="*"),
+    _f("ssa_redshift", "double", "Target.Redshift", "src.redshift", "Redshift"),
+    _f("ssa_targetpos", "double", "Target.Pos", "pos.eq;src",
+       "Position of the target (ICRS)", "deg", "2", "point"),
+    _f("ssa_snr", "double", "Derivation.SNR", "stat.snr", "Signal-to-noise ratio"),
+    _f("ssa_distance", "double", "Query.Score", "pos.angDistance",
+       "Distance from the requested position (smaller is better)", "deg"),
+)
+
+#: Constant metadata, as PARAMs (SSA 1.1 §4.2.5).
+PARAMS: tuple[Param, ...] = tuple(
+    Param(Field(name, "char", "*", ucd=ucd, utype="ssa:" + utype), value)
+    for name, utype, ucd, value in (
+        ("ssa_model", "Dataset.DataModel", "meta.code", "Spectrum-1.0"),
+        ("ssa_dstype", "Dataset.Type", "meta.code.class", "Spectrum"),
+        ("ssa_publisher", "Curation.Publisher", "meta.curation",
+         "PESSTO / INAF-IA2"),
+        ("ssa_collection", "DataID.Collection", "meta.id", "PESSTO"),
+        ("ssa_creationType", "DataID.CreationType", "meta.code", "archival"),
+        ("ssa_cstype", "CoordSys.SpaceFrame.Name", "meta.code.class", "ICRS"),
+        ("ssa_fluxucd", "Char.FluxAxis.Ucd", "meta.ucd", "phot.flux.density;em.wl"),
+        ("ssa_fluxcalib", "Char.FluxAxis.Calibration", "meta.code.qual",
+         "ABSOLUTE"),
+        ("ssa_specucd", "Char.SpectralAxis.Ucd", "meta.ucd", "em.wl"),
+        ("ssa_speccalib", "Char.SpectralAxis.Calibration", "meta.code.qual",
+         "ABSOLUTE"),
+    )
+)
+
+def _mid_mjd() -> ColumnElement[Any]:
+    return (p.c.mjd_obs + func.coalesce(p.c.mjd_end, p.c.mjd_obs)) / 2.0
+
+
+def _distance(q: SSAQuery) -> ColumnElement[Any]:
+    if q.ra is None or q.dec is None:
+        return cast(null(), Float)
+    here = func.spoint(func.radians(p.c.ra), func.radians(p.c.dec))
+    centre = func.spoint(literal(math.radians(q.ra), Float),
+                         literal(math.radians(q.dec), Float))
+    return func.degrees(here.op("<->")(centre))
+
+
+def _interval(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any],
+              iv: Interval) -> ColumnElement[bool]:
+    conds = [lo_col.isnot(None), hi_col.isnot(None)]
+    if math.isfinite(iv.hi):
+        conds.append(lo_col <= iv.hi)
+    if math.isfinite(iv.lo):
+        conds.append(hi_col >= iv.lo)
+    return and_(*conds)
+
+
+def build_select(q: SSAQuery, conn: Connection) -> Select[Any]:
+    """Return the queryData select over the visible 1D spectra."""
+    mid_wl = (p.c.em_min + p.c.em_max) / 2.0
+    cols = [
+        p.c.publisher_did, p.c.access_url, p.c.file_size, p.c.filename,
+        v.c.em_xel, p.c.instrument, p.c.filename, _mid_mjd(), p.c.exptime,
+        p.c.ra, p.c.dec, p.c.fov, v.c.footprint, mid_wl, p.c.em_max - p.c.em_min,
+        p.c.em_min, p.c.em_max, mid_wl / func.nullif(p.c.em_res_power, 0),
+        p.c.em_res_power, p.c.object, t.c.classification, t.c.redshift,
+        t.c.ra, t.c.dec, p.c.snr, _distance(q), p.c.product_id, p.c.version_no,
+    ]
+    source: Any = p.join(v, v.c.version_id == p.c.version_id).outerjoin(
+        t, t.c.target_id == p.c.target_id)
+    conds: list[ColumnElement[bool]] = [p.c.mode == "spectroscopy",
+                                        p.c.product_type.in_(SPECTRUM_TYPES)]
+    if q.ra is not None and q.dec is not None:
+        cone = Circle(q.ra, q.dec, q.size / 2.0)
+        source = range_join(source, p.c.healpix29, region_ranges(conn, cone))
+        conds.append(point_in_region(p.c.ra, p.c.dec, cone))
+    if q.band:
+        conds.append(or_(*(_interval(p.c.em_min, p.c.em_max, iv) for iv in q.band)))
+    if q.time:
+        end = func.coalesce(p.c.mjd_end, p.c.mjd_obs)
+        conds.append(or_(*(_interval(p.c.mjd_obs, end, iv) for iv in q.time)))
+    if q.target:
+        norm = "".join(ch for ch in q.target.lower() if ch not in " -_")
+        aliases = select(target_alias.c.target_id).where(target_alias.c.alias == norm)
+        conds.append(or_(p.c.target_id.in_(aliases),
+                         func.regexp_replace(func.lower(p.c.object), "[ _-]", "", "g")
+                         == norm))
+    if q.target_class:
+        conds.append(func.lower(t.c.classification) == q.target_class.lower())
+    if q.pubdid:
+        conds.append(func.lower(p.c.publisher_did).in_([d.lower() for d in q.pubdid]))
+    if q.collection:
+        conds.append(literal("PESSTO").in_(q.collection))
+    if q.specrp is not None:
+        conds.append(p.c.em_res_power >= q.specrp)
+    if q.snr is not None:
+        conds.append(p.c.snr >= q.snr)
+    if q.redshift is not None:
+        conds.append(_interval(t.c.redshift, t.c.redshift, q.redshift))
+    order = [_distance(q)] if q.ra is not None else []
+    return (select(*cols).select_from(source).where(*conds)
+            .order_by(*order, p.c.mjd_obs, p.c.product_id).limit(q.maxrec + 1))
+
+
+def getdata_url(did: str, fmt: SpectrumFormat) -> str:
+    """Return the archive path of a getData request (URL-encoded, SSA 1.1 §7)."""
+    return (f"/ssap?REQUEST=getData&PUBDID={quote(did, safe='')}"
+            f"&FORMAT={quote(fmt.value, safe='')}")
+
+
+def row_expander(formats: frozenset[SpectrumFormat], absolute: Callable[[str], str]
+                 ) -> Callable[[Iterator[Sequence[Any]]], Iterator[Sequence[Any]]]:
+    """Return a function turning database rows into output rows, one per format."""
+    order = [f for f in (SpectrumFormat.FITS, SpectrumFormat.VOTABLE) if f in formats]
+
+    def expand(rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        for r in rows:
+            (did, url, size, title, length, inst, creator, mjd, exptime, ra, dec, fov,
+             footprint, mid, ext, start, stop, res, power, target, tclass, z, tra,
+             tdec, snr, dist, _pid, _vno) = r
+            pairs = spherical_pairs(footprint)
+            common = [title, length, inst, creator, mjd, exptime,
+                      None if ra is None else [ra, dec], fov,
+                      counter_clockwise(pairs) if pairs else None, mid, ext, start,
+                      stop, res, power, target, tclass, z,
+                      None if tra is None else [tra, tdec], snr, dist]
+            for fmt in order:
+                if fmt is SpectrumFormat.FITS:
+                    yield [did, absolute(url), fmt.value, (size + 1023) // 1024, *common]
+                else:
+                    kb = ((length or 1000) * 3 * 24 + 4096) // 1024
+                    yield [did, absolute(getdata_url(did, fmt)), fmt.value, kb, *common]
+
+    return expand

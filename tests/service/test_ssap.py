@@ -1,0 +1,114 @@
+"""SSA 1.1 at /ssap: pyvo SSAService, STILTS, getData (FITS and VOTable), errors."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import numpy as np
+import pytest
+import pyvo
+import requests
+from astropy.io import fits
+from astropy.time import Time, TimeDelta
+from sqlalchemy import text
+
+from tests.conftest import LiveServer
+from tests.service.vocheck import query_status, strict_votable
+
+
+def _spectrum(live_server: LiveServer) -> dict[str, object]:
+    with live_server.archive.engine.connect() as conn:
+        return dict(conn.execute(text(
+            "SELECT p.publisher_did, p.ra, p.dec, p.em_min, p.em_max, p.mjd_obs, "
+            "p.object, p.filename FROM pessto.products p WHERE p.product_type = "
+            "'telluric_corrected_1d' ORDER BY p.product_id LIMIT 1")).mappings().one())
+
+
+def test_pyvo_ssa_with_band_time_and_getdata(live_server: LiveServer) -> None:
+    s = _spectrum(live_server)
+    ssa = pyvo.dal.SSAService(live_server.url + "/ssap")
+    t = Time(s["mjd_obs"], format="mjd")
+    dt = TimeDelta(0.01, format="jd")
+    res = ssa.search(pos=(s["ra"], s["dec"]), diameter=0.01,
+                     band=(float(s["em_min"]) + 1e-8, float(s["em_max"]) - 1e-8),
+                     time=Time([(t - dt).isot, (t + dt).isot], format="isot"),
+                     format="all")
+    recs = [r for r in res if str(r["ssa_pubDID"]) == s["publisher_did"]]
+    assert {r.format for r in recs} == {"application/fits", "application/x-votable+xml"}
+    assert abs(recs[0].ra - s["ra"]) < 1e-6 and recs[0].title == s["filename"]
+    fits_rec = next(r for r in recs if r.format == "application/fits")
+    with fits.open(io.BytesIO(requests.get(fits_rec.acref, timeout=60).content)) as h:
+        wave = h[1].data["WAVE"][0]
+    vot_rec = next(r for r in recs if r.format == "application/x-votable+xml")
+    body = requests.get(vot_rec.acref, timeout=60).content
+    spec = strict_votable(body).get_first_table()
+    assert np.allclose(spec.array["WAVE"], wave)
+    assert spec.get_field_by_id("FLUX").utype == "spec:Spectrum.Data.FluxAxis.Value"
+
+
+def test_metadata(live_server: LiveServer) -> None:
+    r = live_server.get("/ssap?REQUEST=queryData&FORMAT=metadata&POS=bad")
+    doc = strict_votable(r.content)
+    params = {p.name for p in doc.resources[0].params}
+    assert {"INPUT:POS", "INPUT:SIZE", "INPUT:BAND", "INPUT:TIME", "INPUT:FORMAT"} <= params
+    utypes = {f.utype for f in doc.get_first_table().fields}
+    utypes |= {p.utype for p in doc.resources[0].params}
+    for must in ("Access.Reference", "Access.Format", "Dataset.DataModel",
+                 "Dataset.Length", "DataID.Title", "Curation.Publisher",
+                 "Char.SpatialAxis.Coverage.Location.Value",
+                 "Char.SpatialAxis.Coverage.Bounds.Extent",
+                 "Char.TimeAxis.Coverage.Location.Value",
+                 "Char.SpectralAxis.Coverage.Location.Value",
+                 "Char.SpectralAxis.Coverage.Bounds.Extent", "Target.Pos"):
+        assert "ssa:" + must in utypes
+    assert len(doc.get_first_table().array) == 0
+
+
+def test_targetname_and_unconstrained_overflow(live_server: LiveServer) -> None:
+    s = _spectrum(live_server)
+    name = str(s["object"]).upper().replace("-", " ")
+    r = live_server.get("/ssap", params={"TARGETNAME": name, "FORMAT": "native"})
+    table = strict_votable(r.content).get_first_table()
+    assert s["publisher_did"] in {str(x) for x in table.array["ssa_pubDID"]}
+    assert {str(x) for x in table.array["ssa_targname"]} == {s["object"]}
+    r = live_server.get("/ssap?MAXREC=3")
+    doc = strict_votable(r.content)
+    assert len(doc.get_first_table().array) == 3
+    assert query_status(doc) == ["OK", "OVERFLOW"]
+
+
+@pytest.mark.parametrize("query,name", [
+    ("POS=10", "POS"), ("POS=10,20;GALACTIC", "POS"), ("POS=10,95", "POS"),
+    ("BAND=V", "BAND"), ("BAND=6e-7/4e-7", "BAND"), ("TIME=yesterday", "TIME"),
+    ("TIME=2015-01-01/2014-01-01", "TIME"), ("SIZE=-1&POS=1,1", "SIZE"),
+    ("FORMAT=wibble", "FORMAT"), ("REQUEST=getSpectrum", "REQUEST"),
+    ("REQUEST=getData", "PUBDID"),
+])
+def test_errors(live_server: LiveServer, query: str, name: str) -> None:
+    r = live_server.get("/ssap?" + query)
+    assert r.status_code == 400
+    status = strict_votable(r.content).resources[0].infos[0]
+    assert status.value == "ERROR" and name in status.content
+
+
+def test_getdata_unknown_dataset(live_server: LiveServer) -> None:
+    r = live_server.get("/ssap?REQUEST=getData&FORMAT=votable&PUBDID=ivo://x/y?1/v1")
+    assert r.status_code == 404
+    assert strict_votable(r.content).resources[0].infos[0].content.startswith(
+        "NotFoundFault")
+
+
+def test_stilts_ssa(live_server: LiveServer) -> None:
+    s = _spectrum(live_server)
+    out = subprocess.run(
+        ["stilts", "cone", f"serviceurl={live_server.url}/ssap?", "servicetype=ssa",
+         f"lon={s['ra']}", f"lat={s['dec']}", "radius=0.01", "ofmt=csv", "out=-"],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert s["publisher_did"] in out.stdout
+
+
+def test_capabilities(live_server: LiveServer) -> None:
+    caps = live_server.get("/ssap/capabilities").text
+    assert 'standardID="ivo://ivoa.net/std/SSA"' in caps
+    assert "<complianceLevel>query</complianceLevel>" in caps

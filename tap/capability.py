@@ -74,8 +74,11 @@ def tap_body(settings: Settings) -> str:
 def capabilities(settings: Settings, base: str = "/tap") -> list[Capability]:
     """Return the capabilities of the TAP service at ``base``."""
     return [
+        # use="base": /sync, /async and the jobs live under it (TAP 1.1 §2.4),
+        # and clients (pyvo's AuthSession) match the job URLs against it to
+        # know that they may send credentials there
         Capability("ivo://ivoa.net/std/TAP", base, "tr:TableAccess", "1.1",
-                   tap_body(settings)),
+                   tap_body(settings), use="base"),
         Capability("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities"),
         Capability("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability"),
         Capability("ivo://ivoa.net/std/VOSI#tables-1.1", f"{base}/tables",

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import uuid
 from typing import Any
 
 from flask import Flask, Response, g, render_template, request
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
+from vo_archive.auth import load_caller
 from vo_archive.config import Settings, load_settings
-from vo_archive.dali.errors import FatalFault, Fault, FaultStyle, render_fault
+from vo_archive.dali.errors import (
+    FatalFault,
+    Fault,
+    FaultStyle,
+    TransientFault,
+    UsageFault,
+    render_fault,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,8 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("vo_archive.upload", ""),
+    ("vo_archive.openapi", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
@@ -58,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(importlib.import_module(module).bp, url_prefix=prefix)
 
     app.before_request(_before)
+    app.before_request(load_caller)
     app.after_request(_after)
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
@@ -66,8 +79,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def _before() -> None:
-    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
+    given = request.headers.get("X-Request-Id", "")
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:12]
+    if "\x00" in request.path:
+        # no name in the archive holds NUL, and PostgreSQL cannot take it
+        raise UsageFault("the URL path contains a NUL character")
 
 
 def _after(resp: Response) -> Response:
@@ -82,7 +102,7 @@ def _fault_response(fault: Fault) -> Response:
     resp = Response(rendered.body, status=rendered.status,
                     content_type=rendered.content_type)
     for name, value in rendered.headers:
-        resp.headers[name] = value
+        resp.headers.add(name, value)
     return resp
 
 
@@ -92,20 +112,45 @@ def _handle_fault(fault: Fault) -> Response:
     return _fault_response(fault)
 
 
+#: Fault names of HTTP errors raised by Flask and werkzeug themselves.
+HTTP_FAULT_NAMES = {401: "AuthorizationFault", 403: "AuthorizationFault",
+                    404: "NotFoundFault", 503: "TransientFault"}
+
+
 def _handle_http(exc: HTTPException) -> Response:
-    if web.fault_style() is not FaultStyle.TEXT or exc.code in (405, 413):
-        fault = Fault(exc.description or exc.name)
-        fault.status = exc.code or 500
-        fault.name = {404: "NotFoundFault", 405: "UsageFault",
-                      413: "UsageFault"}.get(exc.code or 0, "UsageFault")
-        return _fault_response(fault)
-    resp = exc.get_response()
-    resp.set_data(f"{exc.code} {exc.name}: {exc.description}\n")
-    resp.content_type = "text/plain; charset=utf-8"
+    # Unknown routes, wrong methods, oversized or malformed bodies: the same
+    # error document as the blueprint's own faults, never werkzeug's HTML.
+    code = exc.code or 500
+    fault = Fault(exc.description or exc.name)
+    fault.status = code
+    fault.name = HTTP_FAULT_NAMES.get(code, "UsageFault" if code < 500
+                                      else "FatalFault")
+    resp = _fault_response(fault)
+    valid = getattr(exc, "valid_methods", None)
+    if valid:
+        resp.headers["Allow"] = ", ".join(valid)
     return resp
 
 
 def _handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, OperationalError):
+        # the database is down, restarting or out of connections: try later
+        log.error("database unavailable on %s %s: %s [%s]", request.method,
+                  request.path, str(exc).splitlines()[0], g.get("request_id"))
+        return _fault_response(TransientFault(
+            "the archive database is unavailable; try again later", retry_after=30))
+    if isinstance(exc, DataError):
+        # a value the database cannot hold (an identifier past bigint...)
+        log.info("data error on %s %s: %s [%s]", request.method, request.path,
+                 str(exc).splitlines()[0], g.get("request_id"))
+        return _fault_response(UsageFault("a parameter value is out of range"))
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        # the client stalled or went away while sending its request
+        log.info("client I/O failed on %s %s: %s [%s]", request.method, request.path,
+                 exc, g.get("request_id"))
+        fault = UsageFault("the request body stalled or was cut off")
+        fault.status = 408
+        return _fault_response(fault)
     log.exception("unexpected error on %s %s [%s]", request.method, request.path,
                   g.get("request_id"))
     return _fault_response(FatalFault(f"internal error (request {g.get('request_id')})"))

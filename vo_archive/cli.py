@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.dbcmd",
     "vo_archive.commands.ingestcmd",
     "vo_archive.commands.servecmd",
+    "vo_archive.commands.usercmd",
     "replication.cli",
     "vo_archive.commands.exportcmd",
     "vo_archive.commands.workercmd",

@@ -42,6 +42,9 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
     NotFoundFault
         If there is no such product or version, or the caller may not see it.
     """
+    if not 0 < product_id < 1 << 63 or (version_no is not None
+                                        and not 0 < version_no < 1 << 31):
+        raise NotFoundFault(f"no product {product_id}")
     where = "v.version_no = :vno" if version_no is not None else "v.is_current"
     with caller_connection(web.engine()) as conn:
         row = conn.execute(

@@ -60,6 +60,33 @@ class Capability:
     interface_body: str = ""
 
 
+#: How callers may authenticate (IVOA SSO 2.0 §3): HTTP Basic with an account name
+#: and a token or password, and ``Authorization: Bearer`` tokens.
+SECURITY_METHODS = ("ivo://ivoa.net/sso#BasicAA", "ivo://ivoa.net/sso#token")
+#: Capabilities served to everyone alike (VOSI 1.1 §2: capabilities and
+#: availability are anonymous; tables and examples do not depend on the caller).
+ANONYMOUS_ONLY = frozenset({
+    "ivo://ivoa.net/std/VOSI#capabilities", "ivo://ivoa.net/std/VOSI#availability",
+    "ivo://ivoa.net/std/VOSI#tables", "ivo://ivoa.net/std/VOSI#tables-1.1",
+    "ivo://ivoa.net/std/DALI#examples",
+})
+
+
+def interface_security(cap: Capability) -> list[str]:
+    """Return the ``securityMethod`` XML of each interface to write for ``cap``.
+
+    One base URL serves anonymous and authenticated callers (TAP 1.1 §2.4,
+    VOResource 1.1 §3.3.1): the anonymous interface has no ``securityMethod``,
+    and one more interface per accepted method names it, so that clients
+    (pyvo's ``AuthSession``, TOPCAT) learn that authenticated access exists and
+    how to use it. A capability that sets ``security`` itself keeps it.
+    """
+    if cap.security or cap.standard_id in ANONYMOUS_ONLY:
+        return [cap.security]
+    return ["", *(f"<securityMethod standardID={quoteattr(m)}/>"
+                  for m in SECURITY_METHODS)]
+
+
 def capabilities_document(caps: Sequence[Capability],
                           namespaces: dict[str, str] | None = None) -> bytes:
     """Return a VOSI capabilities document for ``caps``."""
@@ -71,12 +98,14 @@ def capabilities_document(caps: Sequence[Capability],
         t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
         version = f" version={quoteattr(cap.version)}" if cap.version else ""
         parts.append(f"<capability standardID={quoteattr(cap.standard_id)}{t}>")
-        parts.append(
-            f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}{version}>'
-            f"<accessURL use={quoteattr(cap.use)}>"
-            f"{escape(web.absolute(cap.path))}</accessURL>"
-            f"{cap.security}{cap.interface_body}</interface>"
-        )
+        for security in interface_security(cap):
+            parts.append(
+                f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}'
+                f'{version}>'
+                f"<accessURL use={quoteattr(cap.use)}>"
+                f"{escape(web.absolute(cap.path))}</accessURL>"
+                f"{security}{cap.interface_body}</interface>"
+            )
         parts.append(cap.body)
         parts.append("</capability>")
     parts.append("</vosi:capabilities>\n")

@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
     ck.add_argument("--deep", action="store_true", help="also verify SHA-256 checksums")
     ck.add_argument("--dry-run", action="store_true",
                     help="report orphan files without removing them")
+    ap = add_command(dsub, "apply-policy", cmd_apply_policy,
+                     "recompute every product's release date from the [policy] "
+                     "configuration")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="say what would change without changing it")
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,3 +130,17 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{label}: {item}")
     print("OK" if report.ok else "PROBLEMS FOUND")
     return 0 if report.ok else 1
+
+
+def cmd_apply_policy(args: argparse.Namespace, settings: Settings) -> int:
+    """Recompute release dates under the configured policy."""
+    from vo_archive.ingest.policy import apply_policy
+
+    change = apply_policy(get_engine(settings), settings.policy, dry_run=args.dry_run)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"checked {change.checked} products; {verb} {change.changed} release dates "
+          f"({change.made_public} become public, {change.made_proprietary} become "
+          "proprietary)")
+    for pid, old, new in change.examples:
+        print(f"  product {pid}: {old or 'never'} -> {new or 'never'}")
+    return 0

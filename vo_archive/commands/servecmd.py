@@ -83,13 +83,25 @@ def _run_web(app: Any, host: str, port: int, workers: int | None, debug: bool) -
     # gunicorn writes its own Server header and drops the application's; name
     # the VO software there instead (taplint W_SVRV, DALI clients' diagnostics).
     gunicorn.http.wsgi.SERVER = SERVER_HEADER
+    # Slow or stalled clients must not hold worker threads (vo_archive.serving);
+    # the limits are configurable under [limits].
+    from vo_archive import serving
+
+    limits = settings.extra.get("limits", {})
+    serving.HEAD_TIMEOUT = float(limits.get("head_timeout", serving.HEAD_TIMEOUT))
+    serving.IDLE_TIMEOUT = float(limits.get("idle_timeout", serving.IDLE_TIMEOUT))
+    serving.install_text_errors()
+    threads = int(limits.get("threads", 8))
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers or (os.cpu_count() or 1) + 1)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
+            self.cfg.set("worker_class", "vo_archive.serving.GuardedThreadWorker")
+            self.cfg.set("threads", threads)
+            # the longest request line gunicorn allows: long GET queries (ADQL,
+            # polygons) up to 8 KiB; longer ones must be POSTed (DALI §2.2)
+            self.cfg.set("limit_request_line", 8190)
             self.cfg.set("keepalive", 30)
             self.cfg.set("timeout", 300)
             self.cfg.set("graceful_timeout", 10)

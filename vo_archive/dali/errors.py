@@ -16,6 +16,7 @@ The message always begins with the fault's name, as DALI and SIA 2.0 §3.2 ask.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from xml.sax.saxutils import escape, quoteattr
@@ -110,9 +111,21 @@ VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 VOTABLE_CT = "application/x-votable+xml"
 
 
+#: Characters XML 1.0 cannot carry (a parameter name or value echoed in a message
+#: may hold them); they are written as ``?``.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """Return ``text`` without the characters XML 1.0 cannot carry."""
+    return _NOT_XML.sub("?", text)
+
+
 def votable_error_document(message: str, scs: bool = False,
                            infos: tuple[tuple[str, str], ...] = ()) -> bytes:
     """Return a VOTable error document (no TABLE) with ``message``."""
+    message = xml_text(message)
+    infos = tuple((xml_text(n), xml_text(v)) for n, v in infos)
     extra = "".join(
         f"<INFO name={quoteattr(n)} value={quoteattr(v)}/>" for n, v in infos
     )
@@ -147,7 +160,9 @@ def render_fault(fault: Fault, style: FaultStyle, wants_votable: bool = True
     if isinstance(fault, TransientFault):
         headers = (("Retry-After", str(fault.retry_after)),)
     if fault.status == 401:
-        headers += (("WWW-Authenticate", 'Basic realm="PESSTO archive"'),)
+        # RFC 9110 §11.6.1: one challenge per scheme the archive accepts.
+        headers += (("WWW-Authenticate", 'Bearer realm="PESSTO archive"'),
+                    ("WWW-Authenticate", 'Basic realm="PESSTO archive", charset="UTF-8"'))
     if style is FaultStyle.TEXT or not wants_votable:
         return RenderedFault((fault.text + "\n").encode(), fault.status,
                              "text/plain; charset=utf-8", headers)

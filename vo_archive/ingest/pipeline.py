@@ -256,6 +256,11 @@ class Ingestor:
 
     def ingest_bytes(self, filename: str, data: bytes) -> FileResult:
         """Ingest one file given as bytes (pipeline uploads); same checks as files."""
+        if (not filename or os.path.basename(filename) != filename
+                or filename in (".", "..") or "\x00" in filename):
+            # The name becomes part of a path in the session folder.
+            return FileResult(filename, Outcome.REJECTED,
+                              "the file name must be a plain base name")
         summary = IngestSummary()
         item = prepare_file(filename, str(self.storage.root), self.session_id,
                             data=data, filename=filename)

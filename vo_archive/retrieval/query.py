@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     and_,
     column,
+    exists,
     false,
     func,
     literal,
@@ -207,6 +208,11 @@ def _check_explicit(sel: Selection, rows: list[ProductFile], where: str) -> None
                          f"or excluded by the other filters): {shown}", "PRODUCT")
 
 
+def _has_visible_product(link: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Return "some product linked by ``link`` is visible to the caller"."""
+    return exists().where(link, visible(PRODUCT.c.release_date))
+
+
 def find_run(conn: Connection, name: str) -> RunInfo:
     """Return the run called ``name``.
 
@@ -217,7 +223,9 @@ def find_run(conn: Connection, name: str) -> RunInfo:
     """
     row = conn.execute(select(RUN.c.run_id, RUN.c.name, RUN.c.eso_run,
                               RUN.c.programme, RUN.c.instrument, RUN.c.first_night,
-                              RUN.c.last_night).where(RUN.c.name == name)).first()
+                              RUN.c.last_night).where(
+        RUN.c.name == name, _has_visible_product(PRODUCT.c.run_id == RUN.c.run_id))
+    ).first()
     if row is None:
         raise NotFoundFault(f"no observing run {name!r}")
     return RunInfo(*row)
@@ -255,7 +263,9 @@ def list_runs(conn: Connection) -> list[dict[str, Any]]:
                    *(func.coalesce(counted.c[k], 0).label(k) for k in (
                        "products", "final", "intermediate", "calib", "science",
                        "phase3", "targets", "bytes")))
-            .select_from(RUN.outerjoin(counted, counted.c.run_id == RUN.c.run_id))
+            # only runs with a product the caller may see: the name and nights
+            # of a run observed for proprietary data are proprietary too
+            .select_from(RUN.join(counted, counted.c.run_id == RUN.c.run_id))
             .order_by(RUN.c.first_night.desc(), RUN.c.name))
     out = []
     for r in conn.execute(stmt).mappings():
@@ -278,16 +288,18 @@ def find_target(conn: Connection, name: str) -> TargetInfo:
     norm = normalise_name(name)
     if not norm:
         raise UsageFault("object name is empty")
+    # a transient observed only in proprietary data is itself proprietary
+    seen = _has_visible_product(PRODUCT.c.target_id == TARGET.c.target_id)
     row = conn.execute(
         select(TARGET.c.target_id, TARGET.c.name, TARGET.c.ra, TARGET.c.dec,
                TARGET.c.classification, TARGET.c.redshift)
         .select_from(TARGET.join(ALIAS, ALIAS.c.target_id == TARGET.c.target_id))
-        .where(ALIAS.c.alias == norm)).first()
+        .where(ALIAS.c.alias == norm, seen)).first()
     if row is None:
         row = conn.execute(
             select(TARGET.c.target_id, TARGET.c.name, TARGET.c.ra, TARGET.c.dec,
                    TARGET.c.classification, TARGET.c.redshift)
-            .where(func.lower(TARGET.c.name) == name.strip().lower())).first()
+            .where(func.lower(TARGET.c.name) == name.strip().lower(), seen)).first()
     if row is None:
         raise NotFoundFault(f"no object called {name!r} (names and aliases are "
                             "compared without case, spaces, '-' and '_')")

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from vo_archive.access import Caller
+from vo_archive.dali.errors import xml_text
 from vo_archive.uws.phases import ACTIVE, Phase, check_transition
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
@@ -263,8 +264,8 @@ def parameters_xml(job: Job) -> str:
             continue
         value = seen.pop(name.upper())
         ref = ' byReference="true"' if name.upper() == "UPLOAD" else ""
-        items.append(f"<uws:parameter id={quoteattr(name.lower())}{ref}>"
-                     f"{escape(value)}</uws:parameter>")
+        items.append(f"<uws:parameter id={quoteattr(xml_text(name.lower()))}{ref}>"
+                     f"{escape(xml_text(value))}</uws:parameter>")
     return "<uws:parameters>" + "".join(items) + "</uws:parameters>"
 
 
@@ -285,7 +286,7 @@ def error_xml(job: Job) -> str:
         return ""
     kind = job.error_type or "fatal"
     return (f'<uws:errorSummary type="{kind}" hasDetail="true">'
-            f"<uws:message>{escape(job.error_message or 'job failed')}</uws:message>"
+            f"<uws:message>{escape(xml_text(job.error_message or 'job failed'))}</uws:message>"
             "</uws:errorSummary>")
 
 
@@ -293,7 +294,7 @@ def job_document(job: Job, job_url: str) -> bytes:
     """Return the UWS job document."""
     owner = (f"<uws:ownerId>{escape(job.owner_name)}</uws:ownerId>" if job.owner_name
              else '<uws:ownerId xsi:nil="true"/>')
-    run = f"<uws:runId>{escape(job.run_id)}</uws:runId>" if job.run_id else ""
+    run = f"<uws:runId>{escape(xml_text(job.run_id))}</uws:runId>" if job.run_id else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<uws:job xmlns:uws="{UWS_NS}" xmlns:xlink="{XLINK_NS}" '
@@ -316,7 +317,7 @@ def joblist_document(jobs: Sequence[Job], list_url: str) -> bytes:
         f'<uws:jobref id={quoteattr(j.job_id)} xlink:type="simple" '
         f'xlink:href={quoteattr(list_url + "/" + j.job_id)}>'
         f"<uws:phase>{j.phase.value}</uws:phase>"
-        + (f"<uws:runId>{escape(j.run_id)}</uws:runId>" if j.run_id else "")
+        + (f"<uws:runId>{escape(xml_text(j.run_id))}</uws:runId>" if j.run_id else "")
         + (f"<uws:ownerId>{escape(j.owner_name)}</uws:ownerId>" if j.owner_name
            else '<uws:ownerId xsi:nil="true"/>')
         + f"<uws:creationTime>{iso(j.creation_time)}</uws:creationTime>"

@@ -1,0 +1,225 @@
+"""Hostile clients over real sockets: slowloris, stalled bodies, dropped connections,
+malformed HTTP, bad encodings, path traversal. Never a hang, never a 500, never HTML.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import Archive, LiveServer, start_server, stop_server
+
+HEAD_TIMEOUT = 3
+IDLE_TIMEOUT = 3
+
+
+@pytest.fixture(scope="module")
+def tight_server(demo_archive: Archive, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[LiveServer]:
+    """The demo archive served with short timeouts and only 2 x 2 threads."""
+    cfg = tmp_path_factory.mktemp("tight") / "archive.toml"
+    cfg.write_text(f"[limits]\nhead_timeout = {HEAD_TIMEOUT}\n"
+                   f"idle_timeout = {IDLE_TIMEOUT}\nthreads = 2\n")
+    server = start_server(demo_archive, {"VO_ARCHIVE_CONFIG": str(cfg)})
+    yield server
+    stop_server(server.process)
+
+
+def _addr(server: LiveServer) -> tuple[str, int]:
+    u = urlsplit(server.url)
+    assert u.hostname and u.port
+    return u.hostname, u.port
+
+
+def _timed_get(server: LiveServer, path: str = "/") -> float:
+    t0 = time.monotonic()
+    r = requests.get(server.url + path, timeout=20)
+    assert r.status_code == 200
+    return time.monotonic() - t0
+
+
+def test_slowloris_does_not_block_the_server(tight_server: LiveServer) -> None:
+    """Far more trickling connections than threads; real requests still answered."""
+    host, port = _addr(tight_server)
+    socks: list[socket.socket] = []
+    stop = threading.Event()
+    for _ in range(40):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+
+    def trickle() -> None:
+        while not stop.is_set():
+            for s in socks:
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    pass
+            stop.wait(0.5)
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.0)
+        latencies = [_timed_get(tight_server) for _ in range(5)]
+        assert max(latencies) < 3.0, latencies
+        # the trickling heads are cut off after the head timeout, with 408
+        time.sleep(HEAD_TIMEOUT + 1.5)
+        answers = []
+        for s in socks[:5]:
+            s.settimeout(5)
+            try:
+                answers.append(s.recv(4096))
+            except OSError:
+                answers.append(b"")
+        assert all(a.startswith(b"HTTP/1.1 408") or a == b"" for a in answers), answers
+        assert any(b"UsageFault: Request Timeout" in a for a in answers), answers
+    finally:
+        stop.set()
+        t.join(5)
+        for s in socks:
+            s.close()
+    assert _timed_get(tight_server) < 3.0
+
+
+def test_silent_connections_hold_no_thread(tight_server: LiveServer) -> None:
+    host, port = _addr(tight_server)
+    socks = [socket.create_connection((host, port), timeout=5) for _ in range(30)]
+    try:
+        time.sleep(0.5)
+        assert max(_timed_get(tight_server) for _ in range(3)) < 3.0
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_stalled_bodies_are_dropped(tight_server: LiveServer) -> None:
+    """A body that never arrives frees its thread after the idle timeout."""
+    host, port = _addr(tight_server)
+    socks = []
+    for _ in range(6):  # more than the server's 4 threads
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                  b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 10)
+        socks.append(s)
+    try:
+        t0 = time.monotonic()
+        r = requests.get(tight_server.url + "/", timeout=30)
+        assert r.status_code == 200
+        assert time.monotonic() - t0 < IDLE_TIMEOUT + 5
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_dropped_connections_leave_the_server_healthy(live_server: LiveServer
+                                                      ) -> None:
+    host, port = _addr(live_server)
+    for i in range(60):
+        s = socket.create_connection((host, port), timeout=5)
+        if i % 3 == 0:
+            s.sendall(b"GET /products/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        elif i % 3 == 1:
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nab")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST
+    assert _timed_get(live_server) < 5
+
+
+def _raw(server: LiveServer, data: bytes) -> bytes:
+    host, port = _addr(server)
+    with socket.create_connection((host, port), timeout=20) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out and b"Connection: close" not in out[:out.index(
+                    b"\r\n\r\n")] and len(out) > 50:
+                # keep-alive answer: the head and a short body are enough
+                time.sleep(0.2)
+                s.settimeout(0.5)
+    return out
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", b"400"),
+    (b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"y" * 9000 + b"\r\n\r\n", b"4"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n", b"431"),
+    (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+     b"4"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"400"),
+])
+def test_malformed_http_gets_a_text_error(live_server: LiveServer, request_bytes: bytes,
+                                          status: bytes) -> None:
+    answer = _raw(live_server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status), head[:200]
+    assert b"text/html" not in head and b"<html" not in body.lower()
+    assert body.startswith((b"UsageFault", b"AuthorizationFault")), body[:200]
+
+
+@pytest.mark.parametrize("path", [
+    "/products/../../etc/passwd", "/products/%2e%2e/%2e%2e/etc/passwd",
+    "/products/..%2f..%2fetc%2fpasswd", "/products/1/versions/..%2f..%2f..%2fetc",
+    "/products/1%00", "/products/-1", "/products/0", "/products/1.5",
+    "/products/99999999999999999999999", "/products/1/versions/99999999999",
+    "/products/%ff%fe", "/products/1/versions/%c0%ae%c0%ae", "/upload/..%2f..%2fx",
+    "/runs/a%00b", "/objects/%00", "/runs/%ff%fe/download",
+    "/static/../../../etc/passwd", "//etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+])
+def test_path_traversal_and_odd_ids_on_file_routes(live_server: LiveServer,
+                                                   path: str) -> None:
+    host, port = _addr(live_server)
+    answer = _raw(live_server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close"
+                  "\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    code = int(head.split()[1])
+    assert code in (400, 401, 404, 405), head[:200]
+    assert b"root:" not in body
+    assert body.startswith((b"NotFoundFault", b"UsageFault", b"AuthorizationFault",
+                            )), body[:200]
+
+
+@pytest.mark.parametrize("query", [
+    "a=%ff%fe", "%ff=1", "a=%c0%80", "a=%ed%a0%80", "a=%00", "a=" + "x" * 8000,
+    "a=1&a=2&a=3" + "&a=4" * 500, "=&=&&", "a",
+])
+def test_bad_query_strings_never_fail_the_server(live_server: LiveServer,
+                                                 query: str) -> None:
+    for path in ("/", "/products/1"):
+        r = requests.get(f"{live_server.url}{path}?{query}", timeout=30)
+        assert r.status_code < 500, (path, query, r.status_code, r.text[:200])
+        assert "<html" not in r.text[:200].lower() or path == "/"
+
+
+def test_oversized_bodies_get_413(live_server: LiveServer) -> None:
+    host, port = _addr(live_server)
+    with socket.create_connection((host, port), timeout=20) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\nabc")
+        answer = s.recv(65536)
+    assert answer.startswith((b"HTTP/1.1 413", b"HTTP/1.1 405")), answer[:200]
+
+
+def test_server_log_has_no_tracebacks_from_hostile_input(live_server: LiveServer
+                                                         ) -> None:
+    logs = list(Path(live_server.archive.settings.home).glob("server-*.log"))
+    assert logs
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "unexpected error" not in text, text[-3000:]

@@ -1,0 +1,65 @@
+"""VOSI capabilities declare authenticated access; capabilities/availability stay
+anonymous (VOSI 1.1 §2, TAP 1.1 §2.4, IVOA SSO securityMethod identifiers)."""
+
+from __future__ import annotations
+
+import io
+
+from lxml import etree
+from pyvo.auth import securitymethods
+from pyvo.auth.authurls import AuthURLs
+from pyvo.io.vosi import parse_capabilities
+
+from vo_archive.app import create_app
+from vo_archive.config import Settings
+from vo_archive.vosi import Capability, capabilities_document, vosi_capabilities
+
+BASIC = "ivo://ivoa.net/sso#BasicAA"
+TOKEN = "ivo://ivoa.net/sso#token"
+
+
+def _document(tap: bool = True) -> bytes:
+    app = create_app(Settings(base_url="https://archive.example/"))
+    tap_caps = [Capability("ivo://ivoa.net/std/TAP", "/tap", "tr:TableAccess", "1.1")
+                ] if tap else []
+    with app.test_request_context("/"):
+        return capabilities_document([
+            Capability("ivo://ivoa.net/std/ConeSearch", "/scs"),
+            *tap_caps,
+            Capability("ivo://ivoa.net/std/VOSI#tables-1.1", "/tap/tables"),
+            Capability("ivo://example/custom", "/x",
+                       security=f'<securityMethod standardID="{BASIC}"/>'),
+            *vosi_capabilities("/scs"),
+        ], {"cs": "http://www.ivoa.net/xml/ConeSearch/v1.0",
+            "tr": "http://www.ivoa.net/xml/TAPRegExt/v1.0"})
+
+
+def _methods(doc: bytes) -> dict[str, list[list[str]]]:
+    root = etree.fromstring(doc)
+    out: dict[str, list[list[str]]] = {}
+    for cap in root.findall("capability"):
+        out[cap.get("standardID")] = [
+            [sm.get("standardID") for sm in iface.findall("securityMethod")]
+            for iface in cap.findall("interface")]
+    return out
+
+
+def test_data_services_offer_anonymous_basic_and_token_interfaces() -> None:
+    m = _methods(_document())
+    for std in ("ivo://ivoa.net/std/ConeSearch", "ivo://ivoa.net/std/TAP"):
+        assert m[std] == [[], [BASIC], [TOKEN]], m[std]
+    for std in ("ivo://ivoa.net/std/VOSI#capabilities",
+                "ivo://ivoa.net/std/VOSI#availability",
+                "ivo://ivoa.net/std/VOSI#tables-1.1"):
+        assert m[std] == [[]], (std, m[std])
+    assert m["ivo://example/custom"] == [[BASIC]], "explicit security is kept"
+
+
+def test_pyvo_learns_the_security_methods() -> None:
+    caps = parse_capabilities(io.BytesIO(_document(tap=False)))
+    urls = AuthURLs()
+    urls.update_from_capabilities(caps)
+    assert urls.allowed_auth_methods("https://archive.example/scs") == {
+        securitymethods.ANONYMOUS, securitymethods.BASIC, TOKEN}
+    assert urls.allowed_auth_methods("https://archive.example/scs/capabilities") == {
+        securitymethods.ANONYMOUS}

@@ -1,0 +1,455 @@
+"""Who is calling: accounts, API tokens, passwords, and the request hook.
+
+Clients authenticate with ``Authorization: Bearer TOKEN`` (RFC 6750) or HTTP
+Basic (RFC 7617) with the account name and either an API token or the account's
+password (TOPCAT and pyvo sessions speak Basic). The hook :func:`load_caller`,
+registered by ``create_app``, sets ``flask.g.caller``; every service reads it
+through :func:`vo_archive.access.current_caller`.
+
+- No ``Authorization`` header: the caller is anonymous and sees public data.
+- Credentials that do not check out (unknown token, wrong password, unknown
+  scheme, malformed header): 401 with ``WWW-Authenticate``, in the protocol's
+  error form. A client that tried to authenticate is never silently served as
+  anonymous, which would hide proprietary rows without telling it why.
+- VOSI ``/capabilities`` and ``/availability`` are anonymous (VOSI 1.1 §2): the
+  header is not even read there.
+
+Tokens are 32 random bytes, shown once and stored as their SHA-256 (a fast hash
+is enough for random secrets). Passwords are stored with scrypt (RFC 7914); a
+verified Basic password is remembered for :data:`PASSWORD_CACHE_SECONDS` in the
+worker, keyed by a hash of the credentials, so a client sending Basic on every
+request does not pay the KDF every time. Repeated failures from one address are
+refused without running the KDF for :data:`FAILURE_WINDOW` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import g, request
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from vo_archive import web
+from vo_archive.access import ANONYMOUS, Caller
+from vo_archive.dali.errors import AuthorizationFault, TransientFault
+
+log = logging.getLogger(__name__)
+
+#: Roles an account may hold.
+ROLES = ("member", "reducer", "admin")
+#: Roles that may push products through the upload endpoint.
+UPLOAD_ROLES = frozenset({"reducer", "admin"})
+TOKEN_PREFIX = "pva_"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}\Z")
+#: scrypt cost: N=2^14, r=8, p=1 (16 MiB, some 50 ms): RFC 7914's interactive level.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
+PASSWORD_CACHE_SECONDS = 60.0
+#: At most this many failed authentications per client address per window.
+MAX_FAILURES = 20
+FAILURE_WINDOW = 60.0
+#: Paths that stay anonymous whatever the request carries (VOSI 1.1 §2).
+ANONYMOUS_SUFFIXES = ("/capabilities", "/availability")
+REALM = "PESSTO archive"
+
+
+class TooManyFailures(TransientFault):
+    """Too many failed authentications from one address: wait, then retry."""
+
+    status = 429
+
+
+# -- secrets ----------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    """Return the scrypt hash of ``password`` as ``scrypt$N$r$p$salt$hash``."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R,
+                            p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Return whether ``password`` matches a hash made by :func:`hash_password`."""
+    if not stored:
+        return False
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n),
+                             r=int(r), p=int(p), dklen=len(digest) // 2)
+    except (ValueError, MemoryError):
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def new_token() -> str:
+    """Return a fresh API token (32 random bytes, URL-safe)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """Return how a token is stored: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- accounts ----------------------------------------------------------------
+
+
+class AccountError(Exception):
+    """An account operation that cannot be done (unknown name, bad role...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account as listed."""
+
+    name: str
+    roles: tuple[str, ...]
+    has_password: bool
+    tokens: int
+    created_at: datetime
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid account name.
+
+    Raises
+    ------
+    AccountError
+        If it is not: 1 to 64 letters, digits, ``._@-``, not starting with a sign.
+    """
+    if not NAME_PATTERN.match(name):
+        raise AccountError(f"invalid account name {name!r}: use 1-64 letters, digits "
+                           "and ._@- (starting with a letter or digit)")
+    return name
+
+
+def check_roles(roles: Sequence[str]) -> list[str]:
+    """Return the sorted, distinct roles, or raise AccountError for an unknown one."""
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise AccountError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    return sorted(set(roles))
+
+
+def add_account(engine: Engine, name: str, roles: Sequence[str],
+                password: str | None = None) -> None:
+    """Create an account.
+
+    Raises
+    ------
+    AccountError
+        If the name is invalid or taken, or a role is unknown.
+    """
+    check_name(name)
+    role_list = check_roles(roles)
+    pw_hash = hash_password(password) if password else None
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "INSERT INTO archive.account (name, roles, password_hash) "
+            "VALUES (:n, :r, :p) ON CONFLICT (name) DO NOTHING RETURNING account_id"),
+            {"n": name, "r": role_list, "p": pw_hash}).first()
+    if row is None:
+        raise AccountError(f"account {name!r} exists already")
+
+
+def set_account(engine: Engine, name: str, roles: Sequence[str] | None = None,
+                password: str | None = None, clear_password: bool = False) -> None:
+    """Change an account's roles or password."""
+    sets: list[str] = []
+    args: dict[str, object] = {"n": name}
+    if roles is not None:
+        sets.append("roles = :r")
+        args["r"] = check_roles(roles)
+    if password:
+        sets.append("password_hash = :p")
+        args["p"] = hash_password(password)
+    elif clear_password:
+        sets.append("password_hash = NULL")
+    if not sets:
+        return
+    with engine.begin() as conn:
+        done = conn.execute(text(
+            f"UPDATE archive.account SET {', '.join(sets)} WHERE name = :n"),  # noqa: S608 - fixed column list
+            args).rowcount
+    if not done:
+        raise AccountError(f"no account {name!r}")
+
+
+def remove_account(engine: Engine, name: str) -> None:
+    """Delete an account and its tokens."""
+    with engine.begin() as conn:
+        done = conn.execute(text("DELETE FROM archive.account WHERE name = :n"),
+                            {"n": name}).rowcount
+    if not done:
+        raise AccountError(f"no account {name!r}")
+
+
+def list_accounts(engine: Engine) -> list[Account]:
+    """Return every account, by name."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT a.name, a.roles, a.password_hash IS NOT NULL, "
+            "count(t.token_hash) FILTER (WHERE t.expires_at IS NULL "
+            "OR t.expires_at > now()), a.created_at "
+            "FROM archive.account a LEFT JOIN archive.token t USING (account_id) "
+            "GROUP BY a.account_id ORDER BY a.name")).all()
+    return [Account(r[0], tuple(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+def issue_token(engine: Engine, name: str, label: str | None = None,
+                expires_days: int | None = None) -> str:
+    """Make a new API token for an account; return it (it is not stored)."""
+    token = new_token()
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "INSERT INTO archive.token (token_hash, account_id, label, expires_at) "
+            "SELECT :h, account_id, :l, "
+            "CASE WHEN CAST(:d AS integer) IS NULL THEN NULL "
+            "ELSE now() + make_interval(days => CAST(:d AS integer)) END "
+            "FROM archive.account WHERE name = :n RETURNING account_id"),
+            {"h": token_hash(token), "l": label, "d": expires_days, "n": name}).first()
+    if row is None:
+        raise AccountError(f"no account {name!r}")
+    return token
+
+
+def revoke_tokens(engine: Engine, name: str) -> int:
+    """Revoke every token of an account; return how many there were."""
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT 1 FROM archive.account WHERE name = :n"),
+                        {"n": name}).first() is None:
+            raise AccountError(f"no account {name!r}")
+        return int(conn.execute(text(
+            "DELETE FROM archive.token WHERE account_id = "
+            "(SELECT account_id FROM archive.account WHERE name = :n)"),
+            {"n": name}).rowcount)
+
+
+# -- authentication -----------------------------------------------------------
+
+
+def caller_for_token(engine: Engine, token: str, name: str | None = None
+                     ) -> Caller | None:
+    """Return the caller a valid token stands for (None: no such live token).
+
+    With ``name`` (HTTP Basic), the token must belong to that account.
+    """
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "SELECT a.name, a.roles, t.last_used_at > now() - interval '10 minutes' "
+            "FROM archive.token t JOIN archive.account a USING (account_id) "
+            "WHERE t.token_hash = :h "
+            "AND (t.expires_at IS NULL OR t.expires_at > now()) "
+            "AND (CAST(:n AS text) IS NULL OR a.name = :n)"),
+            {"h": token_hash(token), "n": name}).first()
+        if row is not None and not row[2]:
+            # Record use coarsely: one write per token every ten minutes at most.
+            conn.execute(text("UPDATE archive.token SET last_used_at = now() "
+                              "WHERE token_hash = :h"), {"h": token_hash(token)})
+    if row is None:
+        return None
+    return Caller(row[0], frozenset(row[1]))
+
+
+class _PasswordCache:
+    """Verified Basic credentials of this worker, for a short while."""
+
+    def __init__(self, ttl: float, size: int = 4096) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Caller]] = {}
+
+    @staticmethod
+    def key(name: str, password: str) -> str:
+        return hashlib.sha256(f"{name}\x00{password}".encode()).hexdigest()
+
+    def get(self, key: str) -> Caller | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] < time.monotonic():
+                self._items.pop(key, None)
+                return None
+            return item[1]
+
+    def put(self, key: str, caller: Caller) -> None:
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self.ttl, caller)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class _FailureCounter:
+    """Failed authentications per client address in a sliding window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        self._seen: dict[str, list[float]] = {}
+
+    def blocked(self, addr: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._seen.get(addr, ()) if t > now - self.window]
+            if recent:
+                self._seen[addr] = recent
+            else:
+                self._seen.pop(addr, None)
+            return len(recent) >= self.limit
+
+    def record(self, addr: str) -> None:
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen.setdefault(addr, []).append(time.monotonic())
+
+
+PASSWORDS = _PasswordCache(PASSWORD_CACHE_SECONDS)
+FAILURES = _FailureCounter(MAX_FAILURES, FAILURE_WINDOW)
+
+
+def caller_for_password(engine: Engine, name: str, password: str) -> Caller | None:
+    """Return the caller of a valid name and password (None: they do not match)."""
+    key = PASSWORDS.key(name, password)
+    cached = PASSWORDS.get(key)
+    if cached is not None:
+        return cached
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT name, roles, password_hash FROM archive.account WHERE name = :n"),
+            {"n": name}).first()
+    if row is None or not verify_password(password, row[2]):
+        return None
+    caller = Caller(row[0], frozenset(row[1]))
+    PASSWORDS.put(key, caller)
+    return caller
+
+
+def _unauthorized(message: str) -> AuthorizationFault:
+    return AuthorizationFault(message, authenticate=True)
+
+
+def parse_basic(value: str) -> tuple[str, str]:
+    """Return (name, secret) of a Basic credential (RFC 7617 §2).
+
+    Raises
+    ------
+    AuthorizationFault
+        401 if it is not base64 of UTF-8 ``name:secret``.
+    """
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise _unauthorized("malformed Basic credentials") from None
+    name, sep, secret = decoded.partition(":")
+    if not sep or not name or not secret:
+        raise _unauthorized("Basic credentials must be 'name:token' or "
+                            "'name:password'")
+    return name, secret
+
+
+def authenticate(engine: Engine, header: str | None) -> Caller:
+    """Return the caller an ``Authorization`` header value stands for.
+
+    Raises
+    ------
+    AuthorizationFault
+        401 (with ``WWW-Authenticate``) for credentials that do not check out.
+    """
+    if header is None:
+        return ANONYMOUS
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        if not _TOKEN_CHARS.match(value):
+            raise _unauthorized("malformed bearer token")
+        caller = caller_for_token(engine, value)
+        if caller is None:
+            raise _unauthorized("invalid or expired token")
+        return caller
+    if scheme == "basic":
+        name, secret = parse_basic(value)
+        if not NAME_PATTERN.match(name) or len(secret) > 1024:
+            raise _unauthorized("wrong account name or password")
+        caller = None
+        if _TOKEN_CHARS.match(secret):
+            caller = caller_for_token(engine, secret, name)
+        if caller is None:
+            caller = caller_for_password(engine, name, secret)
+        if caller is None:
+            raise _unauthorized("wrong account name, token or password")
+        return caller
+    raise _unauthorized(f"unsupported authentication scheme {scheme[:20]!r} "
+                        "(use Bearer or Basic)")
+
+
+def load_caller() -> None:
+    """Set ``g.caller`` from the request's credentials (a ``before_request`` hook).
+
+    Raises
+    ------
+    AuthorizationFault
+        401 for credentials that do not check out.
+    TooManyFailures
+        429 when this address failed too often recently.
+    """
+    g.caller = ANONYMOUS
+    header = request.headers.get("Authorization")
+    if header is None or request.path.endswith(ANONYMOUS_SUFFIXES):
+        return
+    addr = request.remote_addr or "?"
+    if FAILURES.blocked(addr):
+        raise TooManyFailures("too many failed authentications from this address; "
+                              "try again later", retry_after=int(FAILURE_WINDOW))
+    try:
+        g.caller = authenticate(web.engine(), header)
+    except SQLAlchemyError as exc:
+        log.error("cannot check credentials: %s [%s]", exc, g.get("request_id"))
+        raise TransientFault("cannot check credentials now; try again later",
+                             retry_after=10) from None
+    except AuthorizationFault as fault:
+        FAILURES.record(addr)
+        log.warning("authentication failed from %s on %s: %s [%s] (%s)", addr,
+                    request.path, fault.message, g.get("request_id"),
+                    request.user_agent.string[:100])
+        raise
+
+
+def require_roles(roles: frozenset[str], action: str) -> Caller:
+    """Return the request's caller if it holds one of ``roles``.
+
+    Raises
+    ------
+    AuthorizationFault
+        401 for an anonymous caller, 403 for one without the role.
+    """
+    caller: Caller = g.get("caller", ANONYMOUS)
+    if caller.anonymous:
+        raise AuthorizationFault(f"{action} needs authentication", authenticate=True)
+    if not caller.roles & roles:
+        raise AuthorizationFault(
+            f"{action} needs the role {' or '.join(sorted(roles))}; "
+            f"{caller.name} has {', '.join(sorted(caller.roles)) or 'none'}")
+    return caller

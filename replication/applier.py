@@ -19,9 +19,11 @@ needed.  Fault hooks for the tests come from ``REPL_FAULT``.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import zlib
@@ -83,6 +85,36 @@ class Faults:
         log.critical("fault injection: SIGKILL at %s (%d events)", point, events)
         logging.shutdown()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SkipError(Exception):
+    """An operator skip that cannot be done as asked (nothing was changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkipPlan:
+    """Events of the open batch that an operator skips (``replicate skip``).
+
+    Attributes
+    ----------
+    events
+        Event ids to skip; each must be in the batch.
+    batch_id
+        Skip every event of this batch (it must be the open one).
+    who
+        Recorded as ``skipped_by``.
+    reason
+        Free text recorded with the dead-letter rows.
+    """
+
+    events: frozenset[int]
+    batch_id: int | None
+    who: str
+    reason: str | None = None
+
+    def covers(self, ev_id: int) -> bool:
+        """Whether the event is to be skipped."""
+        return self.batch_id is not None or ev_id in self.events
 
 
 @dataclass(slots=True)
@@ -311,13 +343,13 @@ class StreamReplicator:
         with self._guard(slave), slave.cursor() as cur:
             cur.execute(
                 "SELECT table_name FROM replication.table_state "
-                "WHERE stream = %s AND state = 'pending' ORDER BY table_name LIMIT 1",
+                "WHERE stream = %s AND state = 'pending' ORDER BY table_name",
                 (self.cfg.name,),
             )
-            row = cur.fetchone()
+            pending = [r[0] for r in cur.fetchall()]
             slave.rollback()  # read only; the slave's next COMMIT is a batch's
-        if row is not None:
-            self.copy_pending(row[0])
+        if pending:
+            self.copy_pending(pending)
             return True
         batch = self._next_batch()
         if batch is None:
@@ -360,14 +392,32 @@ class StreamReplicator:
             )
         return int(row[0]), int(row[1]), str(row[2])
 
-    def apply_batch(self, batch: _Batch) -> None:
+    def apply_batch(self, batch: _Batch, skip: SkipPlan | None = None) -> bool:
         """Apply one PgQ batch on the slave, then finish it on the master.
+
+        Parameters
+        ----------
+        batch
+            The batch PgQ hands out.
+        skip
+            Events not to apply; each gets a ``replication.dead_letter`` row
+            in the same slave transaction as the marker (anchors P7).
+
+        Returns
+        -------
+        bool
+            True if applied now, False if the slave already had it.
 
         Raises
         ------
         StreamHalted
             If the position is lost or an event cannot be applied.
+        SkipError
+            If ``skip`` names a batch or event that is not the open batch's.
         """
+        if skip is not None and skip.batch_id not in (None, batch.batch_id):
+            raise SkipError(f"batch {skip.batch_id} is not the open batch of stream "
+                            f"{self.cfg.name} (that is batch {batch.batch_id})")
         master, slave = self._master(), self._slave()
         name = self.cfg.name
         with self._guard(slave), slave.cursor() as scur:
@@ -377,7 +427,7 @@ class StreamReplicator:
                      name, batch.batch_id, batch.cur_tick)
             slave.rollback()
             self._finish(batch)
-            return
+            return False
         if marker != batch.prev_tick:
             raise StreamHalted(
                 f"lost position: slave is at tick {marker}, master offers batch "
@@ -391,6 +441,11 @@ class StreamReplicator:
             )
             tables = {t: (st, Snapshot.parse(snap) if snap else None)
                       for t, st, snap in scur.fetchall()}
+            error = None
+            if skip is not None:
+                scur.execute("SELECT last_error FROM replication.stream_state "
+                             "WHERE stream = %s", (name,))
+                error = scur.fetchone()[0]
         with self._guard(master), master.cursor() as mcur:
             mcur.execute(
                 "SELECT txid_snapshot_xmax(tick_snapshot) FROM pgq.tick t "
@@ -406,19 +461,31 @@ class StreamReplicator:
             )
             rows = mcur.fetchall()
         applied = skipped = 0
+        found: set[int] = set()
         with slave.cursor() as scur, master.cursor() as mcur:
             while rows:
+                fetched = len(rows)
+                if skip is not None:
+                    found |= self._dead_letter(scur, rows, skip, generation, batch, error)
+                    rows = [r for r in rows if not skip.covers(int(r[0]))]
                 n, s = self._apply_chunk(scur, rows, tables, generation, batch)
                 applied += n
                 skipped += s
                 self.faults.hit("after_n_events", applied)
-                if len(rows) < self.cfg.fetch_size:
+                if fetched < self.cfg.fetch_size:
                     break
                 with self._guard(master):
                     mcur.execute(f"FETCH {int(self.cfg.fetch_size)} FROM {CURSOR}")
                     rows = mcur.fetchall()
             with self._guard(master):
                 mcur.execute(f"CLOSE {CURSOR}")
+            if skip is not None and skip.events - found:
+                missing = ", ".join(str(e) for e in sorted(skip.events - found))
+                raise SkipError(f"event {missing} is not in the open batch {batch.batch_id} "
+                                f"(ticks {batch.prev_tick}..{batch.cur_tick}) of stream "
+                                f"{name}; nothing was skipped")
+            if applied:
+                self.ship_sequences(master, slave)
             with self._guard(slave):
                 scur.execute(
                     """UPDATE replication.stream_state
@@ -440,6 +507,52 @@ class StreamReplicator:
             log.info("stream %s: batch %d applied (ticks %d..%d, %d events, %d skipped)",
                      name, batch.batch_id, batch.prev_tick, batch.cur_tick, applied, skipped)
         self._finish(batch)
+        return True
+
+    def _events_in_batch(self, batch: _Batch, events: list[int]) -> set[int]:
+        """Return which of ``events`` belong to the batch."""
+        master = self._master()
+        with self._guard(master), master.cursor() as cur:
+            cur.execute("SELECT pgq.batch_event_sql(%s)", (batch.batch_id,))
+            row = cur.fetchone()
+            assert row is not None
+            # PgQ's own SQL for the batch's events (built from its tick
+            # snapshots), filtered; no outside text enters it.
+            cur.execute(sql.SQL("SELECT ev_id FROM ({q}) e WHERE ev_id = ANY(%s)").format(
+                q=sql.SQL(row[0])), (list(events),))
+            found = {int(r[0]) for r in cur.fetchall()}
+        master.commit()
+        return found
+
+    def _dead_letter(self, scur: psycopg2.extensions.cursor, rows: list[tuple],
+                     skip: SkipPlan, generation: int, batch: _Batch,
+                     error: str | None) -> set[int]:
+        """Record the skipped events of a chunk; return their ids."""
+        dead = [r for r in rows if skip.covers(int(r[0]))]
+        if not dead:
+            return set()
+        ids = [int(r[0]) for r in dead]
+        with self._guard(scur.connection):
+            scur.execute(
+                """INSERT INTO replication.dead_letter (stream, generation, ev_id,
+                       batch_id, tick_id, ev_type, table_name, row_key, row_data, error,
+                       skipped_by, reason)
+                   SELECT %s, %s, e.id, %s, %s, e.typ, e.tab,
+                          CASE WHEN e.typ <> 'R' THEN coalesce(e.key::jsonb,
+                               replication.row_key(e.tab, e.data::jsonb)) END,
+                          e.data::jsonb, %s, %s || ' (database user ' || session_user || ')',
+                          %s
+                   FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],
+                               %s::text[]) AS e(id, typ, tab, data, key)""",
+                (self.cfg.name, generation, batch.batch_id, batch.cur_tick, error,
+                 skip.who, skip.reason, ids, [r[4] for r in dead], [r[6] for r in dead],
+                 [r[5] for r in dead], [r[7] for r in dead]),
+            )
+        for r in dead:
+            log.warning("stream %s: event %s (%s) on table %s, key %s skipped by %s; "
+                        "dead-letter row written", self.cfg.name, r[0], r[4], r[6],
+                        r[7] or r[5], skip.who)
+        return set(ids)
 
     def _apply_chunk(self, scur: psycopg2.extensions.cursor, rows: list[tuple],
                      tables: dict[str, tuple[str, Snapshot | None]], generation: int,
@@ -484,6 +597,40 @@ class StreamReplicator:
                     )
         return len(ids), skipped
 
+    def ship_sequences(self, master: Connection, slave: Connection) -> None:
+        """Set the slave's key sequences to the master's values (anchors P9).
+
+        The sequences owned by columns of the stream's tables (serial and
+        identity keys) are read on the master after the batch's tick, so each
+        value is at least every key the batch (or copy) carries; setting them on
+        the slave keeps ``nextval`` past every key the master ever handed out,
+        for a promotion or a `restore`.  ``setval`` is not transactional: a
+        batch that rolls back may leave the slave's value ahead, never behind.
+        """
+        with self._guard(master), master.cursor() as mcur:
+            mcur.execute(
+                """SELECT format('%%I.%%I', n.nspname, c.relname),
+                          pg_sequence_last_value(c.oid)
+                   FROM pg_depend d
+                   JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE d.classid = 'pg_class'::regclass
+                     AND d.refclassid = 'pg_class'::regclass
+                     AND d.refobjid = ANY(%s::regclass[]) AND d.deptype IN ('a', 'i')
+                   ORDER BY 1""",
+                ([sql.Identifier(*t.split(".", 1)).as_string(master)
+                  for t in self.cfg.tables],),
+            )
+            seqs = [(name, value) for name, value in mcur.fetchall() if value is not None]
+        if not seqs:
+            return
+        with self._guard(slave), slave.cursor() as scur:
+            scur.execute(
+                "SELECT setval(s::regclass, v) FROM unnest(%s::text[], %s::bigint[]) "
+                "AS x(s, v)",
+                ([n for n, _ in seqs], [v for _, v in seqs]),
+            )
+
     def _finish(self, batch: _Batch) -> None:
         master = self._master()
         with self._guard(master), master.cursor() as cur:
@@ -491,53 +638,62 @@ class StreamReplicator:
             master.commit()
 
     # -- initial copy / resync -------------------------------------------------
-    def copy_pending(self, table: str) -> None:
-        """Copy one table in a master snapshot and record that snapshot.
+    def copy_pending(self, tables: list[str]) -> None:
+        """Copy the pending tables in one master snapshot and one slave transaction.
 
         The slave's rows are replaced in one transaction that also marks the
-        table ``ok`` with the copy's snapshot; events of transactions visible
-        in it are skipped later (anchors P6).
+        tables ``ok`` with the copy's snapshot; events of transactions visible
+        in it are skipped later (anchors P6).  Copying all pending tables at
+        once keeps foreign keys between them consistent on the slave.
         """
         master, slave = self._master(), self._slave()
         master.rollback()
         with self._guard(master), master.cursor() as mcur:
             mcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            mcur.execute("SELECT txid_current_snapshot()::text")
+            mcur.execute("SELECT pg_current_snapshot()::text")
             row = mcur.fetchone()
             assert row is not None
             snapshot = str(row[0])
         with self._guard(slave), slave.cursor() as scur:
             self._lock_marker(scur)
             scur.execute(
-                "SELECT state FROM replication.table_state WHERE stream = %s "
-                "AND table_name = %s FOR UPDATE",
-                (self.cfg.name, table),
+                "SELECT table_name FROM replication.table_state WHERE stream = %s "
+                "AND table_name = ANY(%s) AND state = 'pending' ORDER BY table_name "
+                "FOR UPDATE",
+                (self.cfg.name, tables),
             )
-            still = scur.fetchone()
-            if still is None or still[0] != "pending":
+            still = [r[0] for r in scur.fetchall()]
+            if not still:
                 slave.rollback()
                 master.rollback()
                 return
-            scur.execute(sql.SQL("DELETE FROM {t}").format(t=sql.SQL(table)))
-        try:
-            n = copy_table(master, slave, _unquote(table), self.cfg.fetch_size,
-                           self._guard)
-        except psycopg2.Error as exc:
-            if slave.closed or master.closed:
-                raise
-            raise StreamHalted(f"copy of {table} failed: {_describe(exc)}") from exc
+            for table in still:
+                scur.execute(sql.SQL("DELETE FROM {t}").format(t=sql.SQL(table)))
+        copied: dict[str, int] = {}
+        for table in still:
+            try:
+                copied[table] = copy_table(master, slave, _unquote(table),
+                                           self.cfg.fetch_size, self._guard)
+            except psycopg2.Error as exc:
+                if slave.closed or master.closed:
+                    raise
+                raise StreamHalted(f"copy of {table} failed: {_describe(exc)}") from exc
         with self._guard(slave), slave.cursor() as scur:
-            scur.execute(
-                "UPDATE replication.table_state SET state = 'ok', copy_snapshot = %s, "
-                "copied_at = now(), rows_copied = %s WHERE stream = %s AND table_name = %s",
-                (snapshot, n, self.cfg.name, table),
-            )
+            for table, n in copied.items():
+                scur.execute(
+                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = %s, "
+                    "copied_at = now(), rows_copied = %s "
+                    "WHERE stream = %s AND table_name = %s",
+                    (snapshot, n, self.cfg.name, table),
+                )
+        self.ship_sequences(master, slave)
         self.faults.hit("before_copy_commit")
         with self._guard(slave):
             slave.commit()
         master.rollback()
-        log.info("stream %s: table %s copied (%d rows, snapshot %s)", self.cfg.name,
-                 table, n, snapshot)
+        for table, n in copied.items():
+            log.info("stream %s: table %s copied (%d rows, snapshot %s)", self.cfg.name,
+                     table, n, snapshot)
 
 
 def _unquote(quoted: str) -> str:
@@ -575,3 +731,65 @@ def _describe(exc: psycopg2.Error) -> str:
     if diag.message_detail:
         text += f" ({diag.message_detail.strip()})"
     return text
+
+
+def operator_skip(cfg: StreamConfig, events: list[int], batch_id: int | None,
+                  reason: str | None = None) -> tuple[int, list[int]]:
+    """Apply the stream's open batch without the given events (``replicate skip``).
+
+    The skipped events get dead-letter rows in the slave transaction that
+    applies the rest of the batch and moves the marker; a running replicator
+    is not disturbed (the marker lock serialises the two, and whichever comes
+    second finds the batch applied).
+
+    Parameters
+    ----------
+    cfg
+        The stream.
+    events
+        Event ids to skip (each must be in the open batch).
+    batch_id
+        Skip the whole batch instead; it must be the open one.
+    reason
+        Recorded with the dead-letter rows.
+
+    Returns
+    -------
+    tuple
+        The batch id and the event ids written as dead letters.
+
+    Raises
+    ------
+    SkipError
+        If there is no open batch, it is not the one named, an event is not in
+        it, or the batch got applied meanwhile.
+    StreamHalted
+        If another event of the batch cannot be applied either.
+    """
+    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    plan = SkipPlan(frozenset(events), batch_id, who, reason)
+    rep = StreamReplicator(cfg)
+    try:
+        batch = rep._next_batch()
+        if batch is None:
+            raise SkipError(f"stream {cfg.name} has no open batch on the master; "
+                            "nothing to skip")
+        if events:
+            missing = set(events) - rep._events_in_batch(batch, events)
+            if missing:
+                raise SkipError(
+                    f"event {', '.join(map(str, sorted(missing)))} is not in the open "
+                    f"batch {batch.batch_id} (ticks {batch.prev_tick}..{batch.cur_tick}) "
+                    f"of stream {cfg.name}; nothing was skipped")
+        if not rep.apply_batch(batch, skip=plan):
+            raise SkipError(f"batch {batch.batch_id} was applied meanwhile (by the "
+                            "running replicator); nothing was skipped")
+        slave = rep._slave()
+        with slave.cursor() as cur:
+            cur.execute("SELECT ev_id FROM replication.dead_letter WHERE stream = %s "
+                        "AND batch_id = %s ORDER BY ev_id", (cfg.name, batch.batch_id))
+            dead = [int(r[0]) for r in cur.fetchall()]
+        slave.rollback()
+        return batch.batch_id, dead
+    finally:
+        rep.close()

@@ -12,6 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
+import psycopg2
+
+from replication.applier import SkipError, StreamHalted, operator_skip
 from replication.config import ConfigError, ReplicationConfig, load_config
 from replication.install import SetupError, init_stream, request_resync
 from replication.restore import restore_master
@@ -25,8 +28,37 @@ DEFAULT_CONFIG = Path("replication.toml")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``replicate`` command group to an argparse sub-parser set."""
-    build_parser(subparsers.add_parser("replicate", help="trigger-based replication (PgQ)"))
+    """Add the ``replicate`` command group to the archive's CLI (``vo-archive``)."""
+    rep = subparsers.add_parser("replicate", help="trigger-based replication (PgQ)")
+    build_parser(rep)
+    rep.set_defaults(handler=_archive_handler)
+
+
+def _archive_handler(args: argparse.Namespace, settings: object) -> int:
+    """Run a subcommand for ``vo-archive`` (the archive settings are not needed)."""
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed subcommand; report a failure as one line on stderr.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when a stream halted or differs, 2 on an error.
+    """
+    try:
+        return int(args.func(args))
+    except (ConfigError, SetupError, VerifyError, SkipError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StreamHalted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg2.Error as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)
+        return 2
 
 
 def build_parser(rep: argparse.ArgumentParser) -> None:
@@ -59,6 +91,16 @@ def build_parser(rep: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="schema.table")
     p.add_argument("--stream", help="stream of the table (if several have it)")
     p.set_defaults(func=cmd_resync)
+
+    p = sub.add_parser("skip", help="apply the open batch without the named event(s), "
+                                    "leaving dead-letter rows")
+    p.add_argument("--stream", required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--event", type=int, action="append",
+                      help="event id (from status/the log; repeatable)")
+    what.add_argument("--batch", type=int, help="skip every event of this (open) batch")
+    p.add_argument("--reason", help="recorded with the dead-letter rows")
+    p.set_defaults(func=cmd_skip)
 
     p = sub.add_parser("restore", help="rebuild a lost master from its slave")
     p.add_argument("--stream", required=True)
@@ -113,7 +155,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"slave {rep.slave_rows} rows)")
             for label, keys in (("only on master", rep.only_master),
                                 ("only on slave", rep.only_slave),
-                                ("differs", rep.different)):
+                                ("differs", rep.different),
+                                ("dead letter", rep.dead_letters)):
                 for k in keys:
                     print(f"  {label}: {k}")
             ok = ok and rep.identical
@@ -130,6 +173,15 @@ def cmd_resync(args: argparse.Namespace) -> int:
                          "name one with --stream")
     request_resync(streams[0], args.table)
     print(f"{streams[0].name}: {args.table} will be copied again by the replicator")
+    return 0
+
+
+def cmd_skip(args: argparse.Namespace) -> int:
+    """Skip events of a halted stream, recording each in replication.dead_letter."""
+    batch, dead = operator_skip(_config(args).stream(args.stream), args.event or [],
+                                args.batch, args.reason)
+    print(f"{args.stream}: batch {batch} applied without event(s) "
+          f"{', '.join(map(str, dead)) or 'none'}; dead-letter rows written")
     return 0
 
 
@@ -154,8 +206,4 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args))
-    except (ConfigError, SetupError, VerifyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args)

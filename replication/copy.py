@@ -1,8 +1,9 @@
 """Copy a table's rows between databases in bounded memory.
 
-Rows travel as JSON (``to_jsonb`` out, ``jsonb_populate_recordset`` in), the
-same representation as the change events, through a server-side cursor in
-chunks of ``fetch_size`` rows.
+Rows travel as JSON row images, the same representation as the change
+events: ``to_jsonb`` plus the exact encoding of pgSphere columns
+(``replication.exact_encoder``) out, ``replication.row_decoder`` in, through a
+server-side cursor in chunks of ``fetch_size`` rows.
 """
 
 from __future__ import annotations
@@ -25,17 +26,44 @@ def _no_guard(conn: Connection) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
-def column_list(conn: Connection, table: str) -> sql.Composed:
-    """Return the stored (non-generated) columns of ``table`` as SQL."""
+def row_image(conn: Connection, table: str, alias: str = "t") -> sql.Composable:
+    """Return the SQL of ``table``'s exact JSON row image over the row ``alias``.
+
+    ``to_jsonb`` of the row, with pgSphere columns replaced by their exact
+    encoding (anchors P12); the capture trigger builds the same image.
+    """
+    encoder = exact_encoder(conn, table, alias)
+    if encoder is None:
+        return sql.SQL("to_jsonb({a})").format(a=sql.Identifier(alias))
+    return sql.SQL("(to_jsonb({a}) || {e})").format(a=sql.Identifier(alias),
+                                                     e=sql.SQL(encoder))
+
+
+def exact_encoder(conn: Connection, table: str, rowref: str) -> str | None:
+    """Return the SQL building the exact encodings of ``table``'s row ``rowref``.
+
+    None when the table has no column that needs one.
+    """
     with conn.cursor() as cur:
-        cur.execute(
-            """SELECT attname FROM pg_attribute
-               WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
-                 AND attgenerated = '' ORDER BY attnum""",
-            (str(table_ident(table).as_string(conn)),),
-        )
-        cols = [r[0] for r in cur.fetchall()]
-    return sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        cur.execute("SELECT replication.exact_encoder(%s::regclass, %s)",
+                    (table_ident(table).as_string(conn), rowref))
+        row = cur.fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def row_insert(conn: Connection, table: str) -> sql.Composed:
+    """Return an INSERT of ``table`` rows from a JSON array of row images (``%s``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT cols, exprs, exact FROM replication.row_decoder(%s::regclass)",
+                    (table_ident(table).as_string(conn),))
+        row = cur.fetchone()
+    assert row is not None
+    cols, exprs, exact = row
+    return sql.SQL(
+        "INSERT INTO {t} ({c}) SELECT {e} FROM jsonb_array_elements(%s::jsonb) AS s(j) "
+        "CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, j - {x}::text[]) r"
+    ).format(t=table_ident(table), c=sql.SQL(cols), e=sql.SQL(exprs),
+             x=sql.Literal(list(exact)))
 
 
 def copy_table(src: Connection, dst: Connection, table: str, fetch_size: int,
@@ -49,7 +77,8 @@ def copy_table(src: Connection, dst: Connection, table: str, fetch_size: int,
     Parameters
     ----------
     src, dst
-        Source and destination connections, each inside a transaction.
+        Source and destination connections, each inside a transaction, both
+        with the replication support functions.
     table
         ``schema.table``.
     fetch_size
@@ -63,15 +92,13 @@ def copy_table(src: Connection, dst: Connection, table: str, fetch_size: int,
         Rows copied.
     """
     tbl = table_ident(table)
-    cols = column_list(dst, table)
-    insert = sql.SQL(
-        "INSERT INTO {t} ({c}) SELECT {c} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)"
-    ).format(t=tbl, c=cols)
+    insert = row_insert(dst, table)
+    image = row_image(src, table)
     total = 0
     with src.cursor(name="repl_copy") as rd, dst.cursor() as wr:
         rd.itersize = fetch_size
         with guard(src):
-            rd.execute(sql.SQL("SELECT to_jsonb(t)::text FROM {t} AS t").format(t=tbl))
+            rd.execute(sql.SQL("SELECT {i}::text FROM {t} AS t").format(i=image, t=tbl))
         for chunk in _chunks(rd, fetch_size, src, guard):
             with guard(dst):
                 wr.execute(insert, ("[" + ",".join(chunk) + "]",))

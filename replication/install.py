@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg2
 import psycopg2.sql as sql
 
 from replication.config import StreamConfig
@@ -87,6 +88,33 @@ def master_identity(conn: Connection, queue: str) -> str:
     return f"{row[0]}/{row[1]}"
 
 
+def prepare_exact(conn: Connection, table: str) -> str | None:
+    """Check ``table``'s pgSphere columns and create the casts their codec needs.
+
+    Returns
+    -------
+    str or None
+        The capture trigger's exact-encoder expression (over ``$1``), or None.
+
+    Raises
+    ------
+    SetupError
+        If a column's type has no exact encoding (see ``replication.sql``).
+    """
+    ref = quoted_name(conn, table)
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SAVEPOINT exact")
+            cur.execute("SELECT replication.ensure_byte_casts(%s::regclass)", (ref,))
+            cur.execute("SELECT replication.exact_encoder(%s::regclass, '$1')", (ref,))
+            row = cur.fetchone()
+            cur.execute("RELEASE SAVEPOINT exact")
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT exact")
+            raise SetupError((exc.diag.message_primary or str(exc)).strip()) from None
+    return None if row is None or row[0] is None else str(row[0])
+
+
 def configure_queue(conn: Connection, cfg: StreamConfig) -> None:
     """Apply the stream's ticker and rotation settings to its PgQ queue."""
     settings = {
@@ -125,11 +153,13 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
         for table, cols in keys.items():
             pk = "{" + ",".join(cols) + "}"
             args = [sql.Literal(cfg.queue), sql.Literal(cfg.origin), sql.Literal(pk)]
+            encoder = prepare_exact(conn, table)
+            row_args = args + ([sql.Literal(encoder)] if encoder else [])
             cur.execute(sql.SQL(
                 "CREATE OR REPLACE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {tbl} "
                 "FOR EACH ROW EXECUTE FUNCTION replication.capture({args})"
             ).format(trg=sql.Identifier(f"_repl_capture_{cfg.name}"),
-                     tbl=table_ident(table), args=sql.SQL(", ").join(args)))
+                     tbl=table_ident(table), args=sql.SQL(", ").join(row_args)))
             cur.execute(sql.SQL(
                 "CREATE OR REPLACE TRIGGER {trg} AFTER TRUNCATE ON {tbl} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION replication.capture({args})"
@@ -197,6 +227,7 @@ def install_slave(conn: Connection, cfg: StreamConfig, master_id: str,
                 "use `replicate restore` after losing a master"
             )
         for table in cfg.tables:
+            prepare_exact(conn, table)
             cur.execute(
                 "INSERT INTO replication.table_state (stream, table_name, state) "
                 "VALUES (%s, %s, 'pending') ON CONFLICT DO NOTHING RETURNING table_name",

@@ -2,8 +2,9 @@
 
 The configured master DSN must point at the replacement database, which holds
 the stream's tables (created from the schema) and nothing the old master had.
-The slave's rows are copied in one slave snapshot; PgQ is set up afresh on the
-new master; the slave's position is reset to the new queue and its
+The slave's rows are copied in one slave snapshot; the key sequences are set
+past every key the old master handed out (the values the replicator shipped to
+the slave); PgQ is set up afresh on the new master; the slave's position is reset to the new queue and its
 ``generation`` bumped.
 
 Transaction ids (anchors P11): a replacement cluster starts its txids low,
@@ -123,7 +124,7 @@ def restore_master(cfg: StreamConfig, force: bool = False) -> RestoreReport:
             with master.cursor() as cur:
                 cur.execute(sql.SQL("DELETE FROM {t}").format(t=table_ident(table)))
             rows[table] = copy_table(slave, master, table, cfg.fetch_size)
-            _bump_sequences(master, table)
+            _bump_sequences(master, slave, table)
         master.commit()
         slave.rollback()
         slave.set_session(isolation_level="READ COMMITTED")
@@ -132,6 +133,7 @@ def restore_master(cfg: StreamConfig, force: bool = False) -> RestoreReport:
                 """UPDATE replication.stream_state
                    SET master_id = %s, generation = generation + 1, last_tick = %s,
                        last_batch = NULL, last_tick_time = NULL, last_xmax = NULL,
+                       events_applied = 0,
                        last_error = NULL, error_at = NULL
                    WHERE stream = %s""",
                 (new_master, start_tick, cfg.name),
@@ -152,8 +154,13 @@ def restore_master(cfg: StreamConfig, force: bool = False) -> RestoreReport:
         close_quietly(slave)
 
 
-def _bump_sequences(conn: Connection, table: str) -> None:
-    """Set every sequence owned by a column of ``table`` past the column's maximum."""
+def _bump_sequences(conn: Connection, slave: Connection, table: str) -> None:
+    """Set every sequence owned by a column of ``table`` past all its keys.
+
+    The new value is the larger of the column's maximum and the slave's copy of
+    the sequence, which the replicator kept at the old master's value (anchors
+    P9): keys of rows the old master deleted are not handed out again.
+    """
     with conn.cursor() as cur:
         cur.execute(
             """SELECT a.attname, pg_get_serial_sequence(%s, a.attname)
@@ -164,6 +171,10 @@ def _bump_sequences(conn: Connection, table: str) -> None:
         for col, seq in cur.fetchall():
             if seq is None:
                 continue
+            with slave.cursor() as scur:
+                scur.execute("SELECT pg_sequence_last_value(to_regclass(%s))", (seq,))
+                row = scur.fetchone()
+            shipped = row[0] if row and row[0] is not None else 0
             cur.execute(sql.SQL(
-                "SELECT setval(%s, greatest(coalesce(max({c}), 0), 1)) FROM {t}"
-            ).format(c=sql.Identifier(col), t=table_ident(table)), (seq,))
+                "SELECT setval(%s, greatest(coalesce(max({c}), 0), %s, 1)) FROM {t}"
+            ).format(c=sql.Identifier(col), t=table_ident(table)), (seq, shipped))

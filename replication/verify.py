@@ -2,8 +2,10 @@
 
 Per table: the row count and an order-independent checksum (the sum of a
 64-bit slice of ``md5(row::text)`` over all rows) with the same text settings
-on both sides (anchors P12).  When they differ, the rows are compared by
-primary key in one ordered pass, and the differing keys are reported.
+on both sides (anchors P12); pgSphere columns, whose text has only 15 digits,
+enter the hash in their exact encoding.  When they differ, the rows are
+compared by primary key in one ordered pass, and the differing keys are
+reported, together with the events an operator skipped (dead letters).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass, field
 import psycopg2.sql as sql
 
 from replication.config import StreamConfig
+from replication.copy import exact_encoder
 from replication.db import Connection, close_quietly, connect
-from replication.install import primary_key, table_ident
+from replication.install import primary_key, quoted_name, table_ident
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class TableReport:
     only_master: list[str] = field(default_factory=list)
     only_slave: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -47,36 +51,48 @@ class TableReport:
                 and self.master_sum == self.slave_sum)
 
 
+def row_hash(conn: Connection, table: str) -> sql.Composable:
+    """Return the SQL of an exact md5 of the row ``t`` of ``table``.
+
+    The row text, and for pgSphere columns (whose text has only 15 digits)
+    their exact encoding too, so that a difference in the last bits shows.
+    """
+    encoder = exact_encoder(conn, table, "t")
+    if encoder is None:
+        return sql.SQL("md5(t::text)")
+    return sql.SQL("md5(t::text || ({e})::text)").format(e=sql.SQL(encoder))
+
+
 def _checksum(conn: Connection, table: str) -> tuple[int, str]:
     with conn.cursor() as cur:
         cur.execute(sql.SQL(
-            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)"
+            "SELECT count(*), coalesce(sum(('x' || substr({h}, 1, 16))::bit(64)"
             "::bigint::numeric), 0)::text FROM {t} AS t"
-        ).format(t=table_ident(table)))
+        ).format(h=row_hash(conn, table), t=table_ident(table)))
         row = cur.fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
 
 
-def _keyed_rows(table: str, keys: list[str]) -> sql.Composed:
+def _keyed_rows(conn: Connection, table: str, keys: list[str]) -> sql.Composed:
     obj = sql.SQL(", ").join(
         sql.SQL("{}, t.{}").format(sql.Literal(k), sql.Identifier(k)) for k in keys
     )
     return sql.SQL(
-        "SELECT jsonb_build_object({o})::text COLLATE \"C\" AS k, md5(t::text) "
+        "SELECT jsonb_build_object({o})::text COLLATE \"C\" AS k, {h} "
         "FROM {t} AS t ORDER BY 1"
-    ).format(o=obj, t=table_ident(table))
+    ).format(o=obj, h=row_hash(conn, table), t=table_ident(table))
 
 
 def diff_keys(master: Connection, slave: Connection, table: str,
               report: TableReport, fetch_size: int = 5000) -> None:
     """Fill the report's key lists by a merge of both sides ordered by key."""
     keys = primary_key(master, table)
-    query = _keyed_rows(table, keys)
+    mquery, squery = _keyed_rows(master, table, keys), _keyed_rows(slave, table, keys)
     with master.cursor(name="verify_m") as mc, slave.cursor(name="verify_s") as sc:
         mc.itersize = sc.itersize = fetch_size
-        mc.execute(query)
-        sc.execute(query)
+        mc.execute(mquery)
+        sc.execute(squery)
         m, s = next(mc, None), next(sc, None)
         while m is not None or s is not None:
             if s is None or (m is not None and m[0] < s[0]):
@@ -92,6 +108,22 @@ def diff_keys(master: Connection, slave: Connection, table: str,
             if (len(report.only_master) + len(report.only_slave)
                     + len(report.different)) >= MAX_KEYS:
                 break
+
+
+def dead_letters(slave: Connection, cfg: StreamConfig, table: str) -> list[str]:
+    """Describe the events of ``table`` that an operator skipped (this generation)."""
+    with slave.cursor() as cur:
+        cur.execute(
+            """SELECT d.ev_id, d.ev_type, coalesce(d.row_key::text, '(all rows)'),
+                      d.skipped_by, d.skipped_at, coalesce(d.reason, '')
+               FROM replication.dead_letter d
+               JOIN replication.stream_state s USING (stream, generation)
+               WHERE d.stream = %s AND d.table_name = %s ORDER BY d.ev_id""",
+            (cfg.name, quoted_name(slave, table)),
+        )
+        return [f"event {ev} ({op}) key {key} skipped by {who} at {when:%Y-%m-%d %H:%M:%S}"
+                + (f": {why}" if why else "")
+                for ev, op, key, who, when, why in cur.fetchall()]
 
 
 def wait_caught_up(master: Connection, slave: Connection, cfg: StreamConfig,
@@ -160,7 +192,8 @@ def verify_stream(cfg: StreamConfig, wait: bool = True,
         for table in cfg.tables:
             mrows, msum = _checksum(master, table)
             srows, ssum = _checksum(slave, table)
-            rep = TableReport(table, mrows, srows, msum, ssum)
+            rep = TableReport(table, mrows, srows, msum, ssum,
+                              dead_letters=dead_letters(slave, cfg, table))
             if not rep.identical:
                 diff_keys(master, slave, table, rep)
                 log.warning("stream %s: table %s differs (%d vs %d rows)", cfg.name,

@@ -20,12 +20,12 @@ from urllib.parse import quote
 from flask import Blueprint, Response, g
 from sqlalchemy import Connection, and_, select
 
-from siap.sia2.params import parse_response_format
 from vo_archive import web
 from vo_archive.access import caller_connection, visible
 from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
 from vo_archive.dali.errors import FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
+from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.obscore import DATALINK_FORMAT
 from vo_archive.previews import preview_path
 from vo_archive.published import product, provenance, version
@@ -221,9 +221,7 @@ def links() -> Response:
     params = web.params()
     fmt = parse_response_format(params)
     g.wants_votable = fmt == "votable"
-    if fmt != "votable":
-        raise UsageFault(f"parameter RESPONSEFORMAT={fmt!r} is not supported; use "
-                         "votable", "RESPONSEFORMAT")
+    require_votable(fmt)
     ids = [i.strip() for i in params.all("ID") if i.strip()]
     if len(ids) > MAX_IDS:
         raise UsageFault(f"parameter ID: at most {MAX_IDS} identifiers per request",

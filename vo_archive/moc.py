@@ -15,18 +15,17 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import healpy
 import numpy as np
 from astropy.io import fits
 from flask import Blueprint, Response, g
-from mocpy import MOC
 from sqlalchemy import text
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection, current_caller
 from vo_archive.dali.errors import FaultStyle, UsageFault
-from vo_archive.sky import _unit
+from vo_archive.sky import unit_vectors
 from vo_archive.votable import spherical_pairs
 
 bp = Blueprint("moc", __name__)
@@ -39,15 +38,19 @@ MEDIA_TYPES = {"fits": "application/fits", "json": "application/json",
 
 
 def coverage_cells(footprints: list[str | None], points: list[tuple[float, float]],
-                   order: int = MOC_ORDER) -> MOC:
-    """Return the MOC of footprints (pgSphere spoly text) and bare positions."""
+                   order: int = MOC_ORDER) -> Any:
+    """Return the MOC (mocpy) of footprints (pgSphere spoly text) and positions."""
+    # healpy and mocpy load matplotlib and more: import them on first use only
+    import healpy
+    from mocpy import MOC
+
     nside = 1 << order
     cells: list[np.ndarray] = []
     for fp in footprints:
         pairs = spherical_pairs(fp)
         if not pairs:
             continue
-        verts = _unit(pairs[0::2], pairs[1::2])
+        verts = unit_vectors(pairs[0::2], pairs[1::2])
         try:
             cells.append(healpy.query_polygon(nside, verts, inclusive=True, nest=True))
         except (ValueError, RuntimeError):  # degenerate: fall back to the vertices
@@ -61,7 +64,7 @@ def coverage_cells(footprints: list[str | None], points: list[tuple[float, float
                                   np.full(ipix.size, order, dtype=np.uint8), order)
 
 
-def moc_cells(moc: MOC) -> dict[int, list[int]]:
+def moc_cells(moc: Any) -> dict[int, list[int]]:
     """Return the canonical cells of a MOC by order."""
     out: dict[int, list[int]] = {}
     data = moc.serialize(format="json")

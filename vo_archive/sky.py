@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import healpy
 import numpy as np
 import numpy.typing as npt
+
+def _healpy() -> Any:
+    # healpy imports matplotlib on import (about 1.5 s): load it on first use so
+    # that command-line tools which never touch the sky start quickly.
+    import healpy
+
+    return healpy
+
 
 ORDER = 29
 NSIDE = 1 << ORDER
@@ -26,7 +34,7 @@ def healpix29(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.int64]:
     ra_a = np.asarray(ra, dtype=np.float64) % 360.0
     dec_a = np.clip(np.asarray(dec, dtype=np.float64), -90.0, 90.0)
     return np.asarray(
-        healpy.ang2pix(NSIDE, ra_a, dec_a, nest=True, lonlat=True), dtype=np.int64
+        _healpy().ang2pix(NSIDE, ra_a, dec_a, nest=True, lonlat=True), dtype=np.int64
     )
 
 
@@ -102,7 +110,7 @@ def cone_ranges(ra: float, dec: float, radius_deg: float,
     a, d = math.radians(ra), math.radians(max(-90.0, min(90.0, dec)))
     cd = math.cos(d)
     vec = np.array((cd * math.cos(a), cd * math.sin(a), math.sin(d)))
-    pix = healpy.query_disc(1 << k, vec, math.radians(radius_deg), inclusive=True,
+    pix = _healpy().query_disc(1 << k, vec, math.radians(radius_deg), inclusive=True,
                             nest=True)
     pix.sort()
     return pixels_to_ranges(pix, k)
@@ -176,7 +184,7 @@ class Box:
 Region = Circle | Polygon | Box
 
 
-def _unit(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float64]:
     a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
 
@@ -213,7 +221,7 @@ def bounding_circle(region: Region) -> Circle:
             return Circle(0.0, 0.0, 180.0)
         ras, decs, dra, ddec = _box_samples(region)
         margin = math.hypot(dra, ddec)
-    total = _unit(ras, decs).sum(axis=0)
+    total = unit_vectors(ras, decs).sum(axis=0)
     if isinstance(region, Box) and region.full_ra:
         # a band around the pole (or the equator): centre on the nearer pole
         pole = 90.0 if region.dec_min + region.dec_max > 0 else -90.0

@@ -17,14 +17,24 @@ CREATE SCHEMA IF NOT EXISTS replication;
 
 -- Master side --------------------------------------------------------------
 
+-- The row image is to_jsonb(NEW), with extra_float_digits and IntervalStyle
+-- pinned so that a writer session's settings cannot round its floats or give
+-- intervals another form (JSON dates and timestamps are ISO 8601 whatever the
+-- DateStyle); columns whose text form is not exact (pgSphere) are overwritten
+-- with the exact encoding built by the expression in TG_ARGV[3] (see
+-- replication.exact_encoder).
 CREATE OR REPLACE FUNCTION replication.capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- TG_ARGV: queue name, origin site, key columns ({a,b}).
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET extra_float_digits = 3
+SET IntervalStyle = postgres AS $$
+-- TG_ARGV: queue name, origin site, key columns ({a,b}), [exact encoder].
 DECLARE
     tbl  text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
     keys text[];
     oldrow jsonb;
     oldkey text;
+    newrow jsonb;
+    exact jsonb;
 BEGIN
     IF TG_LEVEL = 'STATEMENT' THEN
         PERFORM pgq.insert_event(TG_ARGV[0], 'R', NULL, tbl, NULL, TG_ARGV[1], NULL);
@@ -35,16 +45,190 @@ BEGIN
         oldrow := to_jsonb(OLD);
         SELECT jsonb_object_agg(k, oldrow -> k)::text INTO oldkey FROM unnest(keys) AS k;
     END IF;
+    IF TG_OP <> 'DELETE' THEN
+        newrow := to_jsonb(NEW);
+        IF TG_NARGS > 3 THEN
+            EXECUTE 'SELECT ' || TG_ARGV[3] INTO exact USING NEW;
+            newrow := newrow || exact;
+        END IF;
+    END IF;
     IF TG_OP = 'INSERT' THEN
-        PERFORM pgq.insert_event(TG_ARGV[0], 'I', to_jsonb(NEW)::text, tbl, NULL,
+        PERFORM pgq.insert_event(TG_ARGV[0], 'I', newrow::text, tbl, NULL,
                                  TG_ARGV[1], NULL);
     ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM pgq.insert_event(TG_ARGV[0], 'U', to_jsonb(NEW)::text, tbl, oldkey,
+        PERFORM pgq.insert_event(TG_ARGV[0], 'U', newrow::text, tbl, oldkey,
                                  TG_ARGV[1], NULL);
     ELSE
         PERFORM pgq.insert_event(TG_ARGV[0], 'D', oldkey, tbl, oldkey, TG_ARGV[1], NULL);
     END IF;
     RETURN NULL;
+END;
+$$;
+
+-- Exact row images (anchors P12) -------------------------------------------
+-- pgSphere prints spoint/spoly with 15 significant digits (its output
+-- precision cannot be raised), so their text form does not round-trip: a copy
+-- through text differs in the last bits, and a checksum of the text would not
+-- see it.  Such columns travel in an exact encoding instead:
+--   spoint                  {"rad": [long, lat]} (float8, shortest exact digits)
+--   varlena pgSphere types  {"b64": base64 of the stored bytes}, read and
+--                           written through binary-coercible casts to and from
+--                           bytea (replication.ensure_byte_casts); both sites
+--                           must share the byte order (x86-64 / ARM64 LE).
+-- Other pgSphere types, arrays of them, and pgSphere key columns are refused.
+
+CREATE OR REPLACE FUNCTION replication.exact_columns(rel regclass)
+RETURNS TABLE (col name, typ text, codec text, is_key boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT a.attname,
+           format('%I.%I', n.nspname, b.typname),
+           CASE WHEN t.typcategory = 'A' THEN 'unsupported'
+                WHEN b.typname = 'spoint' THEN 'spoint'
+                WHEN b.typlen = -1 THEN 'bytes'
+                ELSE 'unsupported' END,
+           EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = rel AND x.indisprimary
+                   AND a.attnum = ANY (x.indkey))
+    FROM pg_attribute a
+    JOIN pg_type t ON t.oid = a.atttypid
+    -- the base type of a domain, the element type of an array
+    JOIN pg_type b ON b.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem
+                                   WHEN t.typtype = 'd' THEN t.typbasetype
+                                   ELSE t.oid END
+    JOIN pg_namespace n ON n.oid = b.typnamespace
+    JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = b.oid
+                    AND d.deptype = 'e'
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_sphere'
+    WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attgenerated = ''
+    ORDER BY a.attnum
+$$;
+
+-- Raise unless every exact column of rel has a codec.
+CREATE OR REPLACE FUNCTION replication.check_exact(rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT * FROM replication.exact_columns(rel) LOOP
+        IF r.codec = 'unsupported' THEN
+            RAISE EXCEPTION 'table %: column % (%) has no exact encoding; only spoint and '
+                            'variable-length pgSphere types (spoly, spath) replicate',
+                            rel, r.col, r.typ;
+        ELSIF r.is_key THEN
+            RAISE EXCEPTION 'table %: key column % is a pgSphere type', rel, r.col;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Create the bytea casts the "bytes" codec needs (superuser; idempotent).
+CREATE OR REPLACE FUNCTION replication.ensure_byte_casts(rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM replication.check_exact(rel);
+    FOR r IN SELECT DISTINCT typ FROM replication.exact_columns(rel)
+             WHERE codec = 'bytes' LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = r.typ::regtype
+                       AND casttarget = 'bytea'::regtype) THEN
+            EXECUTE format('CREATE CAST (%s AS bytea) WITHOUT FUNCTION', r.typ);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = 'bytea'::regtype
+                       AND casttarget = r.typ::regtype) THEN
+            EXECUTE format('CREATE CAST (bytea AS %s) WITHOUT FUNCTION', r.typ);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- SQL expression building the exact encodings of rel's row `rowref` as a
+-- jsonb object (NULL when rel has no such column).  The capture trigger runs it
+-- with rowref '$1'; copy and verify with the table alias.
+CREATE OR REPLACE FUNCTION replication.exact_encoder(rel regclass, rowref text)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    parts text[] := '{}';
+    r record;
+    v text;
+    ns text;
+BEGIN
+    PERFORM replication.check_exact(rel);
+    FOR r IN SELECT * FROM replication.exact_columns(rel) LOOP
+        v := format('(%s).%I', rowref, r.col);
+        ns := split_part(r.typ, '.', 1);
+        IF r.codec = 'spoint' THEN
+            parts := parts || format(
+                '%L, CASE WHEN %s IS NOT NULL THEN jsonb_build_object(''rad'', '
+                'jsonb_build_array(%s.long(%s), %s.lat(%s))) END', r.col, v, ns, v, ns, v);
+        ELSE
+            parts := parts || format(
+                '%L, CASE WHEN %s IS NOT NULL THEN jsonb_build_object(''b64'', '
+                'encode((%s)::bytea, ''base64'')) END', r.col, v, v);
+        END IF;
+    END LOOP;
+    IF cardinality(parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'jsonb_build_object(' || array_to_string(parts, ', ') || ')';
+END;
+$$;
+
+-- The exact value of column col in row image j: NULL for a JSON null, the
+-- payload under tag, or an error (never a silent NULL) for anything else.
+CREATE OR REPLACE FUNCTION replication.exact_value(j jsonb, col text, tag text)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF NOT j ? col THEN
+        RAISE EXCEPTION 'column % is missing from the row image', col;
+    ELSIF jsonb_typeof(j -> col) = 'null' THEN
+        RETURN NULL;
+    ELSIF jsonb_typeof(j -> col) = 'object' AND (j -> col) ? tag THEN
+        RETURN j -> col -> tag;
+    END IF;
+    RAISE EXCEPTION 'column %: % is not an exact "%" value (capture trigger older '
+                    'than the column? re-run `replicate init`)', col, j -> col, tag;
+END;
+$$;
+
+-- How to turn a row image `j` back into rel's columns:
+--   cols   the stored columns, quoted, in order
+--   exprs  one expression per column, over the row image `j` and the record
+--          `r` = jsonb_populate_record(NULL::rel, j - exact)
+--   exact  the exactly-encoded columns (left out of r)
+CREATE OR REPLACE FUNCTION replication.row_decoder(rel regclass, OUT cols text,
+                                                   OUT exprs text, OUT exact text[])
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    a record;
+    e text;
+    c text[] := '{}';
+    x text[] := '{}';
+BEGIN
+    PERFORM replication.check_exact(rel);
+    exact := '{}';
+    FOR a IN SELECT att.attname, ex.typ, ex.codec
+             FROM pg_attribute att
+             LEFT JOIN replication.exact_columns(rel) ex ON ex.col = att.attname
+             WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
+               AND att.attgenerated = ''
+             ORDER BY att.attnum LOOP
+        c := c || quote_ident(a.attname);
+        IF a.codec = 'spoint' THEN
+            e := format('replication.exact_value(j, %L, ''rad'')', a.attname);
+            x := x || format('%s.spoint((%s ->> 0)::float8, (%s ->> 1)::float8)',
+                             split_part(a.typ, '.', 1), e, e);
+            exact := exact || a.attname::text;
+        ELSIF a.codec = 'bytes' THEN
+            x := x || format('decode(replication.exact_value(j, %L, ''b64'') #>> ''{}'', '
+                             '''base64'')::%s', a.attname, a.typ);
+            exact := exact || a.attname::text;
+        ELSE
+            x := x || ('r.' || quote_ident(a.attname));
+        END IF;
+    END LOOP;
+    cols := array_to_string(c, ',');
+    exprs := array_to_string(x, ',');
 END;
 $$;
 
@@ -71,7 +255,7 @@ CREATE TABLE IF NOT EXISTS replication.stream_state (
     last_tick_time  timestamptz,            -- master time of that tick
     last_xmax       bigint,                 -- xmax of that tick's snapshot (P11)
     applied_at      timestamptz,
-    events_applied  bigint NOT NULL DEFAULT 0,
+    events_applied  bigint NOT NULL DEFAULT 0,  -- in this generation
     last_error      text,
     error_at        timestamptz
 );
@@ -96,6 +280,35 @@ CREATE TABLE IF NOT EXISTS replication.journal (
     PRIMARY KEY (stream, generation, ev_id)
 );
 
+-- Events an operator skipped (`replicate skip`), written in the same slave
+-- transaction that moves the marker past their batch (anchors P7, T8): the
+-- change is not applied, but never lost from view; `verify` lists these rows.
+CREATE TABLE IF NOT EXISTS replication.dead_letter (
+    stream      text NOT NULL,
+    generation  integer NOT NULL,
+    ev_id       bigint NOT NULL,
+    batch_id    bigint NOT NULL,
+    tick_id     bigint NOT NULL,            -- the batch's tick (the marker it set)
+    ev_type     text NOT NULL,              -- I / U / D / R
+    table_name  text NOT NULL,
+    row_key     jsonb,                      -- primary key (NULL for R)
+    row_data    jsonb,                      -- the row image that was not applied
+    error       text,                       -- the stream's error when skipped
+    skipped_by  text NOT NULL,
+    skipped_at  timestamptz NOT NULL DEFAULT now(),
+    reason      text,
+    PRIMARY KEY (stream, generation, ev_id)
+);
+
+-- The primary key of table tab (quoted schema.table) in row image data.
+CREATE OR REPLACE FUNCTION replication.row_key(tab text, data jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_object_agg(a.attname, data -> a.attname::text)
+    FROM pg_index x
+    JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
+    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary
+$$;
+
 -- Apply one chunk of a batch, in event order.  Runs inside the replicator's
 -- batch transaction under session_replication_role = replica.  Any failure is
 -- re-raised with the event id, table and key in its message (anchors P7).
@@ -109,8 +322,15 @@ DECLARE
     rel     regclass;
     sql     text;
     cache   jsonb := '{}';
+    curtab  text;
     cols    text;
+    exprs   text;
+    exact   text[];
     keycols text;
+    src     text;
+    ins     text;
+    upd     text;
+    del     text;
     rc      bigint;
     msg     text;
     det     text;
@@ -119,44 +339,57 @@ BEGIN
     BEGIN
         FOR j IN 1 .. n LOOP
             i := j;
-            rel := p_tables[j]::regclass;
-            IF NOT cache ? p_tables[j] THEN
-                SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum)
-                  INTO cols
-                  FROM pg_attribute a
-                 WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.attgenerated = '';
-                SELECT string_agg(quote_ident(a.attname), ',' ORDER BY k.ord)
-                  INTO keycols
-                  FROM pg_index x
-                  CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
-                  JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
-                 WHERE x.indrelid = rel AND x.indisprimary;
-                IF keycols IS NULL THEN
-                    RAISE EXCEPTION 'table % has no primary key', rel;
+            IF p_tables[j] IS DISTINCT FROM curtab THEN
+                -- Statements per table, built once per call (the events of a
+                -- batch mostly come in runs of one table).
+                curtab := p_tables[j];
+                rel := p_tables[j]::regclass;
+                IF NOT cache ? p_tables[j] THEN
+                    SELECT d.cols, d.exprs, d.exact INTO cols, exprs, exact
+                      FROM replication.row_decoder(rel) d;
+                    SELECT string_agg(quote_ident(a.attname), ',' ORDER BY k.ord)
+                      INTO keycols
+                      FROM pg_index x
+                      CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                     WHERE x.indrelid = rel AND x.indisprimary;
+                    IF keycols IS NULL THEN
+                        RAISE EXCEPTION 'table % has no primary key', rel;
+                    END IF;
+                    -- The row image as record r (and as j for exact columns).
+                    src := CASE WHEN cardinality(exact) = 0
+                                THEN format('jsonb_populate_record(NULL::%s, $1 - $3) r', rel)
+                                ELSE format('(SELECT $1 AS j) s CROSS JOIN LATERAL '
+                                            'jsonb_populate_record(NULL::%s, j - $3) r', rel)
+                           END;
+                    cache := cache || jsonb_build_object(p_tables[j], jsonb_build_array(
+                        format('INSERT INTO %s (%s) SELECT %s FROM %s', rel, cols, exprs, src),
+                        format('UPDATE %s SET (%s) = (SELECT %s FROM %s) WHERE (%s) = '
+                               '(SELECT %s FROM jsonb_populate_record(NULL::%s, $2))',
+                               rel, cols, exprs, src, keycols, keycols, rel),
+                        format('DELETE FROM %s WHERE (%s) = (SELECT %s FROM '
+                               'jsonb_populate_record(NULL::%s, $2))',
+                               rel, keycols, keycols, rel),
+                        to_jsonb(exact)));
                 END IF;
-                cache := cache || jsonb_build_object(p_tables[j],
-                                                     jsonb_build_array(cols, keycols));
+                ins := cache -> p_tables[j] ->> 0;
+                upd := cache -> p_tables[j] ->> 1;
+                del := cache -> p_tables[j] ->> 2;
+                exact := ARRAY(SELECT jsonb_array_elements_text(cache -> p_tables[j] -> 3));
             END IF;
-            cols := cache -> p_tables[j] ->> 0;
-            keycols := cache -> p_tables[j] ->> 1;
+            -- Every statement takes (row image, old key, exact columns).
             CASE p_types[j]
             WHEN 'I' THEN
-                EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1)',
-                               rel, cols, cols, rel) USING p_data[j]::jsonb;
+                EXECUTE ins USING p_data[j]::jsonb, NULL::jsonb, exact;
             WHEN 'U' THEN
-                EXECUTE format('UPDATE %s SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1)) '
-                               'WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2))',
-                               rel, cols, cols, rel, keycols, keycols, rel)
-                        USING p_data[j]::jsonb, p_keys[j]::jsonb;
+                EXECUTE upd USING p_data[j]::jsonb, p_keys[j]::jsonb, exact;
                 GET DIAGNOSTICS rc = ROW_COUNT;
                 IF rc <> 1 THEN
                     RAISE EXCEPTION 'UPDATE found % rows for the key', rc
                           USING ERRCODE = 'no_data_found';
                 END IF;
             WHEN 'D' THEN
-                EXECUTE format('DELETE FROM %s WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1))',
-                               rel, keycols, keycols, rel) USING p_keys[j]::jsonb;
+                EXECUTE del USING NULL::jsonb, p_keys[j]::jsonb, exact;
                 GET DIAGNOSTICS rc = ROW_COUNT;
                 IF rc <> 1 THEN
                     RAISE EXCEPTION 'DELETE found % rows for the key', rc

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from vo_archive.dali.errors import UsageFault
 from vo_archive.dali.params import Interval, ParamSet, parse_int, parse_interval, \
     parse_maxrec
+from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.dali.shapes import parse_sia_pos
 from vo_archive.sky import Region
 
-#: RESPONSEFORMAT values meaning a TABLEDATA VOTable (DALI 1.1 §3.4.3).
-VOTABLE_FORMATS = frozenset({
-    "votable", "application/x-votable+xml", "text/xml", "votable/td",
-    "application/x-votable+xml;serialization=tabledata",
-})
+__all__ = ["SIA2Query", "parse_response_format", "parse_sia2", "require_votable"]
+
 #: Range parameters and the ObsCore column each constrains (§2.1.2–2.1.9).
 RANGE_PARAMS = ("BAND", "TIME", "FOV", "SPATRES", "EXPTIME", "TIMERES", "SPECRP")
 #: String parameters matched exactly (§2.1.10–2.1.17).
@@ -45,28 +43,6 @@ class SIA2Query:
     def string(self, name: str) -> tuple[str, ...]:
         """Return the values of a string parameter."""
         return dict(self.strings).get(name, ())
-
-
-def parse_response_format(params: ParamSet) -> str:
-    """Return RESPONSEFORMAT: ``votable`` for every VOTable alias, else as given."""
-    value = params.single("RESPONSEFORMAT")
-    if value is None or value.strip() == "" or \
-            value.strip().replace(" ", "").lower() in VOTABLE_FORMATS:
-        return "votable"
-    return value
-
-
-def require_votable(response_format: str) -> None:
-    """Refuse any RESPONSEFORMAT but VOTable (DALI 1.1 §3.4.3: S error).
-
-    Raises
-    ------
-    UsageFault
-        For any other format.
-    """
-    if response_format != "votable":
-        raise UsageFault(f"parameter RESPONSEFORMAT={response_format!r} is not "
-                         "supported; use votable", "RESPONSEFORMAT")
 
 
 def parse_sia2(params: ParamSet, maxrec_default: int, maxrec_hard: int) -> SIA2Query:

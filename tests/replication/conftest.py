@@ -26,26 +26,27 @@ import pytest
 
 from replication.config import ReplicationConfig, StreamConfig, load_config
 from replication.verify import verify_stream, wait_caught_up
+from vo_archive.config import Settings
+from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.engine import get_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 MARSHALL_SQL = ROOT / "schema" / "marshall" / "001_marshall.sql"
 MARSHALL_TABLES = ["marshall.transients", "marshall.classifications",
                    "marshall.priorities", "marshall.comments", "marshall.atel_refs"]
-# Stand-in for the archive's AUX tables until the core schema (alembic, on
-# main) lands here: same names, the columns the replication cares about.
-AUX_SQL = """
-CREATE SCHEMA IF NOT EXISTS archive;
-CREATE TABLE archive.runs (run_id bigserial PRIMARY KEY, prog_id text NOT NULL,
-    instrument text NOT NULL, first_night date, last_night date);
-CREATE TABLE archive.products (product_id bigserial PRIMARY KEY,
-    run_id bigint REFERENCES archive.runs, filename text NOT NULL UNIQUE,
-    filetype integer, status text NOT NULL DEFAULT 'ingested', payload text);
-CREATE TABLE archive.versions (product_id bigint REFERENCES archive.products,
-    version integer, checksum text, PRIMARY KEY (product_id, version));
-"""
-AUX_TABLES = ["archive.runs", "archive.products", "archive.versions"]
+# The archive's AUX tables (schema/versions/0001_core.py), in foreign-key order.
+AUX_TABLES = ["archive_meta.setting", "archive.run", "archive.target",
+              "archive.target_alias", "archive.product", "archive.version",
+              "archive.provenance"]
+AUX_DEMO_FILES = 48
 _counter = itertools.count()
+# Operator commands go through the archive's CLI (``vo-archive replicate``).
+# The replicator process, restarted dozens of times by the fault tests, and the
+# per-test ``init`` run the same code as ``python -m replication``: it starts in
+# 0.2 s where the archive CLI, importing the ingest stack, takes 2 s of CPU.
+CLI = [sys.executable, "-m", "vo_archive", "replicate"]
+FAST_CLI = [sys.executable, "-m", "replication"]
 
 
 def execute(dsn: str, statement: str, params: tuple | None = None) -> None:
@@ -82,14 +83,38 @@ def with_port(dsn: str, port: int) -> str:
     return f"{head}@127.0.0.1:{port}/{tail.split('/', 1)[1]}"
 
 
+# Transaction-id epochs of the sites (anchors T12): every test runs on txids
+# beyond 2**32, so a 32-bit truncation anywhere would misplace events against
+# the tick and copy snapshots.  The spare's epoch is the lowest: a master
+# restored onto it has lower txids than the slave has seen (anchors P11).
+EPOCHS = {"qub": 5, "ia2": 3, "spare": 2}
+
+
+def raise_epoch(cluster: EmbeddedCluster, epoch: int) -> None:
+    """Set the txid epoch of a cluster (``pg_resetwal -e`` while it is stopped).
+
+    Also turn ``fsync`` off: the faults injected here kill processes and
+    servers, never the machine, so what reached the kernel survives them
+    either way (``synchronous_commit`` stays on: a commit is acknowledged only
+    once its WAL is written), and the suite shares a small CI machine.
+    """
+    cluster.stop("fast")
+    cluster._run([str(cluster.bindir / "pg_resetwal"), "-e", str(epoch),
+                  str(cluster.pgdata)])
+    with open(cluster.pgdata / "postgresql.conf", "a") as fh:
+        fh.write("fsync = off\nfull_page_writes = off\n")
+    cluster.start()
+
+
 @pytest.fixture(scope="session")
 def sites() -> Iterator[dict[str, EmbeddedCluster]]:
-    """Start the three clusters once per test run."""
+    """Start the three clusters, with raised txid epochs, once per test run."""
     top = Path(tempfile.mkdtemp(prefix="repl-tests-"))
     top.chmod(0o755)
     clusters = {name: EmbeddedCluster(top / name) for name in ("qub", "ia2", "spare")}
-    for c in clusters.values():
+    for name, c in clusters.items():
         c.init()
+        raise_epoch(c, EPOCHS[name])
     yield clusters
     for c in clusters.values():
         with contextlib.suppress(Exception):
@@ -102,6 +127,24 @@ def new_database(cluster: EmbeddedCluster, prefix: str) -> str:
     name = f"{prefix}_{os.getpid()}_{next(_counter)}"
     execute(cluster.dsn("postgres"), f'CREATE DATABASE "{name}"')
     return cluster.dsn(name)
+
+
+def archive_database(cluster: EmbeddedCluster, prefix: str, home: Path) -> Settings:
+    """Create a database on ``cluster`` with the archive's schema (its migrations)."""
+    settings = Settings(home=home, dsn=new_database(cluster, prefix), ingest_batch=8)
+    engine = get_engine(settings)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_fits(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """A small demo data set (FITS files), written once per run."""
+    from vo_archive.demo import generate
+
+    return generate(tmp_path_factory.mktemp("repl-demo"), AUX_DEMO_FILES, seed=6,
+                    workers=1)
 
 
 TEST_SETTINGS = """
@@ -128,9 +171,10 @@ class Replicator:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    command: list[str] = field(default_factory=lambda: list(FAST_CLI))
 
     def start(self, **env: str) -> None:
-        """Start ``python -m replication run`` (fault env vars in ``env``)."""
+        """Start ``replicate run`` (fault env vars in ``env``)."""
         assert self.proc is None or self.proc.poll() is not None
         full = dict(os.environ, PYTHONPATH=str(ROOT), **self.env, **env)
         for key in ("REPL_FAULT", "REPL_FAULT_STREAM"):
@@ -140,8 +184,8 @@ class Replicator:
         with open(self.log, "ab") as fh:
             fh.write(f"--- start {self.starts} {env}\n".encode())
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "replication", "--config", str(self.config),
-                 "run"], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=full)
+                [*self.command, "--config", str(self.config), "run"],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=full)
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         """Wait for the process to end by itself (a fault hook); return its code."""
@@ -180,6 +224,7 @@ class Env:
     path: Path
     replicator: Replicator
     dsns: dict[str, str]
+    settings: Settings | None = None
 
     def stream(self, name: str = "marshall") -> StreamConfig:
         """The named stream's configuration."""
@@ -254,11 +299,36 @@ def marshall_env(sites: dict[str, EmbeddedCluster], tmp_path: Path,
         print(env.replicator.text()[-20000:])
 
 
-def init(path: Path, *extra: str) -> None:
-    """Run ``replicate init`` (as the operator would)."""
-    subprocess.run([sys.executable, "-m", "replication", "--config", str(path), "init",
-                    *extra], check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                   capture_output=True)
+@pytest.fixture
+def aux_env(sites: dict[str, EmbeddedCluster], tmp_path: Path,
+            request: pytest.FixtureRequest) -> Iterator[Env]:
+    """AUX stream IA2 archive → QUB copy, both migrated (replicator not started).
+
+    ``env.settings`` holds the master archive's settings, for ingests.
+    """
+    master = archive_database(sites["ia2"], "aux", tmp_path / "ia2-home")
+    slave = archive_database(sites["qub"], "aux_copy", tmp_path / "qub-home")
+    path = tmp_path / "replication.toml"
+    write_config(path, [{"name": "aux", "origin": "ia2", "master": master.dsn,
+                         "slave": slave.dsn, "tables": AUX_TABLES}])
+    env = Env(load_config(path), path, Replicator(path, tmp_path / "replicator.log"),
+              {"master": str(master.dsn), "slave": str(slave.dsn)})
+    env.settings = master
+    yield env
+    env.replicator.kill()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(env.replicator.text()[-20000:])
+
+
+def init(path: Path, *extra: str, check: bool = True,
+         cli: list[str] = FAST_CLI) -> subprocess.CompletedProcess[str]:
+    """Run ``replicate init`` (as the operator would); fail with its stderr."""
+    out = subprocess.run([*cli, "--config", str(path), "init", *extra],
+                         check=False, cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if check and out.returncode != 0:
+        raise AssertionError(f"replicate init failed: {out.stderr.strip()}")
+    return out
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

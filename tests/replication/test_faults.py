@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,14 +22,16 @@ import pytest
 from replication.config import ConfigError, load_config
 from replication.install import request_resync
 from replication.status import stream_status
+from replication.verify import verify_stream
 from tests.replication.conftest import (
-    AUX_SQL,
     AUX_TABLES,
+    CLI,
     MARSHALL_SQL,
     MARSHALL_TABLES,
     ROOT,
     Env,
     Replicator,
+    archive_database,
     execute,
     init,
     insert_transients,
@@ -361,12 +363,10 @@ def test_unapplicable_row_halts_then_resumes(marshall_env: Env) -> None:
 def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
     qub_m = new_database(sites["qub"], "marshall")
     ia2_b = new_database(sites["ia2"], "marshall_bk")
-    ia2_aux = new_database(sites["ia2"], "aux")
-    qub_aux = new_database(sites["qub"], "aux_copy")
+    ia2_aux = str(archive_database(sites["ia2"], "aux", tmp_path / "ia2").dsn)
+    qub_aux = str(archive_database(sites["qub"], "aux_copy", tmp_path / "qub").dsn)
     for dsn in (qub_m, ia2_b):
         execute(dsn, MARSHALL_SQL.read_text().replace("%", "%%"))
-    for dsn in (ia2_aux, qub_aux):
-        execute(dsn, AUX_SQL)
     path = tmp_path / "circle.toml"
     streams = [
         {"name": "marshall", "origin": "qub", "master": qub_m, "slave": ia2_b,
@@ -376,26 +376,32 @@ def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
     ]
     write_config(path, streams)
     cfg = load_config(path)
-    init(path)
-    rep = Replicator(path, tmp_path / "circle.log")
+    init(path, cli=CLI)
+    # The archive's own command, as deployed: vo-archive -v replicate run.
+    rep = Replicator(path, tmp_path / "circle.log",
+                     command=[*CLI[:-1], "-v", "replicate"])
     rep.start()
     env = Env(cfg, path, rep, {"master": qub_m, "slave": ia2_b})
     try:
         env.catch_up("marshall")
         env.catch_up("aux")  # initial copies done; from here on, only events
         insert_transients(qub_m, 1, 300)
-        execute(ia2_aux, "INSERT INTO archive.runs (prog_id, instrument) "
-                         "SELECT '199.D-0143(I)', 'EFOSC' FROM generate_series(1, 50)")
-        execute(ia2_aux, "INSERT INTO archive.products (run_id, filename, filetype) "
-                         "SELECT 1 + g %% 50, 'f' || g || '.fits', 22107 "
+        execute(ia2_aux, "INSERT INTO archive.run (name, eso_run, programme, instrument, "
+                         "first_night, last_night) SELECT 'run' || g, '199.D-0143(I)', "
+                         "'199.D-0143', 'EFOSC', '2012-04-01', '2012-04-03' "
+                         "FROM generate_series(1, 50) g")
+        execute(ia2_aux, "INSERT INTO archive.product (product_key, instrument, mode, "
+                         "category, level, product_type, description, eso_phase3, "
+                         "filetype, run_id) SELECT 'k' || g, 'EFOSC', 'imaging', "
+                         "'science', 'final', 'image', 'demo', 'yes', 22107, 1 + g %% 50 "
                          "FROM generate_series(1, 200) g")
-        execute(ia2_aux, "UPDATE archive.products SET status = 'released' "
+        execute(ia2_aux, "UPDATE archive.product SET eso_phase3 = 'flagged' "
                          "WHERE product_id <= 100")
         env.assert_identical("marshall")
         env.assert_identical("aux")
         # Local writes to either slave are refused.
         for dsn, stmt in ((ia2_b, "DELETE FROM marshall.transients"),
-                          (qub_aux, "UPDATE archive.runs SET prog_id = 'x'")):
+                          (qub_aux, "UPDATE archive.run SET programme = 'x'")):
             with pytest.raises(psycopg2.Error, match="local changes are refused"):
                 execute(dsn, stmt)
         # Nothing echoes: each queue holds only its own master's writes.
@@ -455,6 +461,12 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
                  "SELECT g, 'x', 'c' || g FROM generate_series(1, 50) g")
     env.replicator.start()
     env.assert_identical()
+    # Keys 391..405 were handed out and are gone: a rolled-back insert, then
+    # deleted rows.  The restored master must not hand them out again (P9).
+    execute(old, "BEGIN; INSERT INTO marshall.transients (name, ra_deg, dec_deg) "
+                 "SELECT 'gone' || g, 1, 1 FROM generate_series(1, 5) g; ROLLBACK")
+    execute(old, "DELETE FROM marshall.transients WHERE transient_id > 390")
+    env.assert_identical()
     env.replicator.kill()
     # QUB is lost; a new master database on the spare cluster gets the schema.
     execute(sites["qub"].dsn("postgres"), f'DROP DATABASE "{old.rsplit("/", 1)[1]}" '
@@ -471,21 +483,102 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
     wait_for(lambda: "`replicate restore`" in rep.text(), what="refusal")
     rep.kill()
     out = subprocess.run(
-        [sys.executable, "-m", "replication", "--config", str(path), "restore",
-         "--stream", "marshall"], capture_output=True, text=True, cwd=ROOT,
+        [*CLI, "--config", str(path), "restore", "--stream", "marshall"],
+        check=False, capture_output=True, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
-    assert "restored 450 rows" in out.stdout
+    assert "restored 440 rows" in out.stdout
+    # The spare's txid epoch is below QUB's (anchors P11, T12): the stream was
+    # re-initialised rather than trusting old snapshots.
+    assert "txids are below the old one's" in out.stdout
     env.config = load_config(path)
     env.dsns["master"] = new
     rep.start()
-    # Sequences are past the restored keys: plain inserts work on the new master.
+    # Sequences are past every key the old master handed out.
     insert_transients(new, 1001, 100)
     assert query(new, "SELECT min(transient_id) FROM marshall.transients "
-                      "WHERE name = 'SN 1001'") == [(401,)]
+                      "WHERE name = 'SN 1001'") == [(406,)]
     execute(new, "INSERT INTO marshall.comments (transient_id, author, body) "
-                 "VALUES (401, 'y', 'new')")
+                 "VALUES (406, 'y', 'new')")
     execute(new, "DELETE FROM marshall.transients WHERE transient_id <= 10")
     env.assert_identical()
-    assert len(slave_names(env)) == 490
+    # A copy in the new master's (lower) txid space hands over cleanly too.
+    request_resync(env.stream(), "marshall.transients")
+    insert_transients(new, 2001, 50)
+    env.assert_identical()
+    assert len(slave_names(env)) == 530
     assert query(env.dsns["slave"], "SELECT generation FROM replication.stream_state") == [(2,)]
+
+
+# -- 7b. operator skip with a dead-letter record (anchors P7, T8) -------------
+
+def replicate(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``vo-archive replicate --config … ARGS``."""
+    return subprocess.run([*CLI, "--config", str(env.path), *args],
+                          check=False, capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_operator_skip_leaves_dead_letter(marshall_env: Env) -> None:
+    env = marshall_env
+    m, s = env.dsns["master"], env.dsns["slave"]
+    insert_transients(m, 1, 5)
+    env.replicator.start()
+    env.catch_up()
+    execute(s, "ALTER TABLE marshall.comments ADD CONSTRAINT no_poison "
+               "CHECK (body <> 'poison')")
+    execute(m, """BEGIN;
+        INSERT INTO marshall.comments (comment_id, transient_id, author, body)
+            VALUES (1, 1, 'a', 'fine');
+        INSERT INTO marshall.comments (comment_id, transient_id, author, body)
+            VALUES (2, 1, 'b', 'poison');
+        COMMIT;""")
+    execute(m, "INSERT INTO marshall.comments (comment_id, transient_id, author, body) "
+               "VALUES (3, 1, 'c', 'after')")
+    wait_for(lambda: "no_poison" in (stream_status(env.stream()).last_error or ""),
+             what="the stream to halt")
+    err = stream_status(env.stream()).last_error or ""
+    poison = int(re.search(r"event (\d+) \(I\)", err).group(1))  # type: ignore[union-attr]
+
+    # An event that is not in the open batch: refused, nothing changes.
+    out = replicate(env, "skip", "--stream", "marshall", "--event", str(poison + 1000))
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: event {poison + 1000} is not in the open batch")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert query(s, "SELECT count(*) FROM replication.dead_letter") == [(0,)]
+
+    out = replicate(env, "skip", "--stream", "marshall", "--event", str(poison),
+                    "--reason", "poison comment, ticket 42")
+    assert out.returncode == 0, out.stderr
+    assert f"without event(s) {poison};" in out.stdout
+    env.catch_up()
+    assert stream_status(env.stream()).last_error is None
+    assert query(s, "SELECT body FROM marshall.comments ORDER BY 1") == [
+        ("after",), ("fine",)]
+    (ev, op, table, key, body, error, who, reason, tick), = query(
+        s, "SELECT ev_id, ev_type, table_name, row_key::text, row_data ->> 'body', error, "
+           "skipped_by, reason, tick_id FROM replication.dead_letter")
+    assert (ev, op, table, key, body) == (poison, "I", "marshall.comments",
+                                          '{"comment_id": 2}', "poison")
+    assert f"event {poison} (I)" in error and "no_poison" in error
+    assert "database user" in who and reason == "poison comment, ticket 42"
+    # Written with the rest of its batch: the fine row of the same transaction
+    # was applied under the same tick.
+    assert query(s, "SELECT DISTINCT tick_id FROM replication.journal WHERE ev_id = %s",
+                 (poison - 1,)) == [(tick,)]
+
+    # verify flags exactly that row, and names the dead letter.
+    out = replicate(env, "verify", "--stream", "marshall")
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert [ln for ln in lines if "DIFFERENT" in ln] == [
+        "marshall marshall.comments: DIFFERENT (master 3 rows, slave 2 rows)"]
+    assert [ln.strip() for ln in lines if ln.startswith("  ")][0] == (
+        'only on master: {"comment_id": 2}')
+    assert [ln for ln in lines if "dead letter:" in ln][0].strip().startswith(
+        f'dead letter: event {poison} (I) key {{"comment_id": 2}} skipped by ')
+    reports = {r.table: r for r in verify_stream(env.stream(), wait=False)}
+    assert [t for t, r in reports.items() if not r.identical] == ["marshall.comments"]
+    rep = reports["marshall.comments"]
+    assert (rep.only_master, rep.only_slave, rep.different) == (
+        ['{"comment_id": 2}'], [], [])

@@ -267,8 +267,21 @@ def test_uws_abort(live_server: LiveServer) -> None:
     requests.get(job, params={"WAIT": "5", "PHASE": "QUEUED"}, timeout=30)
     r = requests.post(job + "/phase", data={"PHASE": "ABORT"}, timeout=30)
     assert b"<uws:phase>ABORTED</uws:phase>" in r.content
-    time.sleep(1)
     assert requests.get(job + "/phase", timeout=30).text.strip() == "ABORTED"
+    # the query itself stops too (cancelled by the web server or the watchdog)
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + 10
+    while True:
+        with live_server.archive.engine.connect() as conn:
+            running = conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+                "query LIKE '%ivoa.ObsCore AS d%' AND pid <> pg_backend_pid()")
+            ).scalar_one()
+        if running == 0:
+            break
+        assert time.monotonic() < deadline, "aborted query still running"
+        time.sleep(0.2)
 
 
 def test_async_job_survives_a_server_restart(live_server: LiveServer) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from typing import Any
 
 from vo_archive.cli import add_command
@@ -19,24 +21,57 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=None,
                    help="web worker processes (default: cores + 1)")
+    p.add_argument("--job-workers", type=int, default=1,
+                   help="asynchronous-job (TAP async) worker processes to run beside "
+                        "the web server; 0 when workers run elsewhere (default 1)")
     p.add_argument("--debug", action="store_true",
                    help="Flask's development server with the debugger (never in production)")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until interrupted."""
-    return serve(settings, args.host, args.port, args.workers, args.debug)
+    return serve(settings, args.host, args.port, args.workers, args.debug,
+                 args.job_workers)
+
+
+def start_job_workers(n: int) -> list[subprocess.Popen[bytes]]:
+    """Start ``n`` ``vo-archive worker`` processes that die with this process."""
+    from vo_archive.ingest.prepare import die_with_parent
+
+    return [
+        subprocess.Popen([sys.executable, "-m", "vo_archive", "worker"],
+                         preexec_fn=die_with_parent)
+        for _ in range(max(0, n))
+    ]
 
 
 def serve(settings: Settings, host: str, port: int, workers: int | None = None,
-          debug: bool = False) -> int:
-    """Run the app under gunicorn (or Flask's server with ``debug``)."""
+          debug: bool = False, job_workers: int = 1) -> int:
+    """Run the app under gunicorn (or Flask's server with ``debug``).
+
+    ``job_workers`` asynchronous-job workers run beside the web server, so that
+    TAP async jobs complete out of the box; they stop with it.
+    """
     from vo_archive.app import create_app
 
     engine = get_engine(settings)
     migrate.upgrade(engine, settings.publisher_authority)
     dispose_engines()  # workers fork: each opens its own connections
     app = create_app(settings)
+    job_procs = start_job_workers(job_workers)
+    try:
+        return _run_web(app, host, port, workers, debug)
+    finally:
+        for proc in job_procs:
+            proc.terminate()
+        for proc in job_procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _run_web(app: Any, host: str, port: int, workers: int | None, debug: bool) -> int:
     if debug:
         app.run(host=host, port=port, debug=True, use_reloader=False)
         return 0

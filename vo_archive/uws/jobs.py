@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from vo_archive.access import Caller
 from vo_archive.dali.errors import xml_text
@@ -189,9 +190,23 @@ def result_chunks(engine: Engine, job_id: str) -> Iterator[bytes]:
         yield bytes(row[1])
 
 
+_listen_engines: dict[str, Engine] = {}
+
+
+def _listen_engine(engine: Engine) -> Engine:
+    """Return an unpooled engine for LISTEN: a long WAIT must not hold one of
+    the pooled connections that queries need."""
+    key = engine.url.render_as_string(hide_password=False)
+    found = _listen_engines.get(key)
+    if found is None:
+        found = create_engine(engine.url, poolclass=NullPool)
+        _listen_engines[key] = found
+    return found
+
+
 def wait_for_change(engine: Engine, job_id: str, phase: Phase, timeout: float) -> None:
     """Block until the job leaves ``phase`` or ``timeout`` seconds pass."""
-    raw = engine.raw_connection()
+    raw = _listen_engine(engine).raw_connection()
     try:
         dbapi: Any = raw.dbapi_connection
         dbapi.autocommit = True

@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ RUNNERS: dict[str, str] = {"tap": "tap.jobs:run_job"}
 QUEUE = "uws"
 TASK = "uws.run_job"
 CLEANUP_TASK = "uws.cleanup"
+#: How often a running job checks whether it was aborted, seconds.
+WATCH_INTERVAL = 0.5
 
 
 def enqueue(conn: Connection, job_id: str) -> None:
@@ -58,12 +61,37 @@ class JobRun:
     settings: Settings
     engine: Engine
     job: Job
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_backend(self, pid: int) -> None:
-        """Remember which database backend runs the job's query (for ABORT)."""
+        """Remember which database backend runs the job's query, and watch it.
+
+        ABORT cancels the query from the web server at once; but an ABORT that
+        lands between this call and the query's start would find nothing to
+        cancel, so a watchdog thread also cancels the backend as soon as the
+        job leaves EXECUTING (aborted, deleted, or destroyed).
+        """
         with self.engine.begin() as conn:
             conn.execute(text("UPDATE uws.job SET backend_pid = :p WHERE job_id = :id"),
                          {"p": pid, "id": self.job.job_id})
+        threading.Thread(target=self._watch, args=(pid,), daemon=True,
+                         name=f"uws-watch-{self.job.job_id}").start()
+
+    def _watch(self, pid: int) -> None:
+        while not self.done.wait(WATCH_INTERVAL):
+            try:
+                with self.engine.begin() as conn:
+                    phase = conn.execute(text(
+                        "SELECT phase FROM uws.job WHERE job_id = :id "
+                        "AND destruction > now()"), {"id": self.job.job_id}).scalar()
+                    if phase != Phase.EXECUTING.value:
+                        with self.lock:  # never cancel once the runner is done
+                            if not self.done.is_set():
+                                cancel_backend(conn, pid)
+                        return
+            except Exception:  # noqa: BLE001 - keep watching; the job may end
+                log.exception("watching job %s", self.job.job_id)
 
     def store_result(self, chunks: Iterable[bytes], mime: str) -> int:
         """Store the result document in chunks of about 1 MiB; return its size."""
@@ -114,8 +142,13 @@ def run_job(settings: Settings, job_id: str) -> None:
         set_phase(conn, job, Phase.EXECUTING)
         job = get_job(conn, job_id)
     assert job is not None
+    run = JobRun(settings, engine, job)
     try:
-        _runner(job.runner)(JobRun(settings, engine, job))
+        try:
+            _runner(job.runner)(run)
+        finally:
+            with run.lock:
+                run.done.set()
     except Fault as fault:
         _finish(engine, job_id, Phase.ERROR, error_type="transient" if isinstance(
             fault, TransientFault) else "fatal", error_message=fault.text)

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 ROLES = ("member", "reducer", "admin")
 #: Roles that may push products through the upload endpoint.
 UPLOAD_ROLES = frozenset({"reducer", "admin"})
-TOKEN_PREFIX = "pva_"
+TOKEN_PREFIX = "pva_"  # noqa: S105 - the visible prefix of tokens, not a secret
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}\Z")
 #: scrypt cost: N=2^14, r=8, p=1 (16 MiB, some 50 ms): RFC 7914's interactive level.

@@ -65,7 +65,8 @@ class Param:
         if self.repeatable:
             out.update(style="form", explode=True)
         if self.examples:
-            out["examples"] = {f"e{i}": {"value": v} for i, v in enumerate(self.examples)}
+            out["examples"] = {f"e{i}": {"value": v}
+                               for i, v in enumerate(self.examples)}
         return out
 
 
@@ -228,8 +229,8 @@ declare("upload.upload_many", body={
     auth_required=True)
 declare("upload.upload_one", body={
     "required": True,
-    "content": {"application/fits": {"schema": {"type": "string",
-                                                  "contentMediaType": "application/fits"}},
+    "content": {"application/fits": {"schema": {
+                    "type": "string", "contentMediaType": "application/fits"}},
                 "application/octet-stream": {"schema": {"type": "string"}}}},
     auth_required=True)
 declare("retrieval.runs", FORMAT_PAGE)

@@ -24,6 +24,7 @@ the internet; this keeps the archive safe without one, on loopback and in tests.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -120,11 +121,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if now - started > HEAD_TIMEOUT:
             log.info("closing %s: request head incomplete after %.0f s", conn.client,
                      now - started)
-            try:
+            with contextlib.suppress(OSError):
                 write_text_error(conn.sock, 408, "Request Timeout",
                                  f"request head not complete within {HEAD_TIMEOUT:g} s")
-            except OSError:
-                pass
             return False
         conn.head_buf = buf
         conn.data_ready = False

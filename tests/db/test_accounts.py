@@ -15,6 +15,7 @@ from sqlalchemy import text
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller, caller_connection
 from vo_archive.auth import (
+    PASSWORDS,
     AccountError,
     add_account,
     authenticate,
@@ -25,7 +26,6 @@ from vo_archive.auth import (
     remove_account,
     revoke_tokens,
     set_account,
-    PASSWORDS,
 )
 from vo_archive.config import ReleasePolicy
 from vo_archive.dali.errors import AuthorizationFault
@@ -49,10 +49,13 @@ def test_accounts_tokens_and_passwords(archive: Archive) -> None:
         add_account(e, "carol", ["superuser"])
     listed = {a.name: a for a in list_accounts(e)}
     assert listed["alice"].roles == ("member",) and listed["alice"].has_password
-    assert listed["pipe"].roles == ("member", "reducer") and not listed["pipe"].has_password
+    assert listed["pipe"].roles == ("member", "reducer")
+    assert not listed["pipe"].has_password
 
     tok = issue_token(e, "pipe", "NTT pipeline")
-    stored = [r[0] for r in e.connect().execute(text("SELECT token_hash FROM archive.token"))]
+    with e.connect() as conn:
+        stored = list(conn.execute(text("SELECT token_hash FROM archive.token")
+                                   ).scalars())
     assert tok not in stored and len(stored) == 1, "only the hash is stored"
     assert caller_for_token(e, tok) == Caller("pipe", frozenset({"member", "reducer"}))
     assert caller_for_token(e, tok, "pipe") is not None
@@ -90,7 +93,8 @@ def test_expired_tokens_are_refused(archive: Archive) -> None:
     tok = issue_token(e, "temp", expires_days=1)
     assert caller_for_token(e, tok) is not None
     with e.begin() as conn:
-        conn.execute(text("UPDATE archive.token SET expires_at = now() - interval '1 s'"))
+        conn.execute(text(
+            "UPDATE archive.token SET expires_at = now() - interval '1 s'"))
     assert caller_for_token(e, tok) is None
     with pytest.raises(AuthorizationFault) as info:
         authenticate(e, f"Bearer {tok}")

@@ -157,7 +157,8 @@ def test_upload_needs_the_reducer_role(upload_server: tuple[LiveServer, Accounts
     r = requests.put(f"{server.url}/upload/{f.name}", data=f.read_bytes(), timeout=60)
     assert_401(r)
     with server.archive.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM archive.version")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM archive.version")
+                            ).scalar_one() == 0
 
 
 def test_upload_results_per_file(upload_server: tuple[LiveServer, Accounts],
@@ -180,7 +181,8 @@ def test_upload_results_per_file(upload_server: tuple[LiveServer, Accounts],
     assert body["files"][7]["outcome"] == "rejected"
     assert "unsafe file name" in body["files"][7]["reason"]
     storage = server.archive.settings.storage_dir
-    assert not any(".." in str(p) or p.name == "passwd.fits" for p in storage.rglob("*"))
+    assert not any(".." in str(p) or p.name == "passwd.fits"
+                   for p in storage.rglob("*"))
     # each new product is downloadable by a member, byte for byte
     for p, res in zip(chosen, body["files"][:6], strict=True):
         got = requests.get(res["url"], headers=acc.member.bearer, timeout=30)
@@ -248,7 +250,8 @@ def test_uploads_over_the_limit_get_413(upload_server: tuple[LiveServer, Account
                       headers={"Content-Type": "multipart/form-data; boundary=zz"})
     assert r.status_code == 401
     with server.archive.engine.connect() as conn:
-        names = set(conn.execute(text("SELECT filename FROM archive.version")).scalars())
+        names = set(conn.execute(text("SELECT filename FROM archive.version")
+                                 ).scalars())
     assert not names & {"big.fits", "chunked.fits"}
 
 
@@ -267,7 +270,8 @@ def test_upload_crash_leaves_no_trace(make_archive: Callable[..., Archive],
     with archive.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM archive.ingest_journal")
                             ).scalar_one() == 1, "the crash happened after journaling"
-        assert conn.execute(text("SELECT count(*) FROM archive.version")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM archive.version")
+                            ).scalar_one() == 0
     server = start_server(archive)
     try:
         r = requests.put(f"{server.url}/upload/{f.name}", data=f.read_bytes(),
@@ -277,8 +281,9 @@ def test_upload_crash_leaves_no_trace(make_archive: Callable[..., Archive],
         stop_server(server.process)
     env = dict(os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
                VO_ARCHIVE_DSN=archive.settings.dsn or "")
-    check = subprocess.run([sys.executable, "-m", "vo_archive", "db", "check", "--deep"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    check = subprocess.run([sys.executable, "-m", "vo_archive", "db", "check",
+                            "--deep"], env=env, capture_output=True, text=True,
+                           timeout=120)
     assert check.returncode == 0 and "OK" in check.stdout, check.stdout + check.stderr
     assert "removed orphan" not in check.stdout
     with archive.engine.connect() as conn:

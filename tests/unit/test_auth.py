@@ -8,6 +8,7 @@ import pytest
 
 from vo_archive.auth import (
     TOKEN_PREFIX,
+    AccountError,
     check_name,
     check_roles,
     hash_password,
@@ -15,7 +16,6 @@ from vo_archive.auth import (
     parse_basic,
     token_hash,
     verify_password,
-    AccountError,
 )
 from vo_archive.dali.errors import AuthorizationFault
 

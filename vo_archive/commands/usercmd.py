@@ -8,8 +8,16 @@ import json
 import sys
 from typing import Any
 
-from vo_archive.auth import ROLES, AccountError, add_account, issue_token, \
-    list_accounts, remove_account, revoke_tokens, set_account
+from vo_archive.auth import (
+    ROLES,
+    AccountError,
+    add_account,
+    issue_token,
+    list_accounts,
+    remove_account,
+    revoke_tokens,
+    set_account,
+)
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
 from vo_archive.db import migrate
@@ -83,7 +91,8 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     try:
         add_account(engine, args.name, args.role, _read_password(args))
-        print(f"account {args.name} created (roles: {', '.join(sorted(set(args.role))) or 'none'})")
+        roles = ", ".join(sorted(set(args.role))) or "none"
+        print(f"account {args.name} created (roles: {roles})")
         if args.token:
             print(issue_token(engine, args.name))
     except AccountError as exc:

@@ -4,7 +4,7 @@ gunicorn's ``gthread`` worker hands a connection to a thread as soon as its
 first byte arrives, and the thread then blocks until the whole request head is
 in. A client that trickles its headers (slowloris) or stalls its body holds a
 thread for as long as it likes; a few dozen such connections stop the server.
-:class:`GuardedThreadWorker` changes three things:
+:class:`GuardedThreadWorker` changes four things:
 
 - **The request head is collected without a thread.** Each time the socket is
   readable, a thread takes whatever bytes are there without waiting, keeps them
@@ -14,7 +14,11 @@ thread for as long as it likes; a few dozen such connections stop the server.
   connection is closed.
 - **Reads and writes after the head have an idle timeout** of
   :data:`IDLE_TIMEOUT` seconds (a stalled upload or a client that stops reading
-  a download frees its thread).
+  a download frees its thread), and a body the application did not read is
+  drained for at most :data:`DRAIN` seconds.
+- **Connections are closed in the worker thread**, not on gunicorn's main
+  thread, where the graceful close's linger for a stalled peer would stop
+  every other connection.
 - **gunicorn's own error pages are text**, starting with the fault name like
   every other error of the archive, instead of HTML.
 
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 15.0
 #: Seconds a read or write of a request body or response may wait for the peer.
 IDLE_TIMEOUT = 60.0
+#: Seconds spent reading what an application left unread of a request body.
+DRAIN = 1.0
+#: Seconds a closing connection lingers for the peer to read the last answer.
+CLOSE_LINGER = 1.0
 #: A head this long without its end is handed to the parser, which refuses it.
 MAX_HEAD = 1 << 20
 _RECV = 65536
@@ -88,16 +96,17 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             except OSError as exc:
                 if exc.errno not in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE):
                     log.debug("socket error while reading a request head: %s", exc)
-                return False
+                return self._closed_here(conn, False)
             if not chunk:
                 closed = True
                 break
             buf += chunk
         if not buf:
-            return False if closed else self._defer(conn, None)
+            return self._closed_here(conn, False) if closed else \
+                self._defer(conn, None)
         if closed or not _head_complete(buf):
             if closed:
-                return False
+                return self._closed_here(conn, False)
             return self._defer(conn, buf)
         conn.head_buf = None
         conn.head_started = None
@@ -124,14 +133,45 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 write_text_error(conn.sock, 408, "Request Timeout",
                                  f"request head not complete within {HEAD_TIMEOUT:g} s")
-            return False
+            return self._closed_here(conn, False)
         conn.head_buf = buf
         conn.data_ready = False
         return _DEFER
 
     def _serve(self, conn: Any) -> Any:
         conn.data_ready = True
-        return super().handle(conn)
+        return self._closed_here(conn, super().handle(conn))
+
+    @staticmethod
+    def _closed_here(conn: Any, result: Any) -> Any:
+        """Close a finished connection in this thread, not in the main loop.
+
+        gunicorn closes connections gracefully (lingering up to 2 s for the
+        peer) on its main thread, which also accepts and polls every other
+        connection: a few stalled peers would freeze it.
+        """
+        if result is False:
+            with contextlib.suppress(OSError):
+                gunicorn.util.close_graceful(conn.sock, timeout=CLOSE_LINGER)
+            conn.closed_in_thread = True
+        return result
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """Drain what the application left of a body for at most :data:`DRAIN`.
+
+        gunicorn drains for up to 5 s before reusing a connection; a peer that
+        stalls its body would hold the thread that long.
+        """
+        if not keepalive:
+            return False
+        return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN))
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """Hand the connection back to the poller, unless already closed."""
+        if getattr(conn, "closed_in_thread", False):
+            self.nr_conns -= 1
+            return
+        super().finish_request(conn, fs)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         """Serve a parsed request with an idle timeout on the socket."""

@@ -60,7 +60,7 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None,
     app = create_app(settings)
     job_procs = start_job_workers(job_workers)
     try:
-        return _run_web(app, host, port, workers, debug)
+        return _run_web(app, settings, host, port, workers, debug)
     finally:
         for proc in job_procs:
             proc.terminate()
@@ -71,7 +71,8 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None,
                 proc.kill()
 
 
-def _run_web(app: Any, host: str, port: int, workers: int | None, debug: bool) -> int:
+def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | None,
+             debug: bool) -> int:
     if debug:
         app.run(host=host, port=port, debug=True, use_reloader=False)
         return 0

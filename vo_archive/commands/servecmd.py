@@ -88,7 +88,6 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
     # the limits are configurable under [limits].
     from vo_archive import serving
 
-    settings: Settings = app.config["ARCHIVE_SETTINGS"]
     limits = settings.extra.get("limits", {})
     serving.HEAD_TIMEOUT = float(limits.get("head_timeout", serving.HEAD_TIMEOUT))
     serving.IDLE_TIMEOUT = float(limits.get("idle_timeout", serving.IDLE_TIMEOUT))

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from vo_archive.config import Settings
-from vo_archive.db import migrate
-from vo_archive.db.cluster import EmbeddedCluster
-from vo_archive.db.engine import get_engine
-from vo_archive.demo import generate
-from vo_archive.ingest.pipeline import Ingestor, Outcome
+# the repository first: bench/tap.py must not shadow the tap package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vo_archive.config import Settings  # noqa: E402
+from vo_archive.db import migrate  # noqa: E402
+from vo_archive.db.cluster import EmbeddedCluster  # noqa: E402
+from vo_archive.db.engine import get_engine  # noqa: E402
+from vo_archive.demo import generate  # noqa: E402
+from vo_archive.ingest.pipeline import Ingestor, Outcome  # noqa: E402
 
 
 def main() -> None:

@@ -242,17 +242,31 @@ class Ingestor:
 
     # -- public API ---------------------------------------------------------
     def ingest_paths(self, paths: Iterable[str | Path]) -> IngestSummary:
-        """Ingest files and folders; return the per-file results."""
+        """Ingest files and folders; return the per-file results.
+
+        Reading and checksumming of the next batch (worker processes) overlaps
+        with recording the current one (this process and the database).
+        """
         summary = IngestSummary()
+        pending: Callable[[], list[Prepared | Rejected]] | None = None
+        for batch in self._batches(paths):
+            upcoming = self._prepare(batch)
+            if pending is not None:
+                self._record_batch(pending(), summary)
+            pending = upcoming
+        if pending is not None:
+            self._record_batch(pending(), summary)
+        return summary
+
+    def _batches(self, paths: Iterable[str | Path]) -> Iterator[list[str]]:
         batch: list[str] = []
         for path in iter_fits_paths(paths):
             batch.append(path)
             if len(batch) >= self.settings.ingest_batch:
-                self._ingest_batch(batch, summary)
+                yield batch
                 batch = []
         if batch:
-            self._ingest_batch(batch, summary)
-        return summary
+            yield batch
 
     def ingest_bytes(self, filename: str, data: bytes) -> FileResult:
         """Ingest one file given as bytes (pipeline uploads); same checks as files."""
@@ -268,16 +282,19 @@ class Ingestor:
         return summary.results[0]
 
     # -- batches ------------------------------------------------------------
-    def _prepare(self, paths: list[str]) -> list[Prepared | Rejected]:
+    def _prepare(self, paths: list[str]) -> Callable[[], list[Prepared | Rejected]]:
+        """Start reading a batch; return a function that waits for the results."""
         root = str(self.storage.root)
         if self._pool is None:
-            return [prepare_file(p, root, self.session_id) for p in paths]
+            return lambda: [prepare_file(p, root, self.session_id) for p in paths]
         chunk = max(1, len(paths) // (self.workers * 4))
-        return list(self._pool.map(prepare_file, paths, [root] * len(paths),
-                                   [self.session_id] * len(paths), chunksize=chunk))
+        results = self._pool.map(prepare_file, paths, [root] * len(paths),
+                                 [self.session_id] * len(paths), chunksize=chunk)
+        return lambda: list(results)
 
-    def _ingest_batch(self, paths: list[str], summary: IngestSummary) -> None:
-        self._record(self._prepare(paths), summary)
+    def _record_batch(self, items: list[Prepared | Rejected],
+                      summary: IngestSummary) -> None:
+        self._record(items, summary)
         if self.progress is not None:
             self.progress(len(summary.results), summary.count(Outcome.REJECTED))
 

@@ -143,9 +143,17 @@ def build_select(q: SSAQuery, conn: Connection) -> Select[Any]:
     conds: list[ColumnElement[bool]] = [p.c.mode == "spectroscopy",
                                         p.c.product_type.in_(SPECTRUM_TYPES)]
     if q.ra is not None and q.dec is not None:
+        # The candidates come first, from the HEALPix ranges and the exact
+        # distance test on archive.version (a MATERIALIZED CTE: otherwise the
+        # planner starts from the products' type filter and scans them all).
         cone = Circle(q.ra, q.dec, q.size / 2.0)
-        source = range_join(source, p.c.healpix29, region_ranges(conn, cone))
-        conds.append(point_in_region(p.c.ra, p.c.dec, cone))
+        hv = v.alias("hv")
+        cand = (select(hv.c.product_id, hv.c.version_no)
+                .select_from(range_join(hv, hv.c.healpix29, region_ranges(conn, cone)))
+                .where(hv.c.is_current, point_in_region(hv.c.ra, hv.c.dec, cone))
+                .cte("candidates").prefix_with("MATERIALIZED"))
+        source = cand.join(source, (p.c.product_id == cand.c.product_id)
+                           & (p.c.version_no == cand.c.version_no))
     if q.band:
         conds.append(or_(*(_interval(p.c.em_min, p.c.em_max, iv) for iv in q.band)))
     if q.time:

@@ -112,3 +112,30 @@ def test_capabilities(live_server: LiveServer) -> None:
     caps = live_server.get("/ssap/capabilities").text
     assert 'standardID="ivo://ivoa.net/std/SSA"' in caps
     assert "<complianceLevel>query</complianceLevel>" in caps
+
+
+def test_cone_results_equal_a_brute_force_scan(live_server: LiveServer) -> None:
+    with live_server.archive.engine.connect() as conn:
+        centres = conn.execute(text(
+            "SELECT ra, dec FROM pessto.targets ORDER BY target_id LIMIT 6")).all()
+    checked = 0
+    for ra, dec in centres:
+        for size in (0.002, 0.5, 3.0):
+            with live_server.archive.engine.connect() as conn:
+                expected = set(conn.execute(text(
+                    "SELECT publisher_did FROM pessto.products WHERE mode = "
+                    "'spectroscopy' AND product_type IN ('fluxcal_1d', "
+                    "'telluric_corrected_1d', 'extracted_1d') AND degrees("
+                    "spoint(radians(ra), radians(dec)) <-> spoint(radians(:ra), "
+                    "radians(:dec))) <= :r"), {"ra": ra, "dec": dec, "r": size / 2}
+                ).scalars())
+            r = live_server.get(f"/ssap?REQUEST=queryData&POS={ra},{dec}"
+                                f"&SIZE={size}&FORMAT=fits&MAXREC=10000")
+            table = strict_votable(r.content).get_first_table()
+            got = {str(x) for x in table.array[table.get_field_by_id_or_name(
+                next(f.ID or f.name for f in table.fields
+                     if f.utype and f.utype.lower() == "ssa:curation.publisherdid")
+            ).name]}
+            assert got == expected
+            checked += len(expected)
+    assert checked > 0

@@ -145,7 +145,7 @@ def start_server(archive: Archive, extra_env: dict[str, str] | None = None) -> L
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server started by :func:`start_server`."""
+    """Stop a process started in its own session (a server or a job worker)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

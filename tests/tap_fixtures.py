@@ -8,7 +8,6 @@ nothing running beforehand.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Archive
+from tests.conftest import Archive, stop_server
 
 
 def start_worker(archive: Archive) -> subprocess.Popen[bytes]:
@@ -40,15 +39,8 @@ def start_worker(archive: Archive) -> subprocess.Popen[bytes]:
     raise RuntimeError("worker did not start in 60 s")
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a worker started by :func:`start_worker`."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+#: A worker runs in its own session like a server: stopped the same way.
+stop_worker = stop_server
 
 
 @pytest.fixture(scope="session")

@@ -226,6 +226,23 @@ def spherical_pairs(text: str | None, radians: bool = True) -> list[float] | Non
     return out
 
 
+def document_tail(doc: TableDocument, error: str | None, overflow: bool,
+                  maxrec: int | None) -> str:
+    """Return what follows a results TABLE: the trailing QUERY_STATUS (DALI 1.1
+    §4.4.1–2, ERROR before OVERFLOW), the end of the RESOURCE, the trailing
+    resources and the end of the document."""
+    tail = []
+    if error:
+        tail.append(Info("QUERY_STATUS", "ERROR", error).element())
+    elif overflow:
+        tail.append(Info("QUERY_STATUS", "OVERFLOW",
+                         f"result truncated to MAXREC={maxrec} rows").element())
+    tail.append("</RESOURCE>")
+    tail += doc.trailing_resources
+    tail.append("</VOTABLE>\n")
+    return "".join(tail)
+
+
 def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
                    maxrec: int | None) -> Iterator[bytes]:
     """Yield a VOTable document with ``rows`` as TABLEDATA, in ~64 KiB chunks.
@@ -292,15 +309,7 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
     except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
         log.exception("error while streaming a VOTable")
         error = f"FatalFault: query failed while streaming results: {exc}"
-    tail = ["</TABLEDATA></DATA></TABLE>"]
-    if error:
-        tail.append(Info("QUERY_STATUS", "ERROR", error).element())
-    elif overflow:
-        tail.append(Info("QUERY_STATUS", "OVERFLOW",
-                         f"result truncated to MAXREC={maxrec} rows").element())
-    tail.append("</RESOURCE>")
-    tail += doc.trailing_resources
-    tail.append("</VOTABLE>\n")
-    yield from out("".join(tail))
+    yield from out("</TABLEDATA></DATA></TABLE>"
+                   + document_tail(doc, error, overflow, maxrec))
     if buf:
         yield "".join(buf).encode("utf-8")

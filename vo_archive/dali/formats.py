@@ -34,6 +34,7 @@ from vo_archive.votable import (
     Info,
     TableDocument,
     clean_text,
+    document_tail,
     stream_votable,
 )
 
@@ -150,17 +151,9 @@ def stream_binary2(doc: TableDocument, rows: Rows, maxrec: int | None
     except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
         log.exception("error while streaming a BINARY2 VOTable")
         error = f"FatalFault: query failed while streaming results: {exc}"
-    tail = [base64.encodebytes(bytes(pending)).decode(),
-            "</STREAM></BINARY2></DATA></TABLE>"]
-    if error:
-        tail.append(Info("QUERY_STATUS", "ERROR", error).element())
-    elif overflow:
-        tail.append(Info("QUERY_STATUS", "OVERFLOW",
-                         f"result truncated to MAXREC={maxrec} rows").element())
-    tail.append("</RESOURCE>")
-    tail += doc.trailing_resources
-    tail.append("</VOTABLE>\n")
-    yield "".join(tail).encode()
+    yield (base64.encodebytes(bytes(pending)).decode()
+           + "</STREAM></BINARY2></DATA></TABLE>"
+           + document_tail(doc, error, overflow, maxrec)).encode()
 
 
 # --- CSV / TSV ---------------------------------------------------------------

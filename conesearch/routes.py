@@ -6,12 +6,12 @@ from flask import Blueprint, Response
 
 from conesearch import capability
 from conesearch.params import parse_cone
-from conesearch.query import absolute_urls, build_select, fields_for
+from conesearch.query import absolute_urls, build_query, fields_for
 from vo_archive import web
 from vo_archive.dal import datalink_descriptor, votable_response
 from vo_archive.dali.errors import FaultStyle
-from vo_archive.votable import Info, TableDocument
 from vo_archive.vosi import add_vosi_routes
+from vo_archive.votable import Info, TableDocument
 
 bp = Blueprint("scs", __name__)
 web.set_fault_style(bp.name, FaultStyle.SCS)
@@ -31,6 +31,6 @@ def cone() -> Response:
         trailing_resources=[datalink_descriptor("obs_publisher_did")],
         version="1.1",  # SCS 1.03 mandates the UCD1 words of VOTable 1.1
     )
-    build = None if q.sr == 0 else (lambda conn: build_select(q, conn))
-    return votable_response(doc, build, q.maxrec, absolute_urls([3], web.absolute),
+    query = None if q.sr == 0 else build_query(q, web.engine())
+    return votable_response(doc, query, q.maxrec, absolute_urls([3], web.url_maker()),
                             mimetype="text/xml;content=x-votable")

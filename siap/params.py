@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-
 from vo_archive.dali.errors import UsageFault
 from vo_archive.dali.params import ParamSet, parse_float, parse_maxrec
 from vo_archive.sky import Circle, Polygon, Region, counter_clockwise

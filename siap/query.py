@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Float, select
+from sqlalchemy import Float, Integer, bindparam, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from siap.params import Intersect, Rendering, SIA1Query
 from vo_archive.access import visible
-from vo_archive.positional import (contains_point, footprint_extent, footprint_test,
-                                   point_in_region, range_join, region_ranges)
+from vo_archive.positional import (
+    BoundRegion,
+    bind_region,
+    footprint_extent,
+    range_join,
+    range_values,
+    region_ranges,
+)
 from vo_archive.previews import preview_path, thumbnail_factor
 from vo_archive.published import product as p
 from vo_archive.published import version as v
 from vo_archive.sky import Circle
+from vo_archive.statements import Scalar, ShapedQuery
 from vo_archive.votable import Field
 
 
@@ -66,30 +74,43 @@ def _card(name: str) -> ColumnElement[Any]:
     return v.c.header[name].as_float().cast(Float)
 
 
-def build_select(q: SIA1Query, conn: Connection) -> Select[Any]:
-    """Return the SIA 1.0 select over the visible current images."""
+def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:
     cols = [v.c.filename, v.c.ra, v.c.dec, p.c.instrument, v.c.mjd_obs, v.c.naxis1,
             v.c.naxis2, _card("CRPIX1"), _card("CRPIX2"), _card("CD1_1"),
             _card("CD1_2"), _card("CD2_1"), _card("CD2_2"), v.c.filter, v.c.em_min,
             v.c.em_max, v.c.file_size, v.c.product_id, v.c.version_no, v.c.pixscale]
-    region = q.region
     conds = [p.c.mode == "imaging", v.c.is_current, v.c.footprint.isnot(None),
              visible(p.c.release_date)]
-    circle = Circle(q.ra, q.dec, 0.0)
-    widen = footprint_extent(conn)
-    ranges = region_ranges(conn, region if region is not None else circle, widen)
-    source = range_join(v, v.c.healpix29, ranges).join(
-        p, p.c.product_id == v.c.product_id)
-    if region is None:
-        conds.append(contains_point(v.c.footprint, q.ra, q.dec))
-    elif q.intersect is Intersect.CENTER:
-        conds.append(point_in_region(v.c.ra, v.c.dec, region))
+    if intersect is Intersect.CENTER:
+        conds.append(region.contains(v.c.ra, v.c.dec))
     else:
-        op = {Intersect.OVERLAPS: "&&", Intersect.COVERS: "@>",
-              Intersect.ENCLOSED: "<@"}[q.intersect]
-        conds.append(footprint_test(v.c.footprint, region, op))
+        op = {None: "@>", Intersect.OVERLAPS: "&&", Intersect.COVERS: "@>",
+              Intersect.ENCLOSED: "<@"}[intersect]
+        conds.append(region.footprint_test(v.c.footprint, op))
+    source = range_join(v, v.c.healpix29, None).join(
+        p, p.c.product_id == v.c.product_id)
     return (select(*cols).select_from(source).where(*conds)
-            .order_by(v.c.mjd_obs, v.c.product_id).limit(q.maxrec + 1))
+            .order_by(v.c.mjd_obs, v.c.product_id)
+            .limit(bindparam("limit", type_=Integer)))
+
+
+def build_query(q: SIA1Query) -> ShapedQuery:
+    """Return the SIA 1.0 query over the visible current images: the HEALPix
+    ranges of the region widened by the largest footprint, then the exact test
+    of INTERSECT (a point in the footprint without SIZE).
+    """
+    region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
+    intersect = None if q.region is None else q.intersect
+    bound, region_values = bind_region(region, "pos",
+                                       footprints=intersect is not Intersect.CENTER)
+
+    def values(scalar: Scalar) -> dict[str, Any]:
+        ranges = region_ranges(scalar, region, footprint_extent(scalar))
+        return {**region_values, **range_values(ranges), "limit": q.maxrec + 1}
+
+    return ShapedQuery(("sia1", bound, intersect),
+                       functools.partial(_build, bound, intersect), values,
+                       from_ranges=True)
 
 
 def row_expander(q: SIA1Query, absolute: Callable[[str], str], authority: str

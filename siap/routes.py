@@ -6,12 +6,12 @@ from flask import Blueprint, Response
 
 from siap import capability
 from siap.params import parse_sia1
-from siap.query import FIELDS, build_select, row_expander
+from siap.query import FIELDS, build_query, row_expander
 from vo_archive import web
 from vo_archive.dal import datalink_descriptor, votable_response
 from vo_archive.dali.errors import FaultStyle
-from vo_archive.votable import Info, TableDocument
 from vo_archive.vosi import add_vosi_routes
+from vo_archive.votable import Info, TableDocument
 
 bp = Blueprint("siap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -30,7 +30,7 @@ def sia() -> Response:
     doc = TableDocument(FIELDS, infos, table_name="images",
                         description="PESSTO images (current versions)",
                         trailing_resources=[datalink_descriptor("publisher_did")])
-    return votable_response(doc, lambda conn: build_select(q, conn), q.maxrec,
+    return votable_response(doc, build_query(q), q.maxrec,
                             mimetype="text/xml;content=x-votable", region_param="POS",
-                            transform=row_expander(q, web.absolute,
+                            transform=row_expander(q, web.url_maker(),
                                                    s.publisher_authority))

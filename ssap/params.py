@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import (Interval, ParamSet, parse_float, parse_maxrec,
-                                    parse_timestamp)
+from vo_archive.dali.params import (
+    Interval,
+    ParamSet,
+    parse_float,
+    parse_maxrec,
+    parse_timestamp,
+)
 from vo_archive.ingest.facts import mjd_of
 
 #: SIZE (diameter, degrees) when POS comes without it (SSA 1.1 §4.1.1.2: S default).

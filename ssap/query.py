@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Float, and_, cast, func, literal, null, or_, select
+from sqlalchemy import (
+    Engine,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    false,
+    func,
+    null,
+    or_,
+    select,
+)
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ssap.params import SpectrumFormat, SSAQuery
-from vo_archive.dali.params import Interval
-from vo_archive.positional import Circle, point_in_region, range_join, region_ranges
+from vo_archive.positional import (
+    BoundRegion,
+    Circle,
+    bind_region,
+    range_join,
+    range_values,
+    region_ranges,
+)
 from vo_archive.published import products as p
 from vo_archive.published import target_alias
 from vo_archive.published import targets as t
 from vo_archive.published import version as v
 from vo_archive.sky import counter_clockwise
+from vo_archive.statements import (
+    IntervalShape,
+    ShapedQuery,
+    bind_intervals,
+    one_of,
+    overlap_test,
+)
 from vo_archive.votable import Field, Param, spherical_pairs
 
 #: Product types that are 1D spectra.
@@ -104,82 +130,115 @@ PARAMS: tuple[Param, ...] = tuple(
     )
 )
 
+@dataclass(frozen=True, slots=True)
+class SSAShape:
+    """What a queryData select is made of (its values are bound)."""
+
+    cone: BoundRegion | None
+    band: IntervalShape
+    time: IntervalShape
+    target: bool
+    target_class: bool
+    pubdid: bool
+    collection: bool | None
+    specrp: bool
+    snr: bool
+    redshift: IntervalShape
+
+
 def _mid_mjd() -> ColumnElement[Any]:
     return (p.c.mjd_obs + func.coalesce(p.c.mjd_end, p.c.mjd_obs)) / 2.0
 
 
-def _distance(q: SSAQuery) -> ColumnElement[Any]:
-    if q.ra is None or q.dec is None:
-        return cast(null(), Float)
-    here = func.spoint(func.radians(p.c.ra), func.radians(p.c.dec))
-    centre = func.spoint(literal(math.radians(q.ra), Float),
-                         literal(math.radians(q.dec), Float))
-    return func.degrees(here.op("<->")(centre))
-
-
-def _interval(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any],
-              iv: Interval) -> ColumnElement[bool]:
-    conds = [lo_col.isnot(None), hi_col.isnot(None)]
-    if math.isfinite(iv.hi):
-        conds.append(lo_col <= iv.hi)
-    if math.isfinite(iv.lo):
-        conds.append(hi_col >= iv.lo)
-    return and_(*conds)
-
-
-def build_select(q: SSAQuery, conn: Connection) -> Select[Any]:
-    """Return the queryData select over the visible 1D spectra."""
+def _build(shape: SSAShape) -> Select[Any]:
     mid_wl = (p.c.em_min + p.c.em_max) / 2.0
+    cone = shape.cone
+    distance = cone.distance(p.c.ra, p.c.dec) if cone else cast(null(), Float)
     cols = [
         p.c.publisher_did, p.c.access_url, p.c.file_size, p.c.filename,
         v.c.em_xel, p.c.instrument, p.c.filename, _mid_mjd(), p.c.exptime,
         p.c.ra, p.c.dec, p.c.fov, v.c.footprint, mid_wl, p.c.em_max - p.c.em_min,
         p.c.em_min, p.c.em_max, mid_wl / func.nullif(p.c.em_res_power, 0),
         p.c.em_res_power, p.c.object, t.c.classification, t.c.redshift,
-        t.c.ra, t.c.dec, p.c.snr, _distance(q), p.c.product_id, p.c.version_no,
+        t.c.ra, t.c.dec, p.c.snr, distance, p.c.product_id, p.c.version_no,
     ]
     source: Any = p.join(v, v.c.version_id == p.c.version_id).outerjoin(
         t, t.c.target_id == p.c.target_id)
     conds: list[ColumnElement[bool]] = [p.c.mode == "spectroscopy",
-                                        p.c.product_type.in_(SPECTRUM_TYPES)]
-    if q.ra is not None and q.dec is not None:
+                                        one_of(p.c.product_type, "spectrum_types",
+                                               value=SPECTRUM_TYPES)]
+    if cone:
         # The candidates come first, from the HEALPix ranges and the exact
         # distance test on archive.version (a MATERIALIZED CTE: otherwise the
         # planner starts from the products' type filter and scans them all).
-        cone = Circle(q.ra, q.dec, q.size / 2.0)
         hv = v.alias("hv")
         cand = (select(hv.c.product_id, hv.c.version_no)
-                .select_from(range_join(hv, hv.c.healpix29, region_ranges(conn, cone)))
-                .where(hv.c.is_current, point_in_region(hv.c.ra, hv.c.dec, cone))
+                .select_from(range_join(hv, hv.c.healpix29, None))
+                .where(hv.c.is_current, cone.contains(hv.c.ra, hv.c.dec))
                 .cte("candidates").prefix_with("MATERIALIZED"))
         source = cand.join(source, (p.c.product_id == cand.c.product_id)
                            & (p.c.version_no == cand.c.version_no))
-    if q.band:
-        conds.append(or_(*(_interval(p.c.em_min, p.c.em_max, iv) for iv in q.band)))
-    if q.time:
+    if shape.band:
+        conds.append(overlap_test(p.c.em_min, p.c.em_max, "band", shape.band))
+    if shape.time:
         end = func.coalesce(p.c.mjd_end, p.c.mjd_obs)
-        conds.append(or_(*(_interval(p.c.mjd_obs, end, iv) for iv in q.time)))
-    if q.target:
-        norm = "".join(ch for ch in q.target.lower() if ch not in " -_")
+        conds.append(overlap_test(p.c.mjd_obs, end, "time", shape.time))
+    if shape.target:
+        norm = bindparam("target", type_=String)
         aliases = select(target_alias.c.target_id).where(target_alias.c.alias == norm)
         conds.append(or_(p.c.target_id.in_(aliases),
                          func.regexp_replace(func.lower(p.c.object), "[ _-]", "", "g")
                          == norm))
-    if q.target_class:
-        conds.append(func.lower(t.c.classification) == q.target_class.lower())
-    if q.pubdid:
-        conds.append(func.lower(p.c.publisher_did).in_([d.lower() for d in q.pubdid]))
-    if q.collection:
-        conds.append(literal("PESSTO").in_(q.collection))
-    if q.specrp is not None:
-        conds.append(p.c.em_res_power >= q.specrp)
-    if q.snr is not None:
-        conds.append(p.c.snr >= q.snr)
-    if q.redshift is not None:
-        conds.append(_interval(t.c.redshift, t.c.redshift, q.redshift))
-    order = [_distance(q)] if q.ra is not None else []
+    if shape.target_class:
+        conds.append(func.lower(t.c.classification)
+                     == bindparam("target_class", type_=String))
+    if shape.pubdid:
+        conds.append(one_of(func.lower(p.c.publisher_did), "pubdid"))
+    if shape.collection is False:
+        conds.append(false())
+    if shape.specrp:
+        conds.append(p.c.em_res_power >= bindparam("specrp", type_=Float))
+    if shape.snr:
+        conds.append(p.c.snr >= bindparam("snr", type_=Float))
+    if shape.redshift:
+        conds.append(overlap_test(t.c.redshift, t.c.redshift, "redshift",
+                                  shape.redshift))
+    order = [distance] if cone else []
     return (select(*cols).select_from(source).where(*conds)
-            .order_by(*order, p.c.mjd_obs, p.c.product_id).limit(q.maxrec + 1))
+            .order_by(*order, p.c.mjd_obs, p.c.product_id)
+            .limit(bindparam("limit", type_=Integer)))
+
+
+def build_query(q: SSAQuery, engine: Engine) -> ShapedQuery:
+    """Return the queryData query over the visible 1D spectra, nearest first."""
+    values: dict[str, Any] = {"limit": q.maxrec + 1}
+    cone = None
+    if q.ra is not None and q.dec is not None:
+        region = Circle(q.ra, q.dec, q.size / 2.0)
+        cone, cone_values = bind_region(region, "cone")
+        values.update(cone_values)
+        values.update(range_values(region_ranges(engine, region)))
+    band, band_values = bind_intervals("band", q.band)
+    time, time_values = bind_intervals("time", q.time)
+    redshift, z_values = bind_intervals("redshift", (q.redshift,) if q.redshift else ())
+    values.update(band_values)
+    values.update(time_values)
+    values.update(z_values)
+    if q.target:
+        values["target"] = "".join(ch for ch in q.target.lower() if ch not in " -_")
+    if q.target_class:
+        values["target_class"] = q.target_class.lower()
+    if q.pubdid:
+        values["pubdid"] = [d.lower() for d in q.pubdid]
+    if q.specrp is not None:
+        values["specrp"] = q.specrp
+    if q.snr is not None:
+        values["snr"] = q.snr
+    shape = SSAShape(cone, band, time, bool(q.target), bool(q.target_class),
+                     bool(q.pubdid), "PESSTO" in q.collection if q.collection else None,
+                     q.specrp is not None, q.snr is not None, redshift)
+    return ShapedQuery(("ssa", shape), functools.partial(_build, shape), values,
+                       from_ranges=cone is not None)
 
 
 def getdata_url(did: str, fmt: SpectrumFormat) -> str:

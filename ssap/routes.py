@@ -6,17 +6,22 @@ from flask import Blueprint, Response
 
 from ssap import capability
 from ssap.getdata import spectrum_document, spectrum_rows
-from ssap.params import Request, SpectrumFormat, parse_getdata, parse_query, \
-    parse_request
-from ssap.query import FIELDS, PARAMS, build_select, row_expander
+from ssap.params import (
+    Request,
+    SpectrumFormat,
+    parse_getdata,
+    parse_query,
+    parse_request,
+)
+from ssap.query import FIELDS, PARAMS, build_query, row_expander
 from vo_archive import web
 from vo_archive.dal import datalink_descriptor, parse_publisher_did, votable_response
 from vo_archive.dali.errors import FaultStyle, NotFoundFault
 from vo_archive.files import file_response, find_version
 from vo_archive.ingest.storage import Storage
 from vo_archive.spectra import NotASpectrum, read_spectrum
-from vo_archive.votable import Info, TableDocument, stream_votable
 from vo_archive.vosi import add_vosi_routes
+from vo_archive.votable import Info, TableDocument, stream_votable
 
 bp = Blueprint("ssap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -40,8 +45,8 @@ def ssa() -> Response:
     doc = TableDocument(FIELDS, infos, list(PARAMS), table_name="spectra",
                         description="PESSTO 1D spectra",
                         trailing_resources=[datalink_descriptor("ssa_pubDID")])
-    return votable_response(doc, lambda conn: build_select(q, conn), q.maxrec,
-                            transform=row_expander(q.formats, web.absolute))
+    return votable_response(doc, build_query(q, web.engine()), q.maxrec,
+                            transform=row_expander(q.formats, web.url_maker()))
 
 
 def get_data() -> Response:

@@ -16,15 +16,21 @@ from contextlib import AbstractContextManager
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import psycopg2
 from flask import Response, stream_with_context
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import Select
 
-from vo_archive import web
-from vo_archive.access import caller_connection
+from vo_archive import statements, web
+from vo_archive.access import caller_connection, current_caller
 from vo_archive.dali.errors import TransientFault, UsageFault
 from vo_archive.obscore import DATALINK_FORMAT
+from vo_archive.statements import (
+    STATEMENT_TIMEOUT_MS,
+    ShapedQuery,
+    check_values,
+    compile_shape,
+)
 from vo_archive.votable import Field, Param, TableDocument, stream_votable
 
 log = logging.getLogger(__name__)
@@ -32,39 +38,38 @@ log = logging.getLogger(__name__)
 VOTABLE_TYPE = "application/x-votable+xml"
 #: Results up to this many rows are buffered and sent in one piece.
 BUFFERED_MAXREC = 5000
-#: Longest a DAL query may run.
-STATEMENT_TIMEOUT_MS = 120_000
 DATALINK_STANDARD = "ivo://ivoa.net/std/DataLink#links-1.1"
 
-QueryBuilder = Callable[[Connection], Select[Any]]
 RowConverter = Callable[[Sequence[Any]], Sequence[Any]]
 RowTransform = Callable[[Iterator[Sequence[Any]]], Iterator[Sequence[Any]]]
 
 
-def _execute(conn: Connection, stmt: Select[Any], stream: bool,
-             region_param: str | None) -> Any:
+def _database_fault(exc: DBAPIError | psycopg2.Error, region_param: str | None
+                    ) -> Exception | None:
+    """Return the fault a database error means for the user, if any."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "pgcode", None) or ""
+    if code == "57014":
+        return TransientFault("the query took too long; narrow it down")
+    if region_param and (code.startswith("22") or code == "XX000"):
+        # pgSphere rejects degenerate or self-crossing regions this way
+        diag = getattr(orig, "diag", None)
+        msg = str(diag and diag.message_primary or orig).strip()
+        return UsageFault(f"parameter {region_param}: {msg}", region_param)
+    return None
+
+
+def _stream(conn: Connection, query: ShapedQuery) -> Any:
     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}; "
-                         # a range join's row estimate on a big table passes
-                         # jit_above_cost: JIT would add ~5 ms to a 0.1 ms query
                          "SET LOCAL jit = off")
-    try:
-        if stream:
-            return conn.execution_options(stream_results=True,
-                                          max_row_buffer=2000).execute(stmt)
-        return conn.execute(stmt).fetchall()
-    except DBAPIError as exc:
-        code = getattr(exc.orig, "pgcode", None) or ""
-        if code == "57014":
-            raise TransientFault("the query took too long; narrow it down") from exc
-        if region_param and (code.startswith("22") or code == "XX000"):
-            # pgSphere rejects degenerate or self-crossing regions this way
-            msg = str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary
-                      or exc.orig).strip()
-            raise UsageFault(f"parameter {region_param}: {msg}", region_param) from exc
-        raise
+    shape = compile_shape(query, conn.dialect)
+    values = query.resolve(lambda sql: conn.exec_driver_sql(sql).scalar())
+    check_values(shape, values)
+    return conn.execution_options(stream_results=True, max_row_buffer=2000).execute(
+        shape.select, dict(values))
 
 
-def votable_response(doc: TableDocument, build: QueryBuilder | None,
+def votable_response(doc: TableDocument, query: ShapedQuery | None,
                      maxrec: int | None, convert: RowConverter | None = None,
                      mimetype: str = VOTABLE_TYPE,
                      region_param: str | None = None,
@@ -75,10 +80,9 @@ def votable_response(doc: TableDocument, build: QueryBuilder | None,
     ----------
     doc
         The document around the rows (fields in the order of the select).
-    build
-        Builds the select on the caller's connection (it may read from it, e.g.
-        the table size for the HEALPix ranges); it must limit the rows to
-        ``maxrec + 1``. None: no query, an empty table with status OK.
+    query
+        The shaped select (:mod:`vo_archive.statements`); it must limit the
+        rows to ``maxrec + 1``. None: no query, an empty table with status OK.
     maxrec
         Row limit; 0 answers with metadata and OVERFLOW without querying.
     convert
@@ -91,25 +95,39 @@ def votable_response(doc: TableDocument, build: QueryBuilder | None,
         Turns the stream of database rows into output rows (e.g. one row per
         format a dataset is offered in); applied after ``convert``.
     """
-    if build is None or maxrec == 0:
-        body = b"".join(stream_votable(doc, (), None if build is None else maxrec))
+    if query is None or maxrec == 0:
+        body = b"".join(stream_votable(doc, (), None if query is None else maxrec))
         return Response(body, mimetype=mimetype)
-    stream = maxrec is None or maxrec > BUFFERED_MAXREC
-    cm: AbstractContextManager[Connection] = caller_connection(web.engine())
-    conn = cm.__enter__()
-    try:
-        result = _execute(conn, build(conn), stream, region_param)
-    except BaseException as exc:
-        cm.__exit__(type(exc), exc, exc.__traceback__)
-        raise
+
     def output(rows: Iterable[Sequence[Any]]) -> Iterable[Sequence[Any]]:
         it = iter(rows) if convert is None else map(convert, rows)
         return it if transform is None else transform(it)
 
-    if not stream:
-        cm.__exit__(None, None, None)
-        return Response(b"".join(stream_votable(doc, output(result), maxrec)),
+    if maxrec is not None and maxrec <= BUFFERED_MAXREC:
+        try:
+            rows = statements.run(web.engine(), query,
+                                  current_caller().sees_proprietary)
+        except psycopg2.Error as exc:
+            fault = _database_fault(exc, region_param)
+            if fault is None:
+                raise
+            raise fault from exc
+        return Response(b"".join(stream_votable(doc, output(rows), maxrec)),
                         mimetype=mimetype)
+
+    cm: AbstractContextManager[Connection] = caller_connection(web.engine())
+    conn = cm.__enter__()
+    try:
+        result = _stream(conn, query)
+    except DBAPIError as exc:
+        cm.__exit__(type(exc), exc, exc.__traceback__)
+        fault = _database_fault(exc, region_param)
+        if fault is None:
+            raise
+        raise fault from exc
+    except BaseException as exc:
+        cm.__exit__(type(exc), exc, exc.__traceback__)
+        raise
 
     def generate() -> Iterator[bytes]:
         try:
@@ -163,7 +181,8 @@ def service_descriptor(id_: str, access_path: str, standard_id: str | None,
 
 def datalink_descriptor(id_field: str) -> str:
     """Return the DataLink descriptor of a result whose FIELD ``id_field`` (by
-    XML ID) holds publisher DIDs: TOPCAT and pyvo then offer each row's links."""
+    XML ID) holds publisher DIDs: TOPCAT and pyvo then offer each row's links.
+    """
     ref = Field("ID", "char", "*", ucd="meta.id;meta.main", ref=id_field)
     return service_descriptor(
         "datalink", "/datalink/links", DATALINK_STANDARD,

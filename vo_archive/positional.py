@@ -13,21 +13,43 @@ EXPLAIN that it is used and that the results equal a brute-force scan.
 
 from __future__ import annotations
 
+import enum
 import math
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, bindparam, column, func, literal
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Float,
+    String,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.types import UserDefinedType
 
 from vo_archive.dali.errors import UsageFault
-from vo_archive.sky import Box, Circle, Polygon, Region, bounding_circle, covering_ranges
+from vo_archive.sky import (
+    Box,
+    Circle,
+    Polygon,
+    Region,
+    bounding_circle,
+    covering_ranges,
+)
 
-__all__ = ["Box", "Circle", "Polygon", "Region", "contains_point", "footprint_test",
-           "point_in_region", "range_join", "sky_value", "table_rows"]
+__all__ = ["BoundRegion", "Box", "Circle", "Polygon", "Region", "RegionKind",
+           "bind_region", "range_join", "range_values", "region_ranges", "table_rows"]
 
 
 class SphereType(UserDefinedType[str]):
@@ -47,7 +69,7 @@ SPOLY = SphereType("spoly")
 
 
 def range_join(source: FromClause, healpix: ColumnElement[int],
-               ranges: list[tuple[int, int]], name: str = "hpx") -> FromClause:
+               ranges: list[tuple[int, int]] | None, name: str = "hpx") -> FromClause:
     """Join ``source`` to the index ranges: the B-tree range scan.
 
     Parameters
@@ -57,90 +79,175 @@ def range_join(source: FromClause, healpix: ColumnElement[int],
     healpix
         Its order-29 NESTED HEALPix column (B-tree indexed).
     ranges
-        ``[lo, hi)`` ranges covering the region.
+        ``[lo, hi)`` ranges covering the region; None leaves them open, as the
+        parameters ``{name}_lo`` and ``{name}_hi`` (see :func:`range_values`).
     name
         Alias of the ranges in the statement.
     """
-    lo = bindparam(f"{name}_lo", [r[0] for r in ranges], type_=ARRAY(BigInteger))
-    hi = bindparam(f"{name}_hi", [r[1] for r in ranges], type_=ARRAY(BigInteger))
+    if ranges is None:
+        lo = bindparam(f"{name}_lo", type_=ARRAY(BigInteger))
+        hi = bindparam(f"{name}_hi", type_=ARRAY(BigInteger))
+    else:
+        lo = bindparam(f"{name}_lo", [r[0] for r in ranges], type_=ARRAY(BigInteger))
+        hi = bindparam(f"{name}_hi", [r[1] for r in ranges], type_=ARRAY(BigInteger))
     rng = func.unnest(lo, hi).table_valued(
         column("lo", BigInteger), column("hi", BigInteger)).render_derived(name=name)
     return rng.join(source, (healpix >= rng.c.lo) & (healpix < rng.c.hi))
 
 
-def _spoint(ra: float, dec: float) -> ColumnElement[str]:
-    return func.spoint(literal(math.radians(ra % 360.0), Float),
-                       literal(math.radians(dec), Float))
-
-
-def sky_value(region: Region) -> ColumnElement[str]:
-    """Return the pgSphere value (scircle, spoly, sbox) of a region."""
-    if isinstance(region, Circle):
-        return func.scircle(_spoint(region.ra, region.dec),
-                            literal(math.radians(region.radius), Float))
-    if isinstance(region, Polygon):
-        text = "{" + ",".join(f"({a!r}d,{d!r}d)" for a, d in region.vertices) + "}"
-        return literal(text).cast(SPOLY)
-    hi_ra = region.ra_min + 360.0 if region.full_ra else region.ra_max
-    return func.sbox(
-        func.spoint(literal(math.radians(region.ra_min % 360.0), Float),
-                    literal(math.radians(region.dec_min), Float)),
-        func.spoint(literal(math.radians(hi_ra) if region.full_ra
-                            else math.radians(hi_ra % 360.0), Float),
-                    literal(math.radians(region.dec_max), Float)),
-    )
+def range_values(ranges: list[tuple[int, int]], name: str = "hpx") -> dict[str, list[int]]:
+    """Return the values of the open ranges of :func:`range_join`."""
+    return {f"{name}_lo": [r[0] for r in ranges], f"{name}_hi": [r[1] for r in ranges]}
 
 
 def _exact(test: ColumnElement[bool]) -> ColumnElement[bool]:
     # coalesce() keeps the planner from answering the test from a GiST index:
     # the candidates come from the HEALPix ranges, this only filters them.
-    return func.coalesce(test, False)  # type: ignore[no-any-return]
+    return func.coalesce(test, literal_column("false"))  # type: ignore[no-any-return]
 
 
-def point_in_region(ra: ColumnElement[float], dec: ColumnElement[float],
-                    region: Region) -> ColumnElement[bool]:
-    """Return the exact test that the position (ra, dec) in degrees is in ``region``."""
-    point = func.spoint(func.radians(ra), func.radians(dec))
-    if isinstance(region, Circle):
-        return _exact(point.op("<->")(_spoint(region.ra, region.dec))
-                      <= math.radians(region.radius))
-    if isinstance(region, Polygon) and bounding_circle(region).radius >= 90.0:
-        raise UsageFault("a polygon must fit in a hemisphere", "POS")
-    return _exact(point.op("<@")(sky_value(region)))
+def _float(name: str) -> ColumnElement[float]:
+    return bindparam(name, type_=Float)
 
 
-def footprint_test(footprint: ColumnElement[str], region: Region,
-                   predicate: str = "&&") -> ColumnElement[bool]:
-    """Return the exact test of a footprint (spoly) against ``region``.
+def _point_of(ra: ColumnElement[float], dec: ColumnElement[float]) -> ColumnElement[str]:
+    return func.spoint(func.radians(ra), func.radians(dec))  # type: ignore[no-any-return]
 
-    ``predicate`` is pgSphere's ``&&`` (overlaps), ``@>`` (footprint contains the
-    region) or ``<@`` (footprint inside the region). pgSphere circles stop at a
-    radius of 90°: a larger cone is tested through its complement, the cone of
-    radius 180° - r around the antipode.
+
+class RegionKind(enum.Enum):
+    """How a region enters a statement (its values are bound parameters)."""
+
+    POINT = "point"            # spoint: {name}_ra, {name}_dec
+    CIRCLE = "circle"          # scircle: {name}_ra, {name}_dec, {name}_r
+    POLYGON = "polygon"        # spoly: {name}_poly (pgSphere text)
+    BOX = "box"                # sbox: {name}_ra1, {name}_dec1, {name}_ra2, {name}_dec2
+    OUTSIDE = "outside"        # a cone wider than a hemisphere, as its complement
+    WHOLE_SKY = "whole sky"    # a cone of 180°
+
+
+@dataclass(frozen=True, slots=True)
+class BoundRegion:
+    """A region in a statement: its kind is the statement's, its values are
+    bound parameters named after ``name`` (:func:`bind_region` gives both).
+
+    Angles are bound in radians, as pgSphere takes them.
     """
-    if isinstance(region, Circle) and region.radius > 90.0:
-        if region.radius >= 180.0:
-            return literal(predicate != "@>")
-        rest = Circle((region.ra + 180.0) % 360.0, -region.dec, 180.0 - region.radius)
-        if predicate == "&&":  # overlaps unless wholly inside the complement
-            return ~_exact(footprint.op("<@")(sky_value(rest)))
-        if predicate == "<@":  # inside unless it touches the complement
-            return ~_exact(footprint.op("&&")(sky_value(rest)))
-        return literal(False)  # no footprint holds a cone wider than a hemisphere
-    return _exact(footprint.op(predicate)(sky_value(region)))
+
+    name: str
+    kind: RegionKind
+
+    def _centre(self) -> ColumnElement[str]:
+        return func.spoint(_float(f"{self.name}_ra"),  # type: ignore[no-any-return]
+                           _float(f"{self.name}_dec"))
+
+    def sky_value(self) -> ColumnElement[str]:
+        """Return the pgSphere value (spoint, scircle, spoly, sbox); an OUTSIDE
+        region gives its complement, the cone around the antipode.
+        """
+        n = self.name
+        if self.kind is RegionKind.POINT:
+            return self._centre()
+        if self.kind in (RegionKind.CIRCLE, RegionKind.OUTSIDE):
+            return func.scircle(self._centre(),  # type: ignore[no-any-return]
+                                _float(f"{n}_r"))
+        if self.kind is RegionKind.POLYGON:
+            return cast(bindparam(f"{n}_poly", type_=String), SPOLY)
+        if self.kind is RegionKind.BOX:
+            return func.sbox(  # type: ignore[no-any-return]
+                func.spoint(_float(f"{n}_ra1"), _float(f"{n}_dec1")),
+                func.spoint(_float(f"{n}_ra2"), _float(f"{n}_dec2")))
+        raise ValueError(f"a {self.kind.value} region has no pgSphere value")
+
+    def distance(self, ra: ColumnElement[float], dec: ColumnElement[float]
+                 ) -> ColumnElement[float]:
+        """Return the distance (degrees) of (ra, dec) in degrees from the centre
+        of a cone or point.
+        """
+        return func.degrees(  # type: ignore[no-any-return]
+            _point_of(ra, dec).op("<->")(self._centre()))
+
+    def contains(self, ra: ColumnElement[float], dec: ColumnElement[float]
+                 ) -> ColumnElement[bool]:
+        """Return the exact test that the position (ra, dec) in degrees is inside."""
+        here = _point_of(ra, dec)
+        if self.kind is RegionKind.CIRCLE:
+            return _exact(here.op("<->")(self._centre()) <= _float(f"{self.name}_r"))
+        if self.kind is RegionKind.POINT:
+            return _exact(here.op("=")(self._centre()))
+        return _exact(here.op("<@")(self.sky_value()))
+
+    def footprint_test(self, footprint: ColumnElement[str], predicate: str = "&&"
+                       ) -> ColumnElement[bool]:
+        """Return the exact test of a footprint (spoly) against the region.
+
+        ``predicate`` is pgSphere's ``&&`` (overlaps), ``@>`` (footprint
+        contains the region) or ``<@`` (footprint inside the region). pgSphere
+        circles stop at a radius of 90°: a wider cone (OUTSIDE) is tested
+        through its complement, the cone of radius 180° - r around the antipode.
+        """
+        if self.kind is RegionKind.WHOLE_SKY:
+            return literal_column("true" if predicate != "@>" else "false")
+        if self.kind is RegionKind.OUTSIDE:
+            rest = self.sky_value()
+            if predicate == "&&":  # overlaps unless wholly inside the complement
+                return ~_exact(footprint.op("<@")(rest))
+            if predicate == "<@":  # inside unless it touches the complement
+                return ~_exact(footprint.op("&&")(rest))
+            return literal_column("false")  # no footprint holds such a cone
+        if self.kind is RegionKind.POINT:
+            return _exact(footprint.op("@>")(self.sky_value()))
+        return _exact(footprint.op(predicate)(self.sky_value()))
 
 
-def contains_point(footprint: ColumnElement[str], ra: float, dec: float
-                   ) -> ColumnElement[bool]:
-    """Return the exact test that a footprint contains the point (ra, dec)."""
-    return _exact(footprint.op("@>")(_spoint(ra, dec)))
+def bind_region(region: Region, name: str, footprints: bool = False
+                ) -> tuple[BoundRegion, dict[str, Any]]:
+    """Return how ``region`` enters a statement and the values of its parameters.
+
+    Parameters
+    ----------
+    region
+        The region (a circle of radius 0 is a point).
+    name
+        Prefix of the parameter names.
+    footprints
+        Whether footprints are tested against it (a cone wider than a
+        hemisphere is then bound as its complement); positions are tested by
+        their distance from a cone's centre, whatever its radius.
+
+    Raises
+    ------
+    UsageFault
+        For a polygon that does not fit in a hemisphere.
+    """
+    if isinstance(region, Circle):
+        ra, dec, r = region.ra % 360.0, region.dec, region.radius
+        kind = RegionKind.POINT if r == 0.0 else RegionKind.CIRCLE
+        if footprints and r >= 180.0:
+            return BoundRegion(name, RegionKind.WHOLE_SKY), {}
+        if footprints and r > 90.0:
+            ra, dec, r, kind = (ra + 180.0) % 360.0, -dec, 180.0 - r, RegionKind.OUTSIDE
+        values = {f"{name}_ra": math.radians(ra), f"{name}_dec": math.radians(dec)}
+        if kind is not RegionKind.POINT:
+            values[f"{name}_r"] = math.radians(r)
+        return BoundRegion(name, kind), values
+    if isinstance(region, Polygon):
+        if bounding_circle(region).radius >= 90.0:
+            raise UsageFault("a polygon must fit in a hemisphere", "POS")
+        text = "{" + ",".join(f"({a!r}d,{d!r}d)" for a, d in region.vertices) + "}"
+        return BoundRegion(name, RegionKind.POLYGON), {f"{name}_poly": text}
+    hi_ra = region.ra_min + 360.0 if region.full_ra else region.ra_max % 360.0
+    return BoundRegion(name, RegionKind.BOX), {
+        f"{name}_ra1": math.radians(region.ra_min % 360.0),
+        f"{name}_dec1": math.radians(region.dec_min),
+        f"{name}_ra2": math.radians(hi_ra), f"{name}_dec2": math.radians(region.dec_max)}
 
 
 _rows_cache: dict[str, tuple[float, int]] = {}
 _rows_lock = threading.Lock()
 
 
-def table_rows(conn: Connection, table: str = "archive.version",
+def table_rows(conn: Connection | Engine | Callable[[str], Any],
+               table: str = "archive.version",
                ttl: float = 300.0) -> int:
     """Return the planner's row count of an indexed table (cached ``ttl`` seconds).
 
@@ -152,27 +259,34 @@ def table_rows(conn: Connection, table: str = "archive.version",
         hit = _rows_cache.get(table)
         if hit and now - hit[0] < ttl:
             return hit[1]
-    rows = conn.exec_driver_sql(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %(t)s::regclass",
-        {"t": table}).scalar_one()
+    sql = ("SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+           f"WHERE oid = '{table}'::regclass")
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            rows = c.exec_driver_sql(sql).scalar_one()
+    elif isinstance(conn, Connection):
+        rows = conn.exec_driver_sql(sql).scalar_one()
+    else:
+        rows = conn(sql)
     with _rows_lock:
         _rows_cache[table] = (now, max(int(rows), 1000))
     return max(int(rows), 1000)
 
 
-def region_ranges(conn: Connection, region: Region, widen: float = 0.0
+def region_ranges(conn: Connection | Engine | Callable[[str], Any], region: Region, widen: float = 0.0
                   ) -> list[tuple[int, int]]:
     """Return the covering ranges of a region, sized for the archive's table."""
     return covering_ranges(region, widen, rows=table_rows(conn))
 
 
-def footprint_extent(conn: Connection) -> float:
+def footprint_extent(scalar: Callable[[str], Any]) -> float:
     """Return the largest footprint diameter in the archive (degrees).
 
     Every footprint lies within this distance of its product's position, so a
     region widened by it finds, through the centres' HEALPix index, every
-    footprint that overlaps the region. Index-only (``version_fov``).
+    footprint that overlaps the region. Index-only (``version_fov``); asked at
+    each request, on its connection (``scalar``), so that a product ingested a
+    moment ago is found.
     """
-    value = conn.exec_driver_sql(
-        "SELECT max(fov) FROM archive.version").scalar_one_or_none()
+    value = scalar("SELECT max(fov) FROM archive.version")
     return float(value or 0.0)

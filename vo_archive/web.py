@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import current_app, request
 from sqlalchemy import Engine
 
@@ -56,9 +58,22 @@ def base_url() -> str:
 
 def absolute(path: str) -> str:
     """Return the absolute external URL of an archive path."""
-    if path.startswith(("http://", "https://")):
-        return path
-    return base_url() + "/" + path.lstrip("/")
+    return url_maker()(path)
+
+
+def url_maker() -> Callable[[str], str]:
+    """Return a function making archive paths absolute for this request.
+
+    The base URL is looked up once: a result's rows each carry URLs.
+    """
+    base = base_url() + "/"
+
+    def make(path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return base + path.lstrip("/")
+
+    return make
 
 
 #: Fault style of each blueprint, by blueprint name (see vo_archive.dali.errors).

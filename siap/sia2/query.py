@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, false, func, or_, select
+from sqlalchemy import Integer, String, any_, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from siap.sia2.params import SIA2Query
-from vo_archive.dali.params import Interval
 from vo_archive.obscore import OBSCORE_COLUMNS
-from vo_archive.positional import (Circle, contains_point, footprint_extent,
-                                   footprint_test, range_join, region_ranges)
+from vo_archive.positional import (
+    BoundRegion,
+    bind_region,
+    footprint_extent,
+    range_join,
+    range_values,
+    region_ranges,
+)
 from vo_archive.published import obscore as o
 from vo_archive.published import version
-from vo_archive.sky import Region, counter_clockwise, merge_ranges
+from vo_archive.sky import counter_clockwise, merge_ranges
+from vo_archive.statements import (
+    IntervalShape,
+    Scalar,
+    ShapedQuery,
+    bind_intervals,
+    one_of,
+    overlap_test,
+)
 from vo_archive.votable import Field, spherical_pairs
 
 #: Data product types SIA serves; spectra go to SSA and ObsTAP (SIA 2.0 §2.1.13).
@@ -39,77 +54,103 @@ def fields() -> list[Field]:
             for c in OBSCORE_COLUMNS]
 
 
-def _overlaps(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any],
-              iv: Interval) -> ColumnElement[bool]:
-    # [lo_col, hi_col] meets [iv.lo, iv.hi]; a NULL never matches (§2.1)
-    conds = [lo_col.isnot(None), hi_col.isnot(None)]
-    if math.isfinite(iv.hi):
-        conds.append(lo_col <= iv.hi)
-    if math.isfinite(iv.lo):
-        conds.append(hi_col >= iv.lo)
-    return and_(*conds)
+@dataclass(frozen=True, slots=True)
+class SIA2Shape:
+    """What a SIA 2.0 query's select is made of (its values are bound)."""
+
+    regions: tuple[BoundRegion, ...]
+    ranges: tuple[tuple[str, IntervalShape], ...]
+    strings: tuple[str, ...]
+    ids: bool
+    pol: bool
+    calib: bool
 
 
-def _region_test(footprint: ColumnElement[str], region: Region) -> ColumnElement[bool]:
-    if isinstance(region, Circle) and region.radius == 0.0:
-        return contains_point(footprint, region.ra, region.dec)
-    return footprint_test(footprint, region, "&&")
-
-
-def conditions(q: SIA2Query) -> list[ColumnElement[bool]]:
-    """Return the non-positional conditions (each parameter's values ORed)."""
-    conds: list[ColumnElement[bool]] = [o.c.dataproduct_type.in_(IMAGE_TYPES)]
-    for name, (lo, hi) in _RANGE_COLUMNS.items():
-        values = q.range(name)
-        if values:
-            conds.append(or_(*(_overlaps(o.c[lo], o.c[hi], iv) for iv in values)))
-    ids = q.string("ID")
-    if ids:
-        conds.append(func.lower(o.c.obs_publisher_did).in_([i.lower() for i in ids]))
-    for name, col in _STRING_COLUMNS.items():
-        values = q.string(name)
-        if values:
-            conds.append(o.c[col].in_(values))
-    pols = q.string("POL")
-    if pols:
-        conds.append(or_(*(o.c.pol_states.like(f"%/{p}/%") for p in pols)))
-    if q.calib:
-        conds.append(o.c.calib_level.in_(q.calib))
+def _conditions(shape: SIA2Shape) -> list[ColumnElement[bool]]:
+    # the non-positional conditions, each parameter's values ORed
+    conds: list[ColumnElement[bool]] = [
+        one_of(o.c.dataproduct_type, "image_types", value=IMAGE_TYPES)]
+    for name, intervals in shape.ranges:
+        lo, hi = _RANGE_COLUMNS[name]
+        conds.append(overlap_test(o.c[lo], o.c[hi], name.lower(), intervals))
+    if shape.ids:
+        conds.append(one_of(func.lower(o.c.obs_publisher_did), "id"))
+    for name in shape.strings:
+        conds.append(one_of(o.c[_STRING_COLUMNS[name]], name.lower()))
+    if shape.pol:
+        conds.append(o.c.pol_states.like(any_(bindparam("pol", type_=ARRAY(String)))))
+    if shape.calib:
+        conds.append(one_of(o.c.calib_level, "calib", Integer))
     return conds
 
 
-def build_select(q: SIA2Query, conn: Connection) -> Select[Any]:
-    """Return the SIA 2.0 select: HEALPix ranges of the POS regions (widened by
-    the largest footprint), the exact footprint overlap, then the other
-    constraints."""
+def _build(shape: SIA2Shape) -> Select[Any]:
     cols = [o.c[c.name] for c in OBSCORE_COLUMNS]
-    conds = conditions(q)
+    conds = _conditions(shape)
     source: Any = o
-    if q.pos:
+    if shape.regions:
         # The candidates come first, from the HEALPix ranges and the exact
         # footprint test (a MATERIALIZED CTE: the planner would otherwise start
         # from the ObsCore view's CASE filters and scan products)
         v = version.alias("hv")
-        widen = footprint_extent(conn)
-        ranges = merge_ranges([r for region in q.pos
-                               for r in region_ranges(conn, region, widen)])
         cand = (select(v.c.product_id, v.c.version_no)
-                .select_from(range_join(v, v.c.healpix29, ranges))
+                .select_from(range_join(v, v.c.healpix29, None))
                 .where(v.c.is_current,
-                       or_(*(_region_test(v.c.footprint, r) for r in q.pos)))
+                       or_(*(r.footprint_test(v.c.footprint) for r in shape.regions)))
                 .cte("candidates").prefix_with("MATERIALIZED"))
-        if not ranges:
-            conds.append(false())
         source = cand.join(o, (o.c.pessto_product_id == cand.c.product_id)
                            & (o.c.pessto_version == cand.c.version_no))
     return (select(*cols).select_from(source).where(*conds)
-            .order_by(o.c.t_min, o.c.pessto_product_id).limit(q.maxrec + 1))
+            .order_by(o.c.t_min, o.c.pessto_product_id)
+            .limit(bindparam("limit", type_=Integer)))
+
+
+def build_query(q: SIA2Query) -> ShapedQuery:
+    """Return the SIA 2.0 query: HEALPix ranges of the POS regions (widened by
+    the largest footprint), the exact footprint overlap, then the other
+    constraints.
+    """
+    values: dict[str, Any] = {"limit": q.maxrec + 1}
+    regions = []
+    for i, region in enumerate(q.pos):
+        bound, region_values = bind_region(region, f"pos{i}", footprints=True)
+        regions.append(bound)
+        values.update(region_values)
+    ranges = []
+    for name in _RANGE_COLUMNS:
+        if q.range(name):
+            interval_shape, interval_values = bind_intervals(name.lower(),
+                                                             q.range(name))
+            ranges.append((name, interval_shape))
+            values.update(interval_values)
+    strings = tuple(name for name in _STRING_COLUMNS if q.string(name))
+    values.update({name.lower(): list(q.string(name)) for name in strings})
+    if q.string("ID"):
+        values["id"] = [i.lower() for i in q.string("ID")]
+    if q.string("POL"):
+        values["pol"] = [f"%/{p}/%" for p in q.string("POL")]
+    if q.calib:
+        values["calib"] = list(q.calib)
+    shape = SIA2Shape(tuple(regions), tuple(ranges), strings, bool(q.string("ID")),
+                      bool(q.string("POL")), bool(q.calib))
+
+    def resolve(scalar: Scalar) -> dict[str, Any]:
+        if not q.pos:
+            return values
+        widen = footprint_extent(scalar)
+        ranges = merge_ranges([r for region in q.pos
+                               for r in region_ranges(scalar, region, widen)])
+        return {**values, **range_values(ranges)}
+
+    return ShapedQuery(("sia2", shape), functools.partial(_build, shape), resolve,
+                       from_ranges=bool(q.pos))
 
 
 def row_converter(absolute: Callable[[str], str]
                   ) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """Return the converter of a database row to a result row (absolute URL, DALI
-    polygon)."""
+    polygon).
+    """
     names = [c.name for c in OBSCORE_COLUMNS]
     i_url, i_region = names.index("access_url"), names.index("s_region")
 

@@ -6,12 +6,12 @@ from flask import Blueprint, Response, g
 
 from siap.sia2 import capability
 from siap.sia2.params import parse_response_format, parse_sia2, require_votable
-from siap.sia2.query import build_select, fields, row_converter
+from siap.sia2.query import build_query, fields, row_converter
 from vo_archive import web
 from vo_archive.dal import datalink_descriptor, votable_response
 from vo_archive.dali.errors import FaultStyle
-from vo_archive.votable import Info, TableDocument
 from vo_archive.vosi import add_vosi_routes
+from vo_archive.votable import Info, TableDocument
 
 bp = Blueprint("sia2", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -35,5 +35,5 @@ def query() -> Response:
         trailing_resources=[capability.self_descriptor(),
                             datalink_descriptor("obs_publisher_did")],
     )
-    return votable_response(doc, lambda conn: build_select(q, conn), q.maxrec,
-                            row_converter(web.absolute), region_param="POS")
+    return votable_response(doc, build_query(q), q.maxrec,
+                            row_converter(web.url_maker()), region_param="POS")

@@ -7,13 +7,22 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import BigInteger, Column, Connection, Float, MetaData, Table, select
 
 from tests.conftest import Archive
-from vo_archive.positional import Circle, Polygon, point_in_region, range_join
+from vo_archive import statements
+from vo_archive.positional import (
+    Circle,
+    Polygon,
+    Region,
+    bind_region,
+    range_join,
+    range_values,
+)
 from vo_archive.sky import Box, angular_distance, covering_ranges, healpix29
 
 ROWS = 200_000
@@ -60,19 +69,29 @@ def sky(make_archive: Callable[..., Archive]) -> Iterator[tuple[Archive, np.ndar
     yield archive, ra, dec
 
 
-def _cone(conn: Connection, c: Circle) -> set[int]:
-    stmt = (select(points.c.id)
-            .select_from(range_join(points, points.c.healpix29,
-                                    covering_ranges(c, rows=ROWS)))
-            .where(point_in_region(points.c.ra, points.c.dec, c)))
-    return {r[0] for r in conn.execute(stmt)}
+def _indexed(region: Region) -> statements.ShapedQuery:
+    bound, values = bind_region(region, "r")
+
+    def build() -> Any:
+        return (select(points.c.id)
+                .select_from(range_join(points, points.c.healpix29, None))
+                .where(bound.contains(points.c.ra, points.c.dec)))
+
+    return statements.ShapedQuery(("test-points", bound), build, {
+        **values, **range_values(covering_ranges(region, rows=ROWS))}, from_ranges=True)
 
 
-def _brute(conn: Connection, c: Circle) -> set[int]:
+def _cone(conn: Connection, c: Region) -> set[int]:
+    q = _indexed(c)
+    return {r[0] for r in conn.execute(q.build(), dict(q.resolve(lambda _: None)))}
+
+
+def _brute(conn: Connection, c: Region) -> set[int]:
+    bound, values = bind_region(c, "r")
     conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
     conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
     rows = conn.execute(select(points.c.id)
-                        .where(point_in_region(points.c.ra, points.c.dec, c))).all()
+                        .where(bound.contains(points.c.ra, points.c.dec)), values).all()
     conn.exec_driver_sql("SET LOCAL enable_indexscan = on")
     conn.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
     return {r[0] for r in rows}
@@ -126,15 +145,44 @@ def test_tiny_cones_around_rows_find_them(sky: tuple[Archive, np.ndarray, np.nda
 def test_explain_uses_the_healpix_btree(sky: tuple[Archive, np.ndarray, np.ndarray],
                                         radius: float) -> None:
     archive, _, _ = sky
-    c = Circle(123.4, -45.6, radius)
-    stmt = (select(points.c.id)
-            .select_from(range_join(points, points.c.healpix29,
-                                    covering_ranges(c, rows=ROWS)))
-            .where(point_in_region(points.c.ra, points.c.dec, c)))
-    compiled = stmt.compile(archive.engine)
+    q = _indexed(Circle(123.4, -45.6, radius))
+    compiled = q.build().compile(archive.engine)
     with archive.engine.begin() as conn:
         plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-            "EXPLAIN " + str(compiled), compiled.params))
+            "EXPLAIN " + str(compiled), dict(q.resolve(lambda _: None))))
+    assert "sky_points_hpx" in plan, plan
+    assert "Seq Scan on sky_points" not in plan, plan
+
+
+@pytest.mark.parametrize("radius", [1 / 3600, 1.0, 10.0])
+def test_prepared_generic_plan_uses_the_healpix_btree(
+        sky: tuple[Archive, np.ndarray, np.ndarray], radius: float) -> None:
+    """The statement the services prepare, with its generic plan (the values
+    unknown to the planner), starts from the ranges and gives the brute-force
+    rows."""
+    archive, _, _ = sky
+    c = Circle(200.0, 30.0, radius)
+    q = _indexed(c)
+    shape = statements.compile_shape(q, archive.engine.dialect)
+    with archive.engine.begin() as conn:
+        expected = _brute(conn, c)
+    for _ in range(2):  # prepared on the first run, reused on the second
+        assert {r[0] for r in statements.run(archive.engine, q, False)} == expected
+    raw = archive.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute(shape.prepare_sql.replace(f"PREPARE {shape.name}",
+                                                  "PREPARE plan_check"))
+            cur.execute("SET plan_cache_mode = force_generic_plan; "
+                        "SET enable_hashjoin = off; SET enable_mergejoin = off")
+            cur.execute("EXPLAIN " + shape.execute_sql.replace(shape.name, "plan_check"),
+                        {**shape.constants, **q.resolve(lambda _: None)})
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            cur.execute("DEALLOCATE plan_check")
+        raw.rollback()
+    finally:
+        raw.close()
+    assert "$3" in plan, plan  # a generic plan: the centre is a parameter
     assert "sky_points_hpx" in plan, plan
     assert "Seq Scan on sky_points" not in plan, plan
 
@@ -149,13 +197,8 @@ def test_region_footprints_equal_brute_force(sky: tuple[Archive, np.ndarray,
                Box(100.0, 110.0, -90.0, -88.0)]
     with archive.engine.begin() as conn:
         for region in regions:
-            indexed = {r[0] for r in conn.execute(
-                select(points.c.id).select_from(range_join(
-                    points, points.c.healpix29, covering_ranges(region, rows=ROWS)))
-                .where(point_in_region(points.c.ra, points.c.dec, region)))}
-            brute = {r[0] for r in conn.execute(
-                select(points.c.id).where(point_in_region(points.c.ra, points.c.dec,
-                                                          region)))}
+            indexed = _cone(conn, region)
+            brute = _brute(conn, region)
             assert indexed == brute, region
             assert brute, region
 

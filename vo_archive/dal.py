@@ -105,7 +105,7 @@ def votable_response(doc: TableDocument, query: ShapedQuery | None,
 
     if maxrec is not None and maxrec <= BUFFERED_MAXREC:
         try:
-            rows = statements.run(web.engine(), query,
+            rows = statements.run(web.engine(pre_ping=False), query,
                                   current_caller().sees_proprietary)
         except psycopg2.Error as exc:
             fault = _database_fault(exc, region_param)

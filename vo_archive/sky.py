@@ -119,6 +119,11 @@ def cone_ranges(ra: float, dec: float, radius_deg: float,
 def pixels_to_ranges(pix: npt.NDArray[np.int64], order: int) -> list[tuple[int, int]]:
     """Merge sorted NESTED pixels at ``order`` into order-29 ranges ``[lo, hi)``."""
     shift = 2 * (ORDER - order)
+    if len(pix) > 16:  # numpy pays off past a few pixels
+        breaks = np.flatnonzero(np.diff(pix) != 1)
+        starts = np.concatenate((pix[:1], pix[breaks + 1])) << shift
+        ends = (np.concatenate((pix[breaks], pix[-1:])) + 1) << shift
+        return list(zip(starts.tolist(), ends.tolist(), strict=True))
     out: list[tuple[int, int]] = []
     lo = hi = -1
     for p in pix.tolist():

@@ -239,10 +239,15 @@ def _scalar(cur: Any, sql: str) -> Any:
 def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any, ...]]:
     """Run ``query`` for a caller and return its rows, in one round trip.
 
+    A connection the server dropped (a restart, an idle timeout) is found by
+    the statement itself rather than by a test query at each checkout: the
+    statement, a read, is then sent once more on a new connection.
+
     Parameters
     ----------
     engine
-        The archive's engine (its pool lends the connection).
+        The archive's engine (its pool lends the connection); one without
+        pre-ping (:func:`vo_archive.db.engine.get_engine`) saves a round trip.
     query
         The shaped query.
     proprietary
@@ -255,36 +260,49 @@ def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any
         What the database raised; the connection stays usable.
     """
     shape = compile_shape(query, engine.dialect)
-    fairy = engine.raw_connection()
-    try:
-        prepared: set[str] = fairy.info.setdefault(_INFO_KEY, set())
-        dbapi = fairy.dbapi_connection
-        dbapi.autocommit = True
+    for attempt in (1, 2):
+        fairy = engine.raw_connection()
         try:
-            with dbapi.cursor() as cur:
-                values = query.resolve(functools.partial(_scalar, cur))
-                check_values(shape, values)
-                params = dict(shape.constants)
-                params.update(values)
-                params["_scope"] = "on" if proprietary else "off"
-                parts = [_SETTINGS + _FROM_RANGES if query.from_ranges else _SETTINGS,
-                         shape.execute_sql]
-                if shape.name not in prepared:
-                    parts.insert(0, shape.prepare_sql)
-                try:
-                    cur.execute("; ".join(parts), params)
-                    rows: list[tuple[Any, ...]] = cur.fetchall()
-                except psycopg2.Error:
-                    # a PREPARE is not undone by the failure that follows it:
-                    # start this connection's statements afresh
-                    prepared.clear()
+            return _run_on(fairy, shape, query, proprietary)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            if fairy.dbapi_connection is None or fairy.dbapi_connection.closed == 0 \
+                    or attempt == 2:
+                raise
+            fairy.invalidate()
+        finally:
+            fairy.close()
+    raise AssertionError("unreachable")
+
+
+def _run_on(fairy: Any, shape: CompiledShape, query: ShapedQuery, proprietary: bool
+            ) -> list[tuple[Any, ...]]:
+    prepared: set[str] = fairy.info.setdefault(_INFO_KEY, set())
+    dbapi = fairy.dbapi_connection
+    dbapi.autocommit = True
+    try:
+        with dbapi.cursor() as cur:
+            values = query.resolve(functools.partial(_scalar, cur))
+            check_values(shape, values)
+            params = dict(shape.constants)
+            params.update(values)
+            params["_scope"] = "on" if proprietary else "off"
+            parts = [_SETTINGS + _FROM_RANGES if query.from_ranges else _SETTINGS,
+                     shape.execute_sql]
+            if shape.name not in prepared:
+                parts.insert(0, shape.prepare_sql)
+            try:
+                cur.execute("; ".join(parts), params)
+                rows: list[tuple[Any, ...]] = cur.fetchall()
+            except psycopg2.Error:
+                # a PREPARE is not undone by the failure that follows it:
+                # start this connection's statements afresh
+                prepared.clear()
+                if dbapi.closed == 0:
                     with contextlib.suppress(psycopg2.Error):
                         cur.execute("DEALLOCATE ALL")
-                    raise
-            prepared.add(shape.name)
-            return rows
-        finally:
-            if dbapi.closed == 0:
-                dbapi.autocommit = False
+                raise
+        prepared.add(shape.name)
+        return rows
     finally:
-        fairy.close()
+        if dbapi.closed == 0:
+            dbapi.autocommit = False

@@ -146,29 +146,43 @@ _NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None).isoformat(timespec="milliseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value).decode("utf-8", "replace")
-    s = value if isinstance(value, str) else str(value)
+    s = _raw_text(value)
     if _NEEDS_WORK.search(s) is None:
         return s
     return escape(clean_text(s))
 
 
+def _raw_text(value: Any) -> str:
+    # the text of a value, not yet escaped for XML
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
 def _floating(value: Any) -> str:
+    if isinstance(value, str):
+        return _text(value)
+    return _raw_floating(value)
+
+
+def _raw_floating(value: Any) -> str:
+    # a number's text, or a string not yet escaped for XML
+    if type(value) is float and value == value and value not in (_INF, -_INF):
+        return repr(value)
     if value is None:
         return ""
     if isinstance(value, list | tuple):
         return " ".join(_num(v) for v in value)
     if isinstance(value, str):
-        return escape(value)
-    if type(value) is float and value == value and value not in (_INF, -_INF):
-        return repr(value)
+        return value
     return _num(value)
 
 
@@ -196,6 +210,10 @@ def formatter(f: Field) -> Any:
     if f.datatype == "boolean":
         return _boolean
     return _text
+
+
+#: Formatters whose strings are escaped for XML by the row (stream_votable).
+_RAW: dict[Any, Any] = {_text: _raw_text, _floating: _raw_floating}
 
 
 def _num(v: Any) -> str:
@@ -290,7 +308,8 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
     head += [f.element() for f in doc.fields]
     head.append("<DATA><TABLEDATA>")
     yield from out("".join(head))
-    formats = [formatter(f) for f in doc.fields]
+    # text cells are escaped for XML only when a row needs it (rarely)
+    formats = [_RAW.get(formatter(f), formatter(f)) for f in doc.fields]
     n = 0
     overflow = False
     error: str | None = None
@@ -303,9 +322,17 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
                 break
             if len(row) != len(formats):
                 raise ValueError(f"row of {len(row)} values for {len(formats)} fields")
-            cells = "</TD><TD>".join([fmt(v) for fmt, v in zip(formats, row)])
-            yield from out(f"<TR><TD>{cells}</TD></TR>")
+            cells = [fmt(v) for fmt, v in zip(formats, row)]
+            if _NEEDS_WORK.search("".join(cells)) is not None:
+                cells = [escape(clean_text(c)) for c in cells]
+            line = "<TR><TD>" + "</TD><TD>".join(cells) + "</TD></TR>"
+            buf.append(line)
+            size += len(line)
             n += 1
+            if size >= CHUNK:
+                yield "".join(buf).encode("utf-8")
+                buf.clear()
+                size = 0
     except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
         log.exception("error while streaming a VOTable")
         error = f"FatalFault: query failed while streaming results: {exc}"

@@ -20,9 +20,10 @@ def settings() -> Settings:
     return s
 
 
-def engine() -> Engine:
-    """Return the database engine of this worker process."""
-    return get_engine(settings())
+def engine(pre_ping: bool = True) -> Engine:
+    """Return the database engine of this worker process (see
+    :func:`vo_archive.db.engine.get_engine` for ``pre_ping``)."""
+    return get_engine(settings(), pre_ping)
 
 
 def params() -> ParamSet:

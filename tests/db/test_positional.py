@@ -223,3 +223,24 @@ def test_ranges_cover_the_cone_exactly_enough() -> None:
         hi = np.array([b for _, b in ranges])
         inside = ((hp[:, None] >= lo) & (hp[:, None] < hi)).any(axis=1)
         assert inside.all(), c
+
+
+def test_prepared_run_survives_dropped_connections(
+        sky: tuple[Archive, np.ndarray, np.ndarray]) -> None:
+    """A connection the server ended is found by the statement and replaced:
+    the request still gets its rows (no pre-ping round trip is needed)."""
+    from vo_archive.db.engine import get_engine
+
+    archive, _, _ = sky
+    engine = get_engine(archive.settings, pre_ping=False)
+    c = Circle(10.0, 20.0, 0.5)
+    q = _indexed(c)
+    first = statements.run(engine, q, False)
+    assert first
+    with archive.engine.connect() as admin:
+        ended = admin.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar_one()
+    assert ended >= 1
+    assert statements.run(engine, q, False) == first

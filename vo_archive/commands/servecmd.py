@@ -92,6 +92,7 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
     serving.HEAD_TIMEOUT = float(limits.get("head_timeout", serving.HEAD_TIMEOUT))
     serving.IDLE_TIMEOUT = float(limits.get("idle_timeout", serving.IDLE_TIMEOUT))
     serving.install_text_errors()
+    serving.install_single_writes()
     threads = int(limits.get("threads", 8))
 
     class Server(BaseApplication):  # type: ignore[misc]

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine
 from vo_archive.config import Settings
 from vo_archive.db.cluster import EmbeddedCluster
 
-_engines: dict[tuple[str, int], Engine] = {}
+_engines: dict[tuple[str, int, bool], Engine] = {}
 #: DSN resolved for each embedded cluster (by data folder) in this process:
 #: resolving runs pg_ctl, which must not happen on every request.
 _resolved: dict[tuple[str, int], str] = {}
@@ -43,8 +43,12 @@ def resolve_dsn(settings: Settings, start: bool = True) -> str:
     return cluster.dsn()
 
 
-def get_engine(settings: Settings) -> Engine:
+def get_engine(settings: Settings, pre_ping: bool = True) -> Engine:
     """Return the process's engine for ``settings``, one per DSN and process.
+
+    ``pre_ping=False`` gives a second pool whose connections are not tested
+    (one round trip) at each checkout: for callers that detect a dropped
+    connection themselves and try again (:func:`vo_archive.statements.run`).
 
     Engines are not shared across ``fork()``: a worker that forked gets its own.
     The embedded cluster is checked (and started) once per process, not on
@@ -59,7 +63,7 @@ def get_engine(settings: Settings) -> Engine:
         dsn = known or resolve_dsn(settings)
         with _lock:
             _resolved[where] = dsn
-    key = (dsn, os.getpid())
+    key = (dsn, os.getpid(), pre_ping)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
@@ -70,7 +74,7 @@ def get_engine(settings: Settings) -> Engine:
                 url,
                 pool_size=5,
                 max_overflow=10,
-                pool_pre_ping=True,
+                pool_pre_ping=pre_ping,
                 connect_args={
                     "application_name": "vo-archive",
                     "keepalives": 1,

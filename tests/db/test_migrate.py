@@ -44,3 +44,23 @@ def test_upgrade_is_idempotent(make_archive: Callable[..., Archive]) -> None:
     archive = make_archive()
     first = migrate.upgrade(archive.engine)
     assert migrate.upgrade(archive.engine) == first
+
+
+def test_publisher_dids_follow_the_authority_and_are_inlined(
+        make_archive: Callable[..., Archive], demo_files: list[Path]) -> None:
+    """The DID function holds the configured authority as a constant (inlined
+    into the views, no query per row) and is rewritten when it changes."""
+    archive = make_archive()
+    archive.ingest(demo_files[:5])
+    query = text("SELECT publisher_did FROM pessto.products ORDER BY product_id LIMIT 1")
+    with archive.engine.connect() as conn:
+        before = conn.execute(query).scalar_one()
+    migrate.upgrade(archive.engine, "ivo://example.org/other")
+    with archive.engine.connect() as conn:
+        after = conn.execute(query).scalar_one()
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+            "EXPLAIN VERBOSE SELECT publisher_did FROM pessto.products"))
+    assert not before.startswith("ivo://example.org/other")
+    assert after == "ivo://example.org/other" + before[before.index("/pessto?"):]
+    assert "publisher_did(" not in plan, plan
+    assert "'ivo://example.org/other/pessto?'" in plan, plan

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Float, Integer, bindparam, select
+from sqlalchemy import Float, Integer, bindparam, case, false, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -79,16 +79,25 @@ def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:
             v.c.naxis2, _card("CRPIX1"), _card("CRPIX2"), _card("CD1_1"),
             _card("CD1_2"), _card("CD2_1"), _card("CD2_2"), v.c.filter, v.c.em_min,
             v.c.em_max, v.c.file_size, v.c.product_id, v.c.version_no, v.c.pixscale]
-    conds = [p.c.mode == "imaging", v.c.is_current, v.c.footprint.isnot(None),
-             visible(p.c.release_date)]
+    # the current versions in the HEALPix ranges come first (a MATERIALIZED
+    # CTE: the generic plan would otherwise start from the products)
+    hv = v.alias("hv")
+    near = (select(hv.c.version_id, hv.c.product_id, hv.c.ra, hv.c.dec, hv.c.footprint)
+            .select_from(range_join(hv, hv.c.healpix29, None))
+            .where(hv.c.is_current, hv.c.footprint.isnot(None))
+            .cte("near").prefix_with("MATERIALIZED"))
     if intersect is Intersect.CENTER:
-        conds.append(region.contains(v.c.ra, v.c.dec))
+        test = region.contains(near.c.ra, near.c.dec)
     else:
         op = {None: "@>", Intersect.OVERLAPS: "&&", Intersect.COVERS: "@>",
               Intersect.ENCLOSED: "<@"}[intersect]
-        conds.append(region.footprint_test(v.c.footprint, op))
-    source = range_join(v, v.c.healpix29, None).join(
-        p, p.c.product_id == v.c.product_id)
+        test = region.footprint_test(near.c.footprint, op)
+    source = near.join(p, p.c.product_id == near.c.product_id).join(
+        v, v.c.version_id == near.c.version_id)
+    conds = [p.c.mode == "imaging", visible(p.c.release_date),
+             # names the product, so it runs after the join: the costly
+             # footprint test (~12 us a row) on visible images only
+             case((p.c.mode == "imaging", test), else_=false())]
     return (select(*cols).select_from(source).where(*conds)
             .order_by(v.c.mjd_obs, v.c.product_id)
             .limit(bindparam("limit", type_=Integer)))

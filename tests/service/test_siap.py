@@ -91,3 +91,51 @@ def test_stilts_sia1(live_server: LiveServer) -> None:
          f"lon={ra}", f"lat={dec}", "radius=0.05", "ofmt=csv", "out=-"],
         capture_output=True, text=True, timeout=120, check=True)
     assert len(out.stdout.strip().splitlines()) >= 2
+
+
+@pytest.mark.parametrize("intersect", ["OVERLAPS", "CENTER", "COVERS", "ENCLOSED", None])
+def test_results_equal_a_brute_force_scan(live_server: LiveServer,
+                                          intersect: str | None) -> None:
+    """The HEALPix candidates lose nothing: each INTERSECT mode gives the images
+    that the exact test finds by scanning every current image."""
+    from sqlalchemy import func, select
+
+    from siap.params import Intersect, parse_sia1
+    from vo_archive.dali.params import ParamSet
+    from vo_archive.positional import bind_region
+    from vo_archive.published import product, version
+    from vo_archive.sky import Circle
+
+    _, ra0, dec0 = _image(live_server)
+    for ra, dec, size in ((ra0, dec0, "0.02"), (ra0 + 0.01, dec0, "0.005"),
+                          (ra0, dec0, "2"), (0.0, -12.5, "5,3")):
+        params = [("POS", f"{ra},{dec}")] + ([("SIZE", size)] if intersect else [])
+        if intersect:
+            params.append(("INTERSECT", intersect))
+        q = parse_sia1(ParamSet(params), 1000, 100000)
+        region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
+        mode = None if q.region is None else q.intersect
+        bound, values = bind_region(region, "r", footprints=mode is not Intersect.CENTER)
+        if mode is Intersect.CENTER:
+            test = bound.contains(version.c.ra, version.c.dec)
+        else:
+            op = {None: "@>", Intersect.OVERLAPS: "&&", Intersect.COVERS: "@>",
+                  Intersect.ENCLOSED: "<@"}[mode]
+            test = bound.footprint_test(version.c.footprint, op)
+        with live_server.archive.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_indexscan = off")
+            expected = {f"{p}/{n}" for p, n in conn.execute(
+                select(version.c.product_id, version.c.version_no)
+                .select_from(version.join(product,
+                                          product.c.product_id == version.c.product_id))
+                .where(version.c.is_current, version.c.footprint.isnot(None),
+                       product.c.mode == "imaging",
+                       product.c.release_date <= func.now(), test), values)}
+        r = live_server.get("/siap?" + "&".join(f"{k}={v}" for k, v in params)
+                            + "&FORMAT=image/fits&MAXREC=10000")
+        table = strict_votable(r.content, SIA1_UCD1).get_first_table()
+        got = {str(u).split("/products/")[1].replace("/versions/", "/")
+               for u in table.array["accref"]}
+        assert got == expected, (ra, dec, size, intersect)
+        # the first region holds the image (ENCLOSED: the image is larger)
+        assert expected or size != "0.02" or intersect == "ENCLOSED"

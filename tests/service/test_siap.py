@@ -93,7 +93,8 @@ def test_stilts_sia1(live_server: LiveServer) -> None:
     assert len(out.stdout.strip().splitlines()) >= 2
 
 
-@pytest.mark.parametrize("intersect", ["OVERLAPS", "CENTER", "COVERS", "ENCLOSED", None])
+@pytest.mark.parametrize("intersect",
+                         ["OVERLAPS", "CENTER", "COVERS", "ENCLOSED", None])
 def test_results_equal_a_brute_force_scan(live_server: LiveServer,
                                           intersect: str | None) -> None:
     """The HEALPix candidates lose nothing: each INTERSECT mode gives the images
@@ -115,7 +116,8 @@ def test_results_equal_a_brute_force_scan(live_server: LiveServer,
         q = parse_sia1(ParamSet(params), 1000, 100000)
         region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
         mode = None if q.region is None else q.intersect
-        bound, values = bind_region(region, "r", footprints=mode is not Intersect.CENTER)
+        bound, values = bind_region(region, "r",
+                                    footprints=mode is not Intersect.CENTER)
         if mode is Intersect.CENTER:
             test = bound.contains(version.c.ra, version.c.dec)
         else:

@@ -473,7 +473,7 @@ class Ingestor:
             version_rows.append((
                 pid, vno, is_cur, it.filename, s.storage_key, s.size, s.sha256, s.md5,
                 f.procsoft, it.cls.reduction_mjd, f.quality, f.data_rel,
-                psycopg2.extras.Json(it.header), it.hdus, f.date_obs, f.mjd_obs,
+                it.header_json, it.hdus, f.date_obs, f.mjd_obs,
                 f.mjd_end, f.exptime, f.ra, f.dec,
                 int(hp[index_of[i]]) if has_pos else None,
                 _spoint(f.ra, f.dec), _spoly(f.corners), f.fov, f.naxis1, f.naxis2,

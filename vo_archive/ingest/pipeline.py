@@ -171,31 +171,41 @@ def _spoint(ra: float | None, dec: float | None) -> str | None:
     return f"({ra!r}d, {dec!r}d)"
 
 
-#: COPY text format: characters that must be written as backslash escapes.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+#: Characters that COPY's text format gives a meaning (written as escapes).
+_COPY_SPECIAL = re.compile(r"[\\\n\r\t]")
 _FLOAT_WORDS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
-def _copy_field(value: object) -> str:
-    """Return one value as a field of PostgreSQL's COPY text format.
+def _copy_text(value: str) -> str:
+    if _COPY_SPECIAL.search(value) is None:  # nearly always: no copy
+        return value
+    return (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            .replace("\t", "\\t"))
 
-    Values are written as psycopg2 would adapt them as literals: ``repr`` of a
-    float, ISO 8601 dates and times, ``t``/``f``.
-    """
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else _FLOAT_WORDS[value]
+
+def _copy_float(value: float) -> str:
+    if math.isfinite(value):
         return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, date):  # and datetime
-        return value.isoformat()
+    return "NaN" if math.isnan(value) else _FLOAT_WORDS[value]
+
+
+#: COPY text of each type, as psycopg2 adapts it in a literal: ``repr`` of a
+#: float, ISO 8601 dates and times, ``t``/``f``.
+_COPY_FORMATS: dict[type, Callable[[Any], str]] = {
+    str: _copy_text, int: int.__repr__, float: _copy_float, type(None): lambda _: "\\N",
+    bool: lambda b: "t" if b else "f", datetime: datetime.isoformat,
+    date: date.isoformat,
+}
+
+
+def _copy_field(value: object) -> str:
+    """Return one value as a field of PostgreSQL's COPY text format."""
+    fmt = _COPY_FORMATS.get(type(value))
+    if fmt is not None:
+        return fmt(value)
+    for kind in (bool, str, float, int, datetime, date):  # subclasses
+        if isinstance(value, kind):
+            return _COPY_FORMATS[kind](value)
     raise TypeError(f"no COPY form for {type(value).__name__}")
 
 

@@ -62,8 +62,16 @@ class Storage:
         """Write ``data`` into the session folder, computing its checksums."""
         sha = hashlib.sha256(data).hexdigest()
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        tmp = self.session_dir(session_id) / f"{sha}-{os.getpid()}-{name}"
-        with open(tmp, "wb") as fh:
+        tmp = self.tmp_root / str(session_id) / f"{sha}-{os.getpid()}-{name}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            # the session's first file: make the folder only then, rather than
+            # asking for it (a failing mkdir) once per file
+            self.session_dir(session_id)
+            fd = os.open(tmp, flags, 0o666)
+        with open(fd, "wb") as fh:
             fh.write(data)
         return StoredFile(tmp, self.key_for(sha), len(data), sha, md5)
 

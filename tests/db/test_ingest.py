@@ -60,6 +60,21 @@ def test_reprocessed_file_becomes_a_new_current_version(
     assert cur == [2]
 
 
+def test_text_with_copy_escapes_is_stored_verbatim(
+        make_archive: Callable[..., Archive], tmp_path: Path) -> None:
+    # Rows are written with COPY, whose text format gives backslashes a meaning.
+    archive = make_archive()
+    path = write_fits(tmp_path / SB.format(rmjd=58737), 22210, OBJECT="SN2018\\abc",
+                      FILTER="Gr#13 \\n\\t", HISTORY="flux scale from C:\\pessto\\N")
+    assert ingest(archive, [path]).results[0].outcome is Outcome.NEW
+    with archive.engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT p.object, v.filter, v.header->>'OBJECT', v.header->'HISTORY' "
+            "FROM archive.version v JOIN archive.product p USING (product_id)")).one()
+    assert tuple(row) == ("SN2018\\abc", "Gr#13 \\n\\t", "SN2018\\abc",
+                          ["HISTORY flux scale from C:\\pessto\\N"])
+
+
 def test_identical_reingest_changes_nothing(make_archive: Callable[..., Archive],
                                             demo_files: list[Path]) -> None:
     archive = make_archive()

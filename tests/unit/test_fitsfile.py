@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from vo_archive.ingest.fitsfile import FITSFormatError, read_structure
+from vo_archive.ingest.fitsfile import (
+    FITSFormatError,
+    _parse_printable,
+    _parse_value,
+    read_structure,
+)
 
 
 def _astropy_cards(header: fits.Header) -> dict[str, object]:
@@ -68,3 +73,31 @@ def test_truncated_and_foreign_files_are_refused(demo_files: list[Path]) -> None
         read_structure(data[:1000])
     with pytest.raises(FITSFormatError, match="not a FITS file"):
         read_structure(b"%PDF-1.4" + b" " * 3000)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("                   T / conforms to FITS", (True, "conforms to FITS")),
+    ("                    F", (False, "")),
+    ("                 1024", (1024, "")),
+    ("                  -32 / array data type", (-32, "array data type")),
+    ("            42.621546", (42.621546, "")),
+    ("              1.5D-03 /", (1.5e-3, "")),
+    ("                  1 2 / two tokens", ("1 2", "two tokens")),
+    ("                      / no value", (None, "no value")),
+    ("", (None, "")),
+    ("'ESO-NTT '           ", ("ESO-NTT", "")),
+    ("'a/b' / slash inside", ("a/b", "slash inside")),
+    ("'it''s' / doubled quote", ("it's", "doubled quote")),
+    ("'unterminated", ("'unterminated", "")),
+    ("'abc' trailing text", ("'abc' trailing text", "")),
+    ("''", ("", "")),
+    ("'&' / continued", ("&", "continued")),
+    ("  nan", ("nan", "")),
+    ("1_000", ("1_000", "")),
+])
+def test_printable_value_fields_parse_as_the_general_pattern(
+        raw: str, expected: tuple[object, str]) -> None:
+    field = raw.ljust(70)
+    assert _parse_value(field) == expected
+    assert _parse_printable(field) == expected
+    assert type(_parse_printable(field)[0]) is type(expected[0])

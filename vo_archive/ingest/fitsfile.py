@@ -39,6 +39,9 @@ class HDUInfo:
     history: list[str] = field(default_factory=list)
 
 
+#: Keywords whose cards are not ``KEY= value``, even when bytes 9-10 read "= ".
+_SPECIAL_KEYS = frozenset({"END", "COMMENT", "HISTORY", "", "CONTINUE", "HIERARCH"})
+_PRINTABLE = bytes(range(0x20, 0x7F))
 _VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|([^/]*?))\s*(?:/\s*(.*?))?\s*$", re.S)
 
 
@@ -67,6 +70,39 @@ def _parse_value(raw: str) -> tuple[HeaderValue, str]:
     return _number(token), comment or ""
 
 
+def _parse_printable(raw: str) -> tuple[HeaderValue, str]:
+    """Parse a value field of printable ASCII text, as :func:`_parse_value` does.
+
+    In such text the pattern's whitespace can only be a space, so the common
+    forms need no regular expression: a number, T or F, or a quoted string
+    without doubled quotes, each followed by nothing or by a ``/`` comment.
+    Anything else goes to :func:`_parse_value`.
+    """
+    body = raw.lstrip(" ")
+    if body[:1] != "'":
+        word, sep, comment = body.partition("/")
+        word = word.rstrip(" ")
+        comment = comment.strip(" ") if sep else ""
+        if not word:
+            return None, comment
+        if word == "T":
+            return True, comment
+        if word == "F":
+            return False, comment
+        if word.isdigit():
+            return int(word), comment
+        return _number(word), comment
+    close = body.find("'", 1)
+    if close < 0 or body[close + 1 : close + 2] == "'":
+        return _parse_value(raw)  # unterminated, or with a doubled quote
+    rest = body[close + 1 :].lstrip(" ")
+    if not rest:
+        return body[1:close].rstrip(), ""
+    if rest[0] == "/":
+        return body[1:close].rstrip(), rest[1:].strip(" ")
+    return _parse_value(raw)
+
+
 def parse_header_block(data: bytes) -> tuple[dict[str, HeaderValue], dict[str, str],
                                               list[str], int]:
     """Parse cards from ``data`` up to END.
@@ -88,17 +124,24 @@ def parse_header_block(data: bytes) -> tuple[dict[str, HeaderValue], dict[str, s
     last_key: str | None = None
     n = len(data) // CARD
     text = data.decode("ascii", errors="replace")
+    # FITS 4.0 §4.1.1 allows only printable ASCII in a header: then the usual
+    # value fields are parsed without the general pattern, which is the
+    # costliest part of reading a header.
+    printable = not data.translate(None, _PRINTABLE)  # deletes every printable byte
+    parse = _parse_printable if printable else _parse_value
     for i in range(n):
         card = text[i * CARD : (i + 1) * CARD]
         key = card[:8].rstrip()
-        if key == "END":
+        if card[8:10] == "= " and key not in _SPECIAL_KEYS:
+            value, comment = parse(card[10:])
+        elif key == "END":
             end = (i + 1) * CARD
             return values, comments, history, -(-end // BLOCK) * BLOCK
-        if key in ("COMMENT", "HISTORY", ""):
+        elif key in ("COMMENT", "HISTORY", ""):
             if key:
                 history.append(f"{key} {card[8:].rstrip()}")
             continue
-        if key == "CONTINUE":
+        elif key == "CONTINUE":
             if last_key is not None and isinstance(values.get(last_key), str):
                 more, comment = _parse_value(card[8:])
                 prev = str(values[last_key])
@@ -108,15 +151,13 @@ def parse_header_block(data: bytes) -> tuple[dict[str, HeaderValue], dict[str, s
                 if comment:
                     comments[last_key] = comment
             continue
-        if key == "HIERARCH":
+        elif key == "HIERARCH":
             body = card[8:]
             name, sep, rest = body.partition("=")
             if not sep:
                 continue
             key = " ".join(name.split())
             value, comment = _parse_value(rest)
-        elif card[8:10] == "= ":
-            value, comment = _parse_value(card[10:])
         else:
             continue
         values[key] = value
@@ -146,6 +187,16 @@ def _data_size(header: dict[str, HeaderValue]) -> int:
     if header.get("GROUPS") is True and dims and dims[0] == 0:
         dims = dims[1:]
     return abs(bitpix) // 8 * gcount * (pcount + math.prod(dims))
+
+
+def _has_end_card(block: bytes) -> bool:
+    """Whether a header block holds an END card (at the start of a card)."""
+    at = block.find(_END)
+    while at >= 0:
+        if at % CARD == 0:
+            return True
+        at = block.find(_END, at + 1)
+    return False
 
 
 def read_structure(data: bytes | memoryview, size: int | None = None) -> list[HDUInfo]:
@@ -181,8 +232,7 @@ def read_structure(data: bytes | memoryview, size: int | None = None) -> list[HD
                 raise FITSFormatError(
                     f"file is truncated inside the header of HDU {len(hdus)}"
                 )
-            block = bytes(data[chunk_end - BLOCK : chunk_end])
-            if any(block[i : i + 8] == _END for i in range(0, BLOCK, CARD)):
+            if _has_end_card(bytes(data[chunk_end - BLOCK : chunk_end])):
                 found = chunk_end
         header, comments, history, nbytes = parse_header_block(
             bytes(data[offset:found])

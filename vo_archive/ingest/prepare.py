@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import math
 import os
 import signal
@@ -33,7 +34,9 @@ class Prepared:
     filename: str
     cls: Classification
     facts: ProductFacts
-    header: dict[str, object]
+    #: :func:`header_document` as JSON text: made here, in the reader process,
+    #: it travels to the recording process as one string instead of a dict.
+    header_json: str
     hdus: int
     stored: StoredFile
 
@@ -143,4 +146,5 @@ def prepare_file(source: str, storage_root: str, session_id: int,
         return Rejected(source, str(exc))
     except ClassificationError as exc:
         return Rejected(source, str(exc))
-    return Prepared(source, name, cls, facts, header_document(hdus), len(hdus), stored)
+    header_json = json.dumps(header_document(hdus))
+    return Prepared(source, name, cls, facts, header_json, len(hdus), stored)

@@ -39,7 +39,9 @@ class Storage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_root = root / "tmp"
-        self._made: set[Path] = set()
+        self._root = str(root)
+        #: storage folders (``ab/cd``) known to exist
+        self._made: set[str] = set()
 
     def path_of(self, storage_key: str) -> Path:
         """Return the absolute path of a stored file."""
@@ -60,8 +62,16 @@ class Storage:
         """Write ``data`` into the session folder, computing its checksums."""
         sha = hashlib.sha256(data).hexdigest()
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        tmp = self.session_dir(session_id) / f"{sha}-{os.getpid()}-{name}"
-        with open(tmp, "wb") as fh:
+        tmp = self.tmp_root / str(session_id) / f"{sha}-{os.getpid()}-{name}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            # the session's first file: make the folder only then, rather than
+            # asking for it (a failing mkdir) once per file
+            self.session_dir(session_id)
+            fd = os.open(tmp, flags, 0o666)
+        with open(fd, "wb") as fh:
             fh.write(data)
         return StoredFile(tmp, self.key_for(sha), len(data), sha, md5)
 
@@ -82,15 +92,19 @@ class Storage:
 
     def place(self, stored: StoredFile) -> None:
         """Move a session file to its final place (content already there is kept)."""
-        final = self.path_of(stored.storage_key)
-        if final.exists():
+        # os.path on strings: this runs once per new file in the one recording
+        # process, where pathlib's objects cost as much as the system calls.
+        key = stored.storage_key
+        final = os.path.join(self._root, key)
+        if os.path.exists(final):
             stored.tmp_path.unlink(missing_ok=True)
             return
-        if final.parent not in self._made:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(final.parent)
+        folder = os.path.dirname(key)
+        if folder not in self._made:
+            os.makedirs(os.path.join(self._root, folder), exist_ok=True)
+            self._made.add(folder)
         os.replace(stored.tmp_path, final)
-        final.chmod(0o444)
+        os.chmod(final, 0o444)
 
     def discard(self, stored: StoredFile) -> None:
         """Remove a session file that will not be archived."""

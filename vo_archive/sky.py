@@ -9,8 +9,12 @@ test then keeps the true matches.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,33 @@ def _healpy() -> Any:
     return healpy
 
 
+def _pixel_lib() -> Any:
+    """Return healpy's compiled pixel functions without importing healpy.
+
+    ``import healpy`` runs its package ``__init__``, which imports matplotlib and
+    astropy (about 0.9 s): the ingest, which needs only ``ang2pix``, would pay it
+    in every process. The extension module is loaded from healpy's folder under
+    its own name, so a later ``import healpy`` shares it.
+    """
+    name = "healpy._healpy_pixel_lib"
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec("healpy")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        for path in Path(folder).glob("_healpy_pixel_lib*.so"):
+            loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+            ext_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+            if ext_spec is None:
+                continue
+            module = importlib.util.module_from_spec(ext_spec)
+            loader.exec_module(module)
+            sys.modules.setdefault(name, module)
+            return sys.modules[name]
+    return _healpy().pixelfunc.pixlib  # an unusual installation: the usual way
+
+
 ORDER = 29
 NSIDE = 1 << ORDER
 NPIX = 12 * NSIDE * NSIDE
@@ -33,9 +64,11 @@ def healpix29(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Return the order-29 NESTED HEALPix indices of ICRS positions in degrees."""
     ra_a = np.asarray(ra, dtype=np.float64) % 360.0
     dec_a = np.clip(np.asarray(dec, dtype=np.float64), -90.0, 90.0)
-    return np.asarray(
-        _healpy().ang2pix(NSIDE, ra_a, dec_a, nest=True, lonlat=True), dtype=np.int64
-    )
+    # healpy.ang2pix(..., nest=True, lonlat=True), without its import: the same
+    # conversion to co-latitude and longitude in radians, the same C++ function
+    theta = np.pi / 2.0 - np.radians(dec_a)
+    return np.asarray(_pixel_lib()._ang2pix_nest(NSIDE, theta, np.radians(ra_a)),
+                      dtype=np.int64)
 
 
 def coarse_order(radius_deg: float, max_ranges: int = 64) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import itertools
 import math
 import os
 import statistics
@@ -273,6 +274,7 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
     print(f"{'radius':>6} {'rows':>7} {'HEALPix ms':>11} {'(ranges)':>9} {'GiST ms':>8} "
           f"{'q3c ms':>8} {'HEALPix/GiST':>12} {'(query only)':>12} {'q3c/GiST':>9}")
     methods = {"hp": run_hp, "gi": run_gi, "q3": run_q3}
+    orders = list(itertools.permutations(methods))
     for label, r in RADII.items():
         times: dict[str, list[float]] = {m: [] for m in methods}
         range_times.clear()
@@ -281,7 +283,10 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
         for k in range(n):
             ra = float(rng.uniform(0, 360))
             dec = float(np.degrees(np.arcsin(rng.uniform(-1, 1))))
-            order = list(methods)[k % 3:] + list(methods)[:k % 3]
+            # every order in turn, so that each method follows each other one
+            # equally often (a rotation put HEALPix after q3c's 5 ms probes,
+            # which flush the caches, twice as often as GiST)
+            order = orders[k % len(orders)]
             counts = {}
             for m in order:
                 t0 = time.perf_counter()

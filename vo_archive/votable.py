@@ -180,7 +180,8 @@ def _raw_floating(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return " ".join(_num(v) for v in value)
+        return " ".join([repr(v) if type(v) is float and v == v and v not in (_INF, -_INF)
+                         else _num(v) for v in value])
     if isinstance(value, str):
         return value
     return _num(value)
@@ -324,7 +325,8 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
                 raise ValueError(f"row of {len(row)} values for {len(formats)} fields")
             cells = [fmt(v) for fmt, v in zip(formats, row)]
             if _NEEDS_WORK.search("".join(cells)) is not None:
-                cells = [escape(clean_text(c)) for c in cells]
+                cells = [c if _NEEDS_WORK.search(c) is None else escape(clean_text(c))
+                         for c in cells]
             line = "<TR><TD>" + "</TD><TD>".join(cells) + "</TD></TR>"
             buf.append(line)
             size += len(line)

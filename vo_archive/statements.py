@@ -110,6 +110,13 @@ class CompiledShape:
 
 
 _shapes: dict[Hashable, CompiledShape] = {}
+#: Most shapes kept compiled in a process, and most statements prepared on a
+#: connection: a client can make new shapes at will (one more BAND interval,
+#: one more POS region), and neither memory may grow with them. Past the
+#: limit, the compiled shapes are forgotten, or the connection's statements
+#: deallocated, and made again as requests need them.
+MAX_SHAPES = 512
+MAX_PREPARED = 64
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 
@@ -226,6 +233,8 @@ def compile_shape(query: ShapedQuery, dialect: Dialect) -> CompiledShape:
                          + ", ".join(f"%({n})s" for n in order) + ")") if order
             else f"EXECUTE {name}")
         with _lock:
+            if len(_shapes) >= MAX_SHAPES:
+                _shapes.clear()
             shape = _shapes.setdefault(query.key, shape)
     return shape
 
@@ -290,6 +299,9 @@ def _run_on(fairy: Any, shape: CompiledShape, query: ShapedQuery, proprietary: b
                      shape.execute_sql]
             if shape.name not in prepared:
                 parts.insert(0, shape.prepare_sql)
+                if len(prepared) >= MAX_PREPARED:
+                    parts.insert(0, "DEALLOCATE ALL")
+                    prepared.clear()
             try:
                 cur.execute("; ".join(parts), params)
                 rows: list[tuple[Any, ...]] = cur.fetchall()

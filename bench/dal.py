@@ -40,10 +40,10 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vo_archive.config import Settings  # noqa: E402
-from vo_archive.db.cluster import free_port  # noqa: E402
-from vo_archive.db.engine import get_engine, resolve_dsn  # noqa: E402
-from vo_archive.sky import Circle, covering_ranges, healpix29  # noqa: E402
+from vo_archive.config import Settings
+from vo_archive.db.cluster import free_port
+from vo_archive.db.engine import get_engine, resolve_dsn
+from vo_archive.sky import Circle, covering_ranges, healpix29
 
 RADII = {"1″": 1 / 3600, "1′": 1 / 60, "10′": 10 / 60, "1°": 1.0}
 
@@ -141,7 +141,9 @@ def bench_http(settings: Settings, seconds: float, workers: int,
     try:
         for _ in range(300):
             try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/")
+                http.client.HTTPConnection("127.0.0.1", port, timeout=2).request(
+                    "GET", "/"
+                )
                 break
             except OSError:
                 time.sleep(0.2)
@@ -182,8 +184,10 @@ def build_table(dsn: str, rows: int) -> None:
     cur.execute("SELECT to_regclass('bench.sky') IS NOT NULL")
     if cur.fetchone()[0]:
         # (the planner's count: a table emptied since keeps its old statistics)
-        cur.execute("SELECT reltuples::bigint * (EXISTS (SELECT 1 FROM bench.sky))::int "
-                    "FROM pg_class WHERE oid = 'bench.sky'::regclass")
+        cur.execute(
+            "SELECT reltuples::bigint * (EXISTS (SELECT 1 FROM bench.sky))::int "
+            "FROM pg_class WHERE oid = 'bench.sky'::regclass"
+        )
         if abs(cur.fetchone()[0] - rows) < rows * 0.01:
             conn.close()
             return
@@ -271,8 +275,10 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
     print(f"\nDatabase cone search on {rows} uniform rows (clustered on HEALPix), "
           f"generic plans, interleaved; SELECT 1 floor "
           f"{1000 * statistics.median(floor):.3f} ms")
-    print(f"{'radius':>6} {'rows':>7} {'HEALPix ms':>11} {'(ranges)':>9} {'GiST ms':>8} "
-          f"{'q3c ms':>8} {'HEALPix/GiST':>12} {'(query only)':>12} {'q3c/GiST':>9}")
+    print(
+        f"{'radius':>6} {'rows':>7} {'HEALPix ms':>11} {'(ranges)':>9} {'GiST ms':>8} "
+        f"{'q3c ms':>8} {'HEALPix/GiST':>12} {'(query only)':>12} {'q3c/GiST':>9}"
+    )
     methods = {"hp": run_hp, "gi": run_gi, "q3": run_q3}
     orders = list(itertools.permutations(methods))
     for label, r in RADII.items():

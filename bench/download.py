@@ -27,15 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import requests  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import requests
+from sqlalchemy import text
 
-from vo_archive.config import load_settings  # noqa: E402
-from vo_archive.db import migrate  # noqa: E402
-from vo_archive.db.cluster import free_port  # noqa: E402
-from vo_archive.db.engine import get_engine  # noqa: E402
-from vo_archive.ingest.pipeline import Ingestor  # noqa: E402
-from vo_archive.retrieval.bigdemo import generate_large  # noqa: E402
+from vo_archive.config import load_settings
+from vo_archive.db import migrate
+from vo_archive.db.cluster import free_port
+from vo_archive.db.engine import get_engine
+from vo_archive.ingest.pipeline import Ingestor
+from vo_archive.retrieval.bigdemo import generate_large
 
 MB = 1_000_000
 

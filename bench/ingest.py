@@ -26,12 +26,12 @@ from pathlib import Path
 # the repository first: bench/tap.py must not shadow the tap package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vo_archive.config import Settings  # noqa: E402
-from vo_archive.db import migrate  # noqa: E402
-from vo_archive.db.cluster import EmbeddedCluster  # noqa: E402
-from vo_archive.db.engine import get_engine  # noqa: E402
-from vo_archive.demo import generate  # noqa: E402
-from vo_archive.ingest.pipeline import Ingestor, Outcome  # noqa: E402
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.engine import get_engine
+from vo_archive.demo import generate
+from vo_archive.ingest.pipeline import Ingestor, Outcome
 
 
 def _proc_cpu(pid: int, children: bool = False) -> float:
@@ -92,7 +92,9 @@ def main() -> None:
         size = sum(f.stat().st_size for f in files)
         cluster = EmbeddedCluster(root / "pgdata")
         cluster.init()
-        settings = Settings(home=root / "home", dsn=cluster.dsn(), ingest_batch=args.batch)
+        settings = Settings(
+            home=root / "home", dsn=cluster.dsn(), ingest_batch=args.batch
+        )
         engine = get_engine(settings)
         migrate.upgrade(engine)
         # warm the page cache so the figure measures ingest, not the first disk read

@@ -129,7 +129,7 @@ def request_for(kind: str, s: Sample, rng: random.Random
 def client(url: str, kinds: dict[str, int], sample: Sample, until: float, seed: int,
            timeout: float, out: list[tuple[str, float, bool, str]]) -> None:
     """Send requests until ``until``; append (kind, seconds, ok, note) to ``out``."""
-    rng = random.Random(seed)  # noqa: S311 - a request mix, not a secret
+    rng = random.Random(seed)
     u = urllib.parse.urlsplit(url)
     names, weights = list(kinds), list(kinds.values())
     conn: http.client.HTTPConnection | None = None
@@ -278,7 +278,7 @@ def main() -> int:
     cmd = [sys.executable, "-m", "vo_archive", "serve", "--port", str(port)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
-    log = open(home / "bench-load-server.log", "wb")  # noqa: SIM115 - the server owns it
+    log = open(home / "bench-load-server.log", "wb")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:

@@ -146,18 +146,24 @@ def main() -> int:
         lags.sort()
         p50 = statistics.median(lags)
         p95 = lags[int(len(lags) * 0.95)]
-        print(f"steady {args.rate} changes/s for {args.seconds:.0f} s: {len(lags)} rows, "
-              f"lag p50 {p50:.3f} s, p95 {p95:.3f} s, max {lags[-1]:.3f} s "
-              "(sampled every 50 ms)")
+        print(
+            f"steady {args.rate} changes/s for {args.seconds:.0f} s: {len(lags)} rows, "
+            f"lag p50 {p50:.3f} s, p95 {p95:.3f} s, max {lags[-1]:.3f} s "
+            "(sampled every 50 ms)"
+        )
 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         base = _count(master)
         per_tx = 10_000
         for k in range(args.backlog // per_tx):
-            _exec(master, "INSERT INTO marshall.comments (comment_id, transient_id, "
-                          "author, body) SELECT %s + g, 1, 'backlog', repeat('x', 100) || g "
-                          "FROM generate_series(1, %s) g", (10_000_000 + k * per_tx, per_tx))
+            _exec(
+                master,
+                "INSERT INTO marshall.comments (comment_id, transient_id, "
+                "author, body) SELECT %s + g, 1, 'backlog', repeat('x', 100) || g "
+                "FROM generate_series(1, %s) g",
+                (10_000_000 + k * per_tx, per_tx),
+            )
         target = base + args.backlog
         t0 = time.monotonic()
         proc = subprocess.Popen([*run, "run"], env=env, stdout=log, stderr=log)
@@ -176,7 +182,7 @@ def main() -> int:
         for c in clusters:
             try:
                 c.stop("immediate")
-            except Exception:  # noqa: BLE001 - best-effort cleanup
+            except Exception:  # best-effort cleanup
                 pass
         shutil.rmtree(top, ignore_errors=True)
 

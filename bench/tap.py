@@ -36,10 +36,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vo_archive.config import Settings  # noqa: E402
-from vo_archive.db import migrate  # noqa: E402
-from vo_archive.db.cluster import EmbeddedCluster, free_port  # noqa: E402
-from vo_archive.db.engine import get_engine  # noqa: E402
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.cluster import EmbeddedCluster, free_port
+from vo_archive.db.engine import get_engine
 
 FABRICATE = """
 INSERT INTO archive.product (product_key, instrument, mode, category, level,
@@ -83,9 +83,8 @@ def fabricate(dsn: str, upto: int, have: int) -> None:
     cur = conn.cursor()
     cur.execute("INSERT INTO archive.run (name, eso_run, programme, instrument, "
                 "first_night, last_night) VALUES ('BENCH', '188.D-3003(A)', "
-                "'188.D-3003', 'EFOSC', '2012-01-01', '2020-12-31') "
-                "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
-                "RETURNING run_id")
+                "'188.D-3003', 'EFOSC', '2012-01-01', '2020-12-31') ON CONFLICT (name) "
+                "DO UPDATE SET name = excluded.name RETURNING run_id")
     run = cur.fetchone()[0]
     step = 100_000
     for lo in range(have + 1, upto + 1, step):
@@ -97,7 +96,7 @@ def fabricate(dsn: str, upto: int, have: int) -> None:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "vo_archive", *args], env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=Path(__file__).parents[1])
 
 
@@ -170,7 +169,9 @@ def main() -> int:
         migrate.upgrade(get_engine(settings), settings.publisher_authority)
         t0 = time.perf_counter()
         fabricate(dsn, args.small, 0)
-        print(f"fabricated {args.small} ObsCore rows in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"fabricated {args.small} ObsCore rows in {time.perf_counter() - t0:.1f} s"
+        )
         port = free_port()
         env = dict(os.environ, VO_ARCHIVE_HOME=str(root), VO_ARCHIVE_DSN=dsn)
         procs.append(start(["serve", "--port", str(port), "--workers", "2"], env,

@@ -60,7 +60,8 @@ class Faults:
 
     ``REPL_FAULT`` is one of ``after_n_events:K``, ``before_slave_commit``,
     ``after_slave_commit``, ``before_copy_commit``; the process kills itself
-    with SIGKILL on reaching it.  The commit hooks fire on batches with events.  ``REPL_FAULT_STREAM`` limits it to a stream.
+    with SIGKILL on reaching it.  The commit hooks fire on batches with events.
+    ``REPL_FAULT_STREAM`` limits it to a stream.
     """
 
     point: str | None = None
@@ -170,9 +171,9 @@ class StreamReplicator:
                         row = cur.fetchone()
                     if not (row and row[0]):
                         raise StreamHalted(
-                            f"the master has no PgQ queue {self.cfg.queue}: run `replicate "
-                            "init` for a new stream, or `replicate restore` if the master "
-                            "was rebuilt"
+                            f"the master has no PgQ queue {self.cfg.queue}: run "
+                            "`replicate init` for a new stream, or `replicate restore` "
+                            "if the master was rebuilt"
                         )
                     configure_queue(self.master, self.cfg)
                     self._master_id = master_identity(self.master, self.cfg.queue)
@@ -233,7 +234,9 @@ class StreamReplicator:
                 if isinstance(exc, psycopg2.Error):
                     log.error("stream %s halted: %s", self.cfg.name, str(exc).strip())
                 else:
-                    log.exception("stream %s halted by an unexpected error", self.cfg.name)
+                    log.exception(
+                        "stream %s halted by an unexpected error", self.cfg.name
+                    )
                 self._rollback_both()
                 self._record_error(f"{type(exc).__name__}: {str(exc).strip()}")
                 self._wait(backoff)
@@ -271,8 +274,8 @@ class StreamReplicator:
             with self._guard(slave), slave.cursor() as cur:
                 slave.rollback()
                 cur.execute(
-                    "UPDATE replication.stream_state SET last_error = %s, error_at = now() "
-                    "WHERE stream = %s",
+                    "UPDATE replication.stream_state SET last_error = %s, error_at = "
+                    "now() WHERE stream = %s",
                     (message[:4000], self.cfg.name),
                 )
                 slave.commit()
@@ -311,10 +314,16 @@ class StreamReplicator:
         for func, arg in ops:
             if func == "vacuum":
                 continue  # autovacuum looks after the small PgQ tables
-            if func.startswith("pgq.maint_rotate_tables_step1") and arg != self.cfg.queue:
+            if (
+                func.startswith("pgq.maint_rotate_tables_step1")
+                and arg != self.cfg.queue
+            ):
                 continue
-            if func not in ("pgq.maint_rotate_tables_step1", "pgq.maint_rotate_tables_step2",
-                            "pgq.maint_retry_events"):
+            if func not in (
+                "pgq.maint_rotate_tables_step1",
+                "pgq.maint_rotate_tables_step2",
+                "pgq.maint_retry_events",
+            ):
                 continue
             with self._guard(master), master.cursor() as cur:
                 name = sql.SQL(".").join(sql.Identifier(p) for p in func.split("."))
@@ -466,7 +475,9 @@ class StreamReplicator:
             while rows:
                 fetched = len(rows)
                 if skip is not None:
-                    found |= self._dead_letter(scur, rows, skip, generation, batch, error)
+                    found |= self._dead_letter(
+                        scur, rows, skip, generation, batch, error
+                    )
                     rows = [r for r in rows if not skip.covers(int(r[0]))]
                 n, s = self._apply_chunk(scur, rows, tables, generation, batch)
                 applied += n
@@ -481,9 +492,11 @@ class StreamReplicator:
                 mcur.execute(f"CLOSE {CURSOR}")
             if skip is not None and skip.events - found:
                 missing = ", ".join(str(e) for e in sorted(skip.events - found))
-                raise SkipError(f"event {missing} is not in the open batch {batch.batch_id} "
-                                f"(ticks {batch.prev_tick}..{batch.cur_tick}) of stream "
-                                f"{name}; nothing was skipped")
+                raise SkipError(
+                    f"event {missing} is not in the open batch {batch.batch_id} "
+                    f"(ticks {batch.prev_tick}..{batch.cur_tick}) of stream "
+                    f"{name}; nothing was skipped"
+                )
             if applied:
                 self.ship_sequences(master, slave)
             with self._guard(slave):
@@ -504,8 +517,15 @@ class StreamReplicator:
         if applied:
             self.faults.hit("after_slave_commit")
         if applied or skipped:
-            log.info("stream %s: batch %d applied (ticks %d..%d, %d events, %d skipped)",
-                     name, batch.batch_id, batch.prev_tick, batch.cur_tick, applied, skipped)
+            log.info(
+                "stream %s: batch %d applied (ticks %d..%d, %d events, %d skipped)",
+                name,
+                batch.batch_id,
+                batch.prev_tick,
+                batch.cur_tick,
+                applied,
+                skipped,
+            )
         self._finish(batch)
         return True
 
@@ -518,8 +538,12 @@ class StreamReplicator:
             assert row is not None
             # PgQ's own SQL for the batch's events (built from its tick
             # snapshots), filtered; no outside text enters it.
-            cur.execute(sql.SQL("SELECT ev_id FROM ({q}) e WHERE ev_id = ANY(%s)").format(
-                q=sql.SQL(row[0])), (list(events),))
+            cur.execute(
+                sql.SQL("SELECT ev_id FROM ({q}) e WHERE ev_id = ANY(%s)").format(
+                    q=sql.SQL(row[0])
+                ),
+                (list(events),),
+            )
             found = {int(r[0]) for r in cur.fetchall()}
         master.commit()
         return found
@@ -540,13 +564,25 @@ class StreamReplicator:
                    SELECT %s, %s, e.id, %s, %s, e.typ, e.tab,
                           CASE WHEN e.typ <> 'R' THEN coalesce(e.key::jsonb,
                                replication.row_key(e.tab, e.data::jsonb)) END,
-                          e.data::jsonb, %s, %s || ' (database user ' || session_user || ')',
+                          e.data::jsonb, %s,
+                          %s || ' (database user ' || session_user || ')',
                           %s
                    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],
                                %s::text[]) AS e(id, typ, tab, data, key)""",
-                (self.cfg.name, generation, batch.batch_id, batch.cur_tick, error,
-                 skip.who, skip.reason, ids, [r[4] for r in dead], [r[6] for r in dead],
-                 [r[5] for r in dead], [r[7] for r in dead]),
+                (
+                    self.cfg.name,
+                    generation,
+                    batch.batch_id,
+                    batch.cur_tick,
+                    error,
+                    skip.who,
+                    skip.reason,
+                    ids,
+                    [r[4] for r in dead],
+                    [r[6] for r in dead],
+                    [r[5] for r in dead],
+                    [r[7] for r in dead],
+                ),
             )
         for r in dead:
             log.warning("stream %s: event %s (%s) on table %s, key %s skipped by %s; "
@@ -567,8 +603,8 @@ class StreamReplicator:
             known = tables.get(table)
             if known is None:
                 raise StreamHalted(
-                    f"event {ev_id} ({ev_type}) on table {table}, key {key or ev_data}: "
-                    "table is not part of the stream on the slave"
+                    f"event {ev_id} ({ev_type}) on table {table}, key "
+                    f"{key or ev_data}: table is not part of the stream on the slave"
                 )
             state, snap = known
             if state == "pending" or (snap is not None and snap.visible(int(txid))):
@@ -591,8 +627,8 @@ class StreamReplicator:
                     raise StreamHalted(_describe(exc)) from exc
                 if self.cfg.journal:
                     scur.execute(
-                        "INSERT INTO replication.journal (stream, generation, ev_id, tick_id) "
-                        "SELECT %s, %s, unnest(%s::bigint[]), %s",
+                        "INSERT INTO replication.journal (stream, generation, ev_id, "
+                        "tick_id) SELECT %s, %s, unnest(%s::bigint[]), %s",
                         (self.cfg.name, generation, ids, batch.cur_tick),
                     )
         return len(ids), skipped
@@ -621,7 +657,9 @@ class StreamReplicator:
                 ([sql.Identifier(*t.split(".", 1)).as_string(master)
                   for t in self.cfg.tables],),
             )
-            seqs = [(name, value) for name, value in mcur.fetchall() if value is not None]
+            seqs = [
+                (name, value) for name, value in mcur.fetchall() if value is not None
+            ]
         if not seqs:
             return
         with self._guard(slave), slave.cursor() as scur:
@@ -681,9 +719,9 @@ class StreamReplicator:
         with self._guard(slave), slave.cursor() as scur:
             for table, n in copied.items():
                 scur.execute(
-                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = %s, "
-                    "copied_at = now(), rows_copied = %s "
-                    "WHERE stream = %s AND table_name = %s",
+                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = "
+                    "%s, copied_at = now(), rows_copied = %s WHERE stream = %s AND "
+                    "table_name = %s",
                     (snapshot, n, self.cfg.name, table),
                 )
         self.ship_sequences(master, slave)
@@ -779,8 +817,10 @@ def operator_skip(cfg: StreamConfig, events: list[int], batch_id: int | None,
             if missing:
                 raise SkipError(
                     f"event {', '.join(map(str, sorted(missing)))} is not in the open "
-                    f"batch {batch.batch_id} (ticks {batch.prev_tick}..{batch.cur_tick}) "
-                    f"of stream {cfg.name}; nothing was skipped")
+                    f"batch {batch.batch_id} (ticks "
+                    f"{batch.prev_tick}..{batch.cur_tick}) "
+                    f"of stream {cfg.name}; nothing was skipped"
+                )
         if not rep.apply_batch(batch, skip=plan):
             raise SkipError(f"batch {batch.batch_id} was applied meanwhile (by the "
                             "running replicator); nothing was skipped")

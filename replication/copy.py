@@ -54,8 +54,10 @@ def exact_encoder(conn: Connection, table: str, rowref: str) -> str | None:
 def row_insert(conn: Connection, table: str) -> sql.Composed:
     """Return an INSERT of ``table`` rows from a JSON array of row images (``%s``)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT cols, exprs, exact FROM replication.row_decoder(%s::regclass)",
-                    (table_ident(table).as_string(conn),))
+        cur.execute(
+            "SELECT cols, exprs, exact FROM replication.row_decoder(%s::regclass)",
+            (table_ident(table).as_string(conn),),
+        )
         row = cur.fetchone()
     assert row is not None
     cols, exprs, exact = row
@@ -107,7 +109,9 @@ def copy_table(src: Connection, dst: Connection, table: str, fetch_size: int,
     return total
 
 
-def _chunks(cur: object, size: int, conn: Connection, guard: Guard) -> Iterator[list[str]]:
+def _chunks(
+    cur: object, size: int, conn: Connection, guard: Guard
+) -> Iterator[list[str]]:
     while True:
         with guard(conn):
             rows = cur.fetchmany(size)  # type: ignore[attr-defined]

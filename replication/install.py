@@ -125,7 +125,9 @@ def configure_queue(conn: Connection, cfg: StreamConfig) -> None:
     }
     with conn.cursor() as cur:
         for key, value in settings.items():
-            cur.execute("SELECT pgq.set_queue_config(%s, %s, %s)", (cfg.queue, key, value))
+            cur.execute(
+                "SELECT pgq.set_queue_config(%s, %s, %s)", (cfg.queue, key, value)
+            )
 
 
 def install_master(conn: Connection, cfg: StreamConfig) -> int:
@@ -155,11 +157,16 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
             args = [sql.Literal(cfg.queue), sql.Literal(cfg.origin), sql.Literal(pk)]
             encoder = prepare_exact(conn, table)
             row_args = args + ([sql.Literal(encoder)] if encoder else [])
-            cur.execute(sql.SQL(
-                "CREATE OR REPLACE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE ON {tbl} "
-                "FOR EACH ROW EXECUTE FUNCTION replication.capture({args})"
-            ).format(trg=sql.Identifier(f"_repl_capture_{cfg.name}"),
-                     tbl=table_ident(table), args=sql.SQL(", ").join(row_args)))
+            cur.execute(
+                sql.SQL(
+                    "CREATE OR REPLACE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE "
+                    "ON {tbl} FOR EACH ROW EXECUTE FUNCTION replication.capture({args})"
+                ).format(
+                    trg=sql.Identifier(f"_repl_capture_{cfg.name}"),
+                    tbl=table_ident(table),
+                    args=sql.SQL(", ").join(row_args),
+                )
+            )
             cur.execute(sql.SQL(
                 "CREATE OR REPLACE TRIGGER {trg} AFTER TRUNCATE ON {tbl} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION replication.capture({args})"
@@ -211,7 +218,8 @@ def install_slave(conn: Connection, cfg: StreamConfig, master_id: str,
     with conn.cursor() as cur:
         cur.execute(support_sql())
         cur.execute(
-            "SELECT master_id FROM replication.stream_state WHERE stream = %s FOR UPDATE",
+            "SELECT master_id FROM replication.stream_state WHERE stream = %s FOR "
+            "UPDATE",
             (cfg.name,),
         )
         row = cur.fetchone()
@@ -223,24 +231,31 @@ def install_slave(conn: Connection, cfg: StreamConfig, master_id: str,
             )
         elif row[0] != master_id:
             raise SetupError(
-                f"slave follows master {row[0]} for stream {cfg.name}, not {master_id}; "
-                "use `replicate restore` after losing a master"
+                f"slave follows master {row[0]} for stream {cfg.name}, not "
+                f"{master_id}; use `replicate restore` after losing a master"
             )
         for table in cfg.tables:
             prepare_exact(conn, table)
             cur.execute(
                 "INSERT INTO replication.table_state (stream, table_name, state) "
-                "VALUES (%s, %s, 'pending') ON CONFLICT DO NOTHING RETURNING table_name",
+                "VALUES (%s, %s, 'pending') ON CONFLICT DO NOTHING RETURNING "
+                "table_name",
                 (cfg.name, quoted_name(conn, table)),
             )
             if cur.fetchone():
                 added.append(table)
             master_desc = sql.Literal(cfg.origin)
-            cur.execute(sql.SQL(
-                "CREATE OR REPLACE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE ON {tbl} "
-                "FOR EACH ROW EXECUTE FUNCTION replication.deny({s}, {m})"
-            ).format(trg=sql.Identifier(f"_repl_deny_{cfg.name}"), tbl=table_ident(table),
-                     s=sql.Literal(cfg.name), m=master_desc))
+            cur.execute(
+                sql.SQL(
+                    "CREATE OR REPLACE TRIGGER {trg} BEFORE INSERT OR UPDATE OR DELETE "
+                    "ON {tbl} FOR EACH ROW EXECUTE FUNCTION replication.deny({s}, {m})"
+                ).format(
+                    trg=sql.Identifier(f"_repl_deny_{cfg.name}"),
+                    tbl=table_ident(table),
+                    s=sql.Literal(cfg.name),
+                    m=master_desc,
+                )
+            )
             cur.execute(sql.SQL(
                 "CREATE OR REPLACE TRIGGER {trg} BEFORE TRUNCATE ON {tbl} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION replication.deny({s}, {m})"

@@ -4,8 +4,8 @@ The configured master DSN must point at the replacement database, which holds
 the stream's tables (created from the schema) and nothing the old master had.
 The slave's rows are copied in one slave snapshot; the key sequences are set
 past every key the old master handed out (the values the replicator shipped to
-the slave); PgQ is set up afresh on the new master; the slave's position is reset to the new queue and its
-``generation`` bumped.
+the slave); PgQ is set up afresh on the new master; the slave's position is reset
+to the new queue and its ``generation`` bumped.
 
 Transaction ids (anchors P11): a replacement cluster starts its txids low,
 below the snapshots the slave remembers from the old master.  Those
@@ -98,7 +98,9 @@ def restore_master(cfg: StreamConfig, force: bool = False) -> RestoreReport:
             has_pgq = cur.fetchone()
         if has_pgq and has_pgq[0]:
             with master.cursor() as cur:
-                cur.execute("SELECT 1 FROM pgq.queue WHERE queue_name = %s", (cfg.queue,))
+                cur.execute(
+                    "SELECT 1 FROM pgq.queue WHERE queue_name = %s", (cfg.queue,)
+                )
                 if cur.fetchone() and master_identity(master, cfg.queue) == old_master:
                     raise SetupError(
                         f"the slave already follows this master ({old_master}); "
@@ -140,13 +142,17 @@ def restore_master(cfg: StreamConfig, force: bool = False) -> RestoreReport:
             )
             for table in cfg.tables:
                 cur.execute(
-                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = NULL "
-                    "WHERE stream = %s AND table_name = %s",
+                    "UPDATE replication.table_state SET state = 'ok', copy_snapshot = "
+                    "NULL WHERE stream = %s AND table_name = %s",
                     (cfg.name, quoted_name(slave, table)),
                 )
         slave.commit()
-        log.info("stream %s: master restored from the slave (%s rows); now following %s",
-                 cfg.name, sum(rows.values()), new_master)
+        log.info(
+            "stream %s: master restored from the slave (%s rows); now following %s",
+            cfg.name,
+            sum(rows.values()),
+            new_master,
+        )
         return RestoreReport(cfg.name, rows, str(old_master), new_master,
                              int(generation) + 1, rewound)
     finally:

@@ -14,7 +14,9 @@ from replication.db import Watchdog
 log = logging.getLogger(__name__)
 
 
-def run_streams(streams: list[StreamConfig], stop: threading.Event | None = None) -> None:
+def run_streams(
+    streams: list[StreamConfig], stop: threading.Event | None = None
+) -> None:
     """Replicate the given streams until SIGTERM/SIGINT or ``stop`` is set.
 
     Each stream runs in its own thread, so a halted or disconnected stream

@@ -64,9 +64,8 @@ def stream_status(cfg: StreamConfig) -> StreamStatus:
         try:
             with slave.cursor() as cur:
                 cur.execute(
-                    "SELECT last_tick, events_applied, applied_at::text, "
-                    "last_error, error_at::text FROM replication.stream_state "
-                    "WHERE stream = %s",
+                    "SELECT last_tick, events_applied, applied_at::text, last_error, "
+                    "error_at::text FROM replication.stream_state WHERE stream = %s",
                     (cfg.name,),
                 )
                 row = cur.fetchone()
@@ -92,7 +91,8 @@ def stream_status(cfg: StreamConfig) -> StreamStatus:
         try:
             with master.cursor() as cur:
                 cur.execute(
-                    "SELECT pending_events, last_tick FROM pgq.get_consumer_info(%s, %s)",
+                    "SELECT pending_events, last_tick FROM pgq.get_consumer_info(%s, "
+                    "%s)",
                     (cfg.queue, cfg.consumer),
                 )
                 info = cur.fetchone()

@@ -121,9 +121,11 @@ def dead_letters(slave: Connection, cfg: StreamConfig, table: str) -> list[str]:
                WHERE d.stream = %s AND d.table_name = %s ORDER BY d.ev_id""",
             (cfg.name, quoted_name(slave, table)),
         )
-        return [f"event {ev} ({op}) key {key} skipped by {who} at {when:%Y-%m-%d %H:%M:%S}"
-                + (f": {why}" if why else "")
-                for ev, op, key, who, when, why in cur.fetchall()]
+        return [
+            f"event {ev} ({op}) key {key} skipped by {who} at {when:%Y-%m-%d %H:%M:%S}"
+            + (f": {why}" if why else "")
+            for ev, op, key, who, when, why in cur.fetchall()
+        ]
 
 
 def wait_caught_up(master: Connection, slave: Connection, cfg: StreamConfig,
@@ -158,7 +160,8 @@ def wait_caught_up(master: Connection, slave: Connection, cfg: StreamConfig,
         if time.monotonic() > deadline:
             err = f" (last error: {got[1]})" if got and got[1] else ""
             raise VerifyError(
-                f"stream {cfg.name}: slave at tick {got[0] if got else '?'} did not reach "
+                f"stream {cfg.name}: slave at tick {got[0] if got else '?'} did not "
+                "reach "
                 f"tick {target} within {timeout:.0f} s; is the replicator running?{err}"
             )
         time.sleep(0.1)

@@ -15,7 +15,7 @@ from vo_archive.sky import Circle, Polygon, Region, counter_clockwise
 DEFAULT_SIZE = 0.1
 
 
-class Intersect(str, Enum):
+class Intersect(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """How an image must relate to the query region (SIA 1.0 §4.1)."""
 
     COVERS = "COVERS"
@@ -24,7 +24,7 @@ class Intersect(str, Enum):
     OVERLAPS = "OVERLAPS"
 
 
-class Rendering(str, Enum):
+class Rendering(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """What a result row points to."""
 
     FITS = "image/fits"
@@ -73,9 +73,13 @@ def tangent_box(ra: float, dec: float, width: float, height: float
         if rho == 0.0:
             out.append((ra % 360.0, dec))
             continue
-        dec_c = math.asin(math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho)
-        ra_c = a0 + math.atan2(x * math.sin(c),
-                               rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c))
+        dec_c = math.asin(
+            math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho
+        )
+        ra_c = a0 + math.atan2(
+            x * math.sin(c),
+            rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c),
+        )
         out.append((math.degrees(ra_c) % 360.0, math.degrees(dec_c)))
     flat = counter_clockwise([x for corner in out for x in corner])
     return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))

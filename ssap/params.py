@@ -22,14 +22,14 @@ DEFAULT_SIZE = 0.1
 FRAMES = ("ICRS", "FK5", "J2000")
 
 
-class Request(str, Enum):
+class Request(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """The SSA operations served."""
 
     QUERY = "queryData"
     GET = "getData"
 
 
-class SpectrumFormat(str, Enum):
+class SpectrumFormat(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Formats a spectrum is delivered in."""
 
     FITS = "application/fits"

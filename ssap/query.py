@@ -265,7 +265,13 @@ def row_expander(formats: frozenset[SpectrumFormat], absolute: Callable[[str], s
                       None if tra is None else [tra, tdec], snr, dist]
             for fmt in order:
                 if fmt is SpectrumFormat.FITS:
-                    yield [did, absolute(url), fmt.value, (size + 1023) // 1024, *common]
+                    yield [
+                        did,
+                        absolute(url),
+                        fmt.value,
+                        (size + 1023) // 1024,
+                        *common,
+                    ]
                 else:
                     kb = ((length or 1000) * 3 * 24 + 4096) // 1024
                     yield [did, absolute(getdata_url(did, fmt)), fmt.value, kb, *common]

@@ -99,7 +99,9 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def demo_archive(make_archive: Callable[..., Archive], demo_files: list[Path]) -> Archive:
+def demo_archive(
+    make_archive: Callable[..., Archive], demo_files: list[Path]
+) -> Archive:
     """An archive holding the demo data set; tests must not change it."""
     archive = make_archive()
     archive.ingest([demo_files[0].parent])
@@ -119,7 +121,9 @@ class LiveServer:
         return requests.get(self.url + path, timeout=60, **kw)  # type: ignore[arg-type]
 
 
-def start_server(archive: Archive, extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_server(
+    archive: Archive, extra_env: dict[str, str] | None = None
+) -> LiveServer:
     """Start the archive's production server (gunicorn) on a free port."""
     port = free_port()
     env = dict(os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
@@ -134,7 +138,10 @@ def start_server(archive: Archive, extra_env: dict[str, str] | None = None) -> L
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(archive.settings.home / f'server-{port}.log').read_text()}")
+            raise RuntimeError(
+                "server exited: "
+                f"{(archive.settings.home / f'server-{port}.log').read_text()}"
+            )
         try:
             requests.get(url + "/", timeout=2)
             return LiveServer(url, proc, archive)

@@ -23,7 +23,7 @@ def start_worker(archive: Archive) -> subprocess.Popen[bytes]:
     env = dict(os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
                VO_ARCHIVE_DSN=archive.settings.dsn or "")
     log_path = archive.settings.home / f"worker-{time.monotonic_ns()}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - the process owns it
+    log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "vo_archive", "worker"], env=env,
                             stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -20,7 +20,6 @@ from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import (
     FatalFault,
     Fault,
-    FaultStyle,
     TransientFault,
     UsageFault,
     render_fault,
@@ -153,7 +152,9 @@ def _handle_unexpected(exc: Exception) -> Response:
         return _fault_response(fault)
     log.exception("unexpected error on %s %s [%s]", request.method, request.path,
                   g.get("request_id"))
-    return _fault_response(FatalFault(f"internal error (request {g.get('request_id')})"))
+    return _fault_response(
+        FatalFault(f"internal error (request {g.get('request_id')})")
+    )
 
 
 def landing() -> str:

@@ -1,4 +1,4 @@
-"""Archive configuration: a TOML file overlaid by ``VO_ARCHIVE_*`` environment variables.
+"""Archive configuration: a TOML file overlaid by ``VO_ARCHIVE_*`` environment values.
 
 Precedence, lowest first: built-in defaults, the configuration file
 (``$VO_ARCHIVE_CONFIG`` or ``$VO_ARCHIVE_HOME/archive.toml``), then the environment.

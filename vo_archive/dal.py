@@ -54,7 +54,7 @@ def _database_fault(exc: DBAPIError | psycopg2.Error, region_param: str | None
     if region_param and (code.startswith("22") or code == "XX000"):
         # pgSphere rejects degenerate or self-crossing regions this way
         diag = getattr(orig, "diag", None)
-        msg = str(diag and diag.message_primary or orig).strip()
+        msg = str((diag and diag.message_primary) or orig).strip()
         return UsageFault(f"parameter {region_param}: {msg}", region_param)
     return None
 

@@ -29,8 +29,8 @@ from vo_archive.dali.responseformat import parse_response_format, require_votabl
 from vo_archive.obscore import DATALINK_FORMAT
 from vo_archive.previews import preview_path
 from vo_archive.published import product, provenance, version
-from vo_archive.votable import Field, Info, TableDocument, stream_votable
 from vo_archive.vosi import Capability, add_vosi_routes, vosi_capabilities
+from vo_archive.votable import Field, Info, TableDocument, stream_votable
 
 bp = Blueprint("datalink", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -104,11 +104,18 @@ def _file_links(did: str, pid: int, vno: int, filename: str, size: int, mode: st
                content_type="application/fits", content_length=size,
                content_qualifier=q)
     if product_type in SPECTRUM_TYPES:
-        yield Link(did, web.absolute(f"/ssap?REQUEST=getData&PUBDID={quote(did, safe='')}"
-                                     "&FORMAT=application%2Fx-votable%2Bxml"),
-                   description="The spectrum as a VOTable (IVOA Spectrum data model)",
-                   semantics="#this", content_type="application/x-votable+xml",
-                   content_qualifier=q, local_semantics="spectrum-votable")
+        yield Link(
+            did,
+            web.absolute(
+                f"/ssap?REQUEST=getData&PUBDID={quote(did, safe='')}"
+                "&FORMAT=application%2Fx-votable%2Bxml"
+            ),
+            description="The spectrum as a VOTable (IVOA Spectrum data model)",
+            semantics="#this",
+            content_type="application/x-votable+xml",
+            content_qualifier=q,
+            local_semantics="spectrum-votable",
+        )
     yield Link(did, web.absolute(preview_path(pid, vno)),
                description="Plot of the spectrum" if mode == "spectroscopy"
                else "Thumbnail of the image", semantics="#preview",

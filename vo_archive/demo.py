@@ -71,7 +71,9 @@ class FileSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _rmjd(night: date, rng: np.random.Generator, delay: tuple[int, int] = (1, 40)) -> int:
+def _rmjd(
+    night: date, rng: np.random.Generator, delay: tuple[int, int] = (1, 40)
+) -> int:
     return 55927 + (night - RMJD_EPOCH).days + int(rng.integers(*delay))
 
 
@@ -251,7 +253,9 @@ class DemoPlan:
             new = _rmjd(night, rng, (200, 900))
             soft2 = "ntt_3.0.1"
             p3b = f"{obj[:20]}_{d}_{setup}_{new}_1"
-            h2 = _common("EFOSC", obj, ra, dec, t, exp, prog, 22210, "1D spectrum", soft2)
+            h2 = _common(
+                "EFOSC", obj, ra, dec, t, exp, prog, 22210, "1D spectrum", soft2
+            )
             self._add(f"{p3b}_sb.fits", "phase3_1d", h2, (nelem,), prov=[raw],
                       trace=[f"{base}_e.fits"], spec=spec, assoc=f"{p3b}_si.fits")
 
@@ -273,7 +277,9 @@ class DemoPlan:
                       10.0, prog, 11202, "flat", soft, 5), (64, 64),
                       prov=[_arcfile("EFOSC", tcal)], calib={"ZEROCOR": bias})
         exp = float(rng.choice([20.0, 60.0, 120.0]))
-        h = _common("EFOSC", obj, ra, dec, t, exp, prog, 12204, "pre-reduced image", soft)
+        h = _common(
+            "EFOSC", obj, ra, dec, t, exp, prog, 12204, "pre-reduced image", soft
+        )
         h["FILTER"] = filt
         self._add(f"{obj}_{d}_{filt}_{rmjd}_1.fits", "image", h, (200, 200),
                   prov=[_arcfile("EFOSC", t)], calib={"ZEROCOR": bias, "FLATCOR": flat},
@@ -308,14 +314,27 @@ class DemoPlan:
             t = self._night_time(night, float(rng.uniform(1, 9)))
             frames = [_arcfile("SOFI", t + timedelta(minutes=4 * i)) for i in range(4)]
 
-            def hdr(ft: int, desc: str, exp: float = 960.0, obj: str = obj,
-                    ra: float = ra, dec: float = dec, t: datetime = t) -> dict[str, Any]:
+            def hdr(
+                ft: int,
+                desc: str,
+                exp: float = 960.0,
+                obj: str = obj,
+                ra: float = ra,
+                dec: float = dec,
+                t: datetime = t,
+            ) -> dict[str, Any]:
                 return _common("SOFI", obj, ra, dec, t, exp, prog, ft, desc, soft, 4)
 
             for i in range(4):
-                self._add(f"{obj}_1_{d}_{grism}_{rmjd}_{i}.fits", "spec_2d",
-                          hdr(42104, "pre-reduced", 240.0), (32, nelem), prov=[frames[i]],
-                          calib={"FLATCOR": f"n{flat}"}, spec=spec)
+                self._add(
+                    f"{obj}_1_{d}_{grism}_{rmjd}_{i}.fits",
+                    "spec_2d",
+                    hdr(42104, "pre-reduced", 240.0),
+                    (32, nelem),
+                    prov=[frames[i]],
+                    calib={"FLATCOR": f"n{flat}"},
+                    spec=spec,
+                )
             for i, j in ((0, 1), (1, 0), (2, 3), (3, 2)):
                 self._add(f"{obj}_1_{d}_{grism}_{rmjd}_{i}_{j}.fits", "spec_2d",
                           hdr(42115, "pair subtracted", 240.0), (32, nelem),
@@ -341,8 +360,17 @@ class DemoPlan:
             if rng.random() < 0.6:
                 self._sofi_image(prog, night, obj, ra, dec, soft, rmjd, hdr)
 
-    def _sofi_image(self, prog: str, night: date, obj: str, ra: float, dec: float,
-                    soft: str, rmjd: int, hdr_fn: Callable[..., dict[str, Any]]) -> None:
+    def _sofi_image(
+        self,
+        prog: str,
+        night: date,
+        obj: str,
+        ra: float,
+        dec: float,
+        soft: str,
+        rmjd: int,
+        hdr_fn: Callable[..., dict[str, Any]],
+    ) -> None:
         d = f"{night:%Y%m%d}"
         filt = SOFI_FILTERS[int(self.rng.integers(0, 3))]
         t = self._night_time(night, float(self.rng.uniform(1, 9)))
@@ -450,19 +478,29 @@ def write_spec(spec_: FileSpec, out_dir: str) -> str:
         n = spec["nelem"]
         unit = "erg cm**(-2) s**(-1) angstrom**(-1)"
         cols = [
-            fits.Column("WAVE", f"{n}E", unit="angstrom", array=[wave.astype(np.float32)]),
+            fits.Column(
+                "WAVE", f"{n}E", unit="angstrom", array=[wave.astype(np.float32)]
+            ),
             fits.Column("FLUX", f"{n}E", unit=unit, array=[flux]),
             fits.Column("ERR", f"{n}E", unit=unit, array=[err]),
             fits.Column("SKYBACK", f"{n}E", unit=unit, array=[sky]),
         ]
         tab = fits.BinTableHDU.from_columns(cols, name="PHASE3BINTABLE")
-        for i, (utype, ucd) in enumerate((
-            ("Spectrum.Data.SpectralAxis.Value", "em.wl"),
-            ("Spectrum.Data.FluxAxis.Value", "phot.flux.density;em.wl;src.net;meta.main"),
-            ("Spectrum.Data.FluxAxis.Accuracy.StatError",
-             "stat.error;phot.flux.density;meta.main"),
-            ("Spectrum.Data.BackgroundModel.Value", "phot.flux.density;em.wl"),
-        ), 1):
+        for i, (utype, ucd) in enumerate(
+            (
+                ("Spectrum.Data.SpectralAxis.Value", "em.wl"),
+                (
+                    "Spectrum.Data.FluxAxis.Value",
+                    "phot.flux.density;em.wl;src.net;meta.main",
+                ),
+                (
+                    "Spectrum.Data.FluxAxis.Accuracy.StatError",
+                    "stat.error;phot.flux.density;meta.main",
+                ),
+                ("Spectrum.Data.BackgroundModel.Value", "phot.flux.density;em.wl"),
+            ),
+            1,
+        ):
             tab.header[f"TUTYP{i}"] = utype
             tab.header[f"TUCD{i}"] = ucd
         tab.header["INHERIT"] = True
@@ -557,8 +595,10 @@ def generate(out_dir: Path, n: int = 500, seed: int = 2012, workers: int | None 
     paths: list[Path] = []
     if workers > 1 and len(specs) > 50:
         with ProcessPoolExecutor(workers) as pool:
-            for i, p in enumerate(pool.map(write_spec, specs, [str(out_dir)] * len(specs),
-                                           chunksize=32), 1):
+            for i, p in enumerate(
+                pool.map(write_spec, specs, [str(out_dir)] * len(specs), chunksize=32),
+                1,
+            ):
                 paths.append(Path(p))
                 if progress and i % 100 == 0:
                     progress(i)

@@ -144,7 +144,9 @@ def _cached(fmt: str) -> Path:
         count, newest = conn.execute(text(
             "SELECT count(*), coalesce(max(version_id), 0) FROM pessto.products")).one()
         scope = "all" if current_caller().sees_proprietary else "public"
-        path = settings.cache_dir / "moc" / f"{scope}-{count}-{newest}-{MOC_ORDER}.{fmt}"
+        path = (
+            settings.cache_dir / "moc" / f"{scope}-{count}-{newest}-{MOC_ORDER}.{fmt}"
+        )
         if path.exists():
             return path
         rows = conn.execute(text(

@@ -7,8 +7,18 @@ only ever queried together with :func:`vo_archive.access.visible`.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Float, Integer,
-                        MetaData, Table, Text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from vo_archive.obscore import OBSCORE_COLUMNS

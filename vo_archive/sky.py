@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+
 def _healpy() -> Any:
     # healpy imports matplotlib on import (about 1.5 s): load it on first use so
     # that command-line tools which never touch the sky start quickly.
@@ -176,7 +177,10 @@ def angular_distance(ra1: float, dec1: float, ra2: npt.ArrayLike,
     """Great-circle distance in degrees (haversine form, exact at small angles)."""
     r1, d1 = math.radians(ra1), math.radians(dec1)
     r2, d2 = np.radians(np.asarray(ra2, float)), np.radians(np.asarray(dec2, float))
-    a = np.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
+    a = (
+        np.sin((d2 - d1) / 2) ** 2
+        + math.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
+    )
     return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
 
 
@@ -206,7 +210,8 @@ class Polygon:
 @dataclass(frozen=True, slots=True)
 class Box:
     """A coordinate range (SIA 2.0 ``RANGE``): ``ra_min`` may exceed ``ra_max``
-    when the range crosses RA = 0."""
+    when the range crosses RA = 0.
+    """
 
     ra_min: float
     ra_max: float
@@ -229,7 +234,9 @@ def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float6
 
 def _lonlat(vec: npt.NDArray[np.float64]) -> tuple[float, float]:
     x, y, z = (float(c) for c in vec / np.linalg.norm(vec))
-    return math.degrees(math.atan2(y, x)) % 360.0, math.degrees(math.asin(max(-1, min(1, z))))
+    return math.degrees(math.atan2(y, x)) % 360.0, math.degrees(
+        math.asin(max(-1, min(1, z)))
+    )
 
 
 def _box_samples(box: Box, n: int = 24) -> tuple[npt.NDArray[np.float64], ...]:
@@ -237,7 +244,12 @@ def _box_samples(box: Box, n: int = 24) -> tuple[npt.NDArray[np.float64], ...]:
     ras = box.ra_min + np.linspace(0.0, span, n)
     decs = np.linspace(box.dec_min, box.dec_max, n)
     ra_g, dec_g = np.meshgrid(ras, decs)
-    return ra_g.ravel(), dec_g.ravel(), span / (n - 1), (box.dec_max - box.dec_min) / (n - 1)
+    return (
+        ra_g.ravel(),
+        dec_g.ravel(),
+        span / (n - 1),
+        (box.dec_max - box.dec_min) / (n - 1),
+    )
 
 
 def bounding_circle(region: Region) -> Circle:

@@ -70,12 +70,16 @@ def read_spectrum(path: Path) -> Spectrum:
             return Spectrum(_linear_axis(primary, 1, flux.size), flux, err, unit, title)
         if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == 1):
             flux = arr.reshape(-1)
-            return Spectrum(_linear_axis(primary, 1, flux.size), flux, None, unit, title)
+            return Spectrum(
+                _linear_axis(primary, 1, flux.size), flux, None, unit, title
+            )
         if arr.ndim == 2:
             if int(primary.get("DISPAXIS", 1)) == 2:
                 flux = arr.sum(axis=1)
                 return Spectrum(_linear_axis(primary, 2, flux.size), flux, None, unit,
                                 title)
             flux = arr.sum(axis=0)
-            return Spectrum(_linear_axis(primary, 1, flux.size), flux, None, unit, title)
+            return Spectrum(
+                _linear_axis(primary, 1, flux.size), flux, None, unit, title
+            )
     raise NotASpectrum(f"cannot read a spectrum from {path.name}")

@@ -113,7 +113,7 @@ def capabilities_document(caps: Sequence[Capability],
 
 
 def vosi_capabilities(base: str) -> list[Capability]:
-    """Return the VOSI capabilities (capabilities, availability) of a service at base."""
+    """Return the VOSI capabilities (capabilities, availability) at base."""
     return [
         Capability("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities",
                    role="std"),
@@ -128,7 +128,7 @@ def database_available() -> tuple[bool, str]:
         with web.engine().connect() as conn:
             conn.execute(text("SELECT 1 FROM archive.product LIMIT 1"))
         return True, "service is accepting queries"
-    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+    except Exception as exc:  # any failure means unavailable
         return False, f"database unavailable: {type(exc).__name__}"
 
 

@@ -106,9 +106,15 @@ class Info:
         """Return the INFO element."""
         ucd = f" ucd={quoteattr(self.ucd)}" if self.ucd else ""
         if self.content:
-            return (f"<INFO name={quoteattr(self.name)} value={quoteattr(clean_text(self.value))}"
-                    f"{ucd}>{escape(clean_text(self.content))}</INFO>")
-        return f"<INFO name={quoteattr(self.name)} value={quoteattr(clean_text(self.value))}{ucd}/>"
+            return (
+                f"<INFO name={quoteattr(self.name)} "
+                f"value={quoteattr(clean_text(self.value))}"
+                f"{ucd}>{escape(clean_text(self.content))}</INFO>"
+            )
+        return (
+            f"<INFO name={quoteattr(self.name)} "
+            f"value={quoteattr(clean_text(self.value))}{ucd}/>"
+        )
 
 
 @dataclass
@@ -282,7 +288,8 @@ def document_tail(doc: TableDocument, error: str | None, overflow: bool,
                   maxrec: int | None) -> str:
     """Return what follows a results TABLE: the trailing QUERY_STATUS (DALI 1.1
     §4.4.1–2, ERROR before OVERFLOW), the end of the RESOURCE, the trailing
-    resources and the end of the document."""
+    resources and the end of the document.
+    """
     tail = []
     if error:
         tail.append(Info("QUERY_STATUS", "ERROR", error).element())
@@ -369,7 +376,7 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
                 yield "".join(buf).encode("utf-8")
                 buf.clear()
                 size = 0
-    except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
+    except Exception as exc:  # reported in-band, as DALI asks
         log.exception("error while streaming a VOTable")
         error = f"FatalFault: query failed while streaming results: {exc}"
     yield from out("</TABLEDATA></DATA></TABLE>"

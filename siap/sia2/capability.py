@@ -8,7 +8,7 @@ STANDARD_ID = "ivo://ivoa.net/std/SIA#query-2.0"
 
 
 def capabilities() -> list[Capability]:
-    """Return the ``{query}`` capability and the VOSI ones (siblings of /capabilities)."""
+    """Return the ``{query}`` capability and the VOSI ones (next to /capabilities)."""
     return [Capability(STANDARD_ID, "/sia2/query", None, "2.0"),
             *vosi_capabilities("/sia2")]
 

@@ -29,9 +29,9 @@ from antlr4.atn.PredictionMode import PredictionMode
 from antlr4.error.Errors import ParseCancellationException, RecognitionException
 from antlr4.error.ErrorStrategy import BailErrorStrategy
 from queryparser.adql import ADQLQueryTranslator
-from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.adql.ADQLLexer import ADQLLexer
 from queryparser.adql.ADQLParser import ADQLParser
+from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 
 from tap.adql.tokens import Kind, Token, TokenError, split_args, tokenize
@@ -267,7 +267,9 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         raise ADQLError("the query is empty")
     for t in significant:
         if t.text == ";":
-            raise ADQLError("only one statement may be given", *_position(adql, t.start))
+            raise ADQLError(
+                "only one statement may be given", *_position(adql, t.start)
+            )
     for t in significant:
         if t.kind is Kind.WORD and t.text.upper() in _UNSUPPORTED_KEYWORDS:
             raise ADQLError(f"{t.text.upper()} is not supported by this service",
@@ -301,7 +303,7 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         sql = translator.to_postgresql()
     except QueryError as exc:
         raise ADQLError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - translator bugs must not become 500s
+    except Exception as exc:  # translator bugs must not become 500s
         raise ADQLError(f"query cannot be translated: {type(exc).__name__}: {exc}"
                         ) from None
     sql = _fix_top_before_union(sql.rstrip().rstrip(";"))

@@ -154,7 +154,7 @@ def test_user_command_line(archive: Archive) -> None:
 
 def _visible_count(archive: Archive, caller: Caller, table: str) -> int:
     with caller_connection(archive.engine, caller) as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def test_runs_and_targets_of_proprietary_products_are_hidden(

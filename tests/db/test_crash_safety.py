@@ -39,8 +39,13 @@ def _ingest_cmd(src: Path) -> list[str]:
 
 
 def _check(archive: Archive) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vo_archive", "db", "check", "--deep"],
-                          env=_env(archive), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vo_archive", "db", "check", "--deep"],
+        env=_env(archive),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     storage = Storage(archive.settings.storage_dir)
     with archive.engine.connect() as conn:
@@ -102,11 +107,17 @@ def test_sigkill_at_each_commit_step(point: str, make_archive: Callable[..., Arc
     src.mkdir()
     for f in demo_files[:40]:
         (src / f.name).write_bytes(f.read_bytes())
-    proc = subprocess.run(_ingest_cmd(src), env=_env(archive, VO_ARCHIVE_INGEST_FAULT=point),
-                          capture_output=True, timeout=300)
+    proc = subprocess.run(
+        _ingest_cmd(src),
+        env=_env(archive, VO_ARCHIVE_INGEST_FAULT=point),
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL
     with archive.engine.connect() as conn:
-        journal = conn.execute(text("SELECT count(*) FROM archive.ingest_journal")).scalar()
+        journal = conn.execute(
+            text("SELECT count(*) FROM archive.ingest_journal")
+        ).scalar()
     if point in ("after_journal", "mid_place", "before_commit"):
         assert journal > 0  # the crash left journaled files to recover
     # the next ingest recovers, then completes the work

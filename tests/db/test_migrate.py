@@ -52,7 +52,9 @@ def test_publisher_dids_follow_the_authority_and_are_inlined(
     into the views, no query per row) and is rewritten when it changes."""
     archive = make_archive()
     archive.ingest(demo_files[:5])
-    query = text("SELECT publisher_did FROM pessto.products ORDER BY product_id LIMIT 1")
+    query = text(
+        "SELECT publisher_did FROM pessto.products ORDER BY product_id LIMIT 1"
+    )
     with archive.engine.connect() as conn:
         before = conn.execute(query).scalar_one()
     migrate.upgrade(archive.engine, "ivo://example.org/other")

@@ -26,9 +26,15 @@ from vo_archive.positional import (
 from vo_archive.sky import Box, angular_distance, covering_ranges, healpix29
 
 ROWS = 200_000
-points = Table("sky_points", MetaData(), Column("id", BigInteger),
-               Column("ra", Float), Column("dec", Float), Column("healpix29", BigInteger),
-               schema="public")
+points = Table(
+    "sky_points",
+    MetaData(),
+    Column("id", BigInteger),
+    Column("ra", Float),
+    Column("dec", Float),
+    Column("healpix29", BigInteger),
+    schema="public",
+)
 
 
 def _sky(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,9 +57,14 @@ def sky(make_archive: Callable[..., Archive]) -> Iterator[tuple[Archive, np.ndar
     rng = np.random.default_rng(7)
     ra, dec = _sky(rng, ROWS)
     hpx = healpix29(ra, dec)
-    buf = io.StringIO("".join(f"{i}\t{a!r}\t{d!r}\t{h}\n"
-                              for i, (a, d, h) in enumerate(zip(
-                                  ra.tolist(), dec.tolist(), hpx.tolist(), strict=True))))
+    buf = io.StringIO(
+        "".join(
+            f"{i}\t{a!r}\t{d!r}\t{h}\n"
+            for i, (a, d, h) in enumerate(
+                zip(ra.tolist(), dec.tolist(), hpx.tolist(), strict=True)
+            )
+        )
+    )
     raw = archive.engine.raw_connection()
     try:
         with raw.cursor() as cur:
@@ -175,8 +186,10 @@ def test_prepared_generic_plan_uses_the_healpix_btree(
                                                   "PREPARE plan_check"))
             cur.execute("SET plan_cache_mode = force_generic_plan; "
                         "SET enable_hashjoin = off; SET enable_mergejoin = off")
-            cur.execute("EXPLAIN " + shape.execute_sql.replace(shape.name, "plan_check"),
-                        {**shape.constants, **q.resolve(lambda _: None)})
+            cur.execute(
+                "EXPLAIN " + shape.execute_sql.replace(shape.name, "plan_check"),
+                {**shape.constants, **q.resolve(lambda _: None)},
+            )
             plan = "\n".join(r[0] for r in cur.fetchall())
             cur.execute("DEALLOCATE plan_check")
         raw.rollback()
@@ -215,7 +228,9 @@ def test_ranges_cover_the_cone_exactly_enough() -> None:
         bearings = rng.uniform(0, 2 * math.pi, 200)
         dist = np.radians(r) * np.sqrt(rng.uniform(0, 1, 200))
         d0, a0 = math.radians(c.dec), math.radians(c.ra)
-        lat = np.arcsin(np.sin(d0) * np.cos(dist) + np.cos(d0) * np.sin(dist) * np.cos(bearings))
+        lat = np.arcsin(
+            np.sin(d0) * np.cos(dist) + np.cos(d0) * np.sin(dist) * np.cos(bearings)
+        )
         lon = a0 + np.arctan2(np.sin(bearings) * np.sin(dist) * np.cos(d0),
                               np.cos(dist) - np.sin(d0) * np.sin(lat))
         hp = healpix29(np.degrees(lon) % 360, np.degrees(lat))

@@ -1,4 +1,4 @@
-"""TAP query execution on a real archive: role, read-only, timeouts, index use, access."""
+"""TAP queries on a real archive: role, read-only, timeouts, index use, access."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_upgrade_is_repeatable(demo_archive: Archive) -> None:
     assert migrate.upgrade(demo_archive.engine) == heads
 
 
-def test_stale_tap_schema_is_resynchronised(make_archive) -> None:  # noqa: ANN001
+def test_stale_tap_schema_is_resynchronised(make_archive) -> None:
     from tap import tap_schema
 
     archive = make_archive()

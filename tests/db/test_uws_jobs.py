@@ -58,7 +58,7 @@ def test_worker_applies_the_callers_scope(demo_archive: Archive) -> None:
     assert 0 < anonymous < member
 
 
-def test_cleanup_destroys_expired_jobs(make_archive) -> None:  # noqa: ANN001
+def test_cleanup_destroys_expired_jobs(make_archive) -> None:
     archive = make_archive()
     with archive.engine.begin() as conn:
         old = create_job(conn, "tap", ANONYMOUS, COUNT, {"t": b"x"}, 60,

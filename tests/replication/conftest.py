@@ -237,8 +237,10 @@ class Env:
         bad = [r for r in reports if not r.identical]
         assert not bad, "tables differ: " + "; ".join(
             f"{r.table}: {r.master_rows} vs {r.slave_rows} rows, only master "
-            f"{r.only_master[:5]}, only slave {r.only_slave[:5]}, differ {r.different[:5]}"
-            for r in bad)
+            f"{r.only_master[:5]}, only slave {r.only_slave[:5]}, differ "
+            f"{r.different[:5]}"
+            for r in bad
+        )
         assert_journal_unique(cfg)
 
     def catch_up(self, name: str = "marshall", timeout: float = 180.0) -> None:
@@ -255,12 +257,14 @@ class Env:
 
 def assert_journal_unique(cfg: StreamConfig) -> None:
     """I2: every applied event id appears once, and matches the applied count."""
-    rows = query(cfg.slave,
-                 "SELECT count(*), count(DISTINCT ev_id), "
-                 "(SELECT events_applied FROM replication.stream_state WHERE stream = %s) "
-                 "FROM replication.journal WHERE stream = %s AND generation = "
-                 "(SELECT generation FROM replication.stream_state WHERE stream = %s)",
-                 (cfg.name, cfg.name, cfg.name))
+    rows = query(
+        cfg.slave,
+        "SELECT count(*), count(DISTINCT ev_id), "
+        "(SELECT events_applied FROM replication.stream_state WHERE stream = %s) "
+        "FROM replication.journal WHERE stream = %s AND generation = "
+        "(SELECT generation FROM replication.stream_state WHERE stream = %s)",
+        (cfg.name, cfg.name, cfg.name),
+    )
     total, distinct, applied = rows[0]
     assert total == distinct
     assert applied is None or total == applied
@@ -332,7 +336,9 @@ def init(path: Path, *extra: str, check: bool = True,
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
     """Remember each phase's outcome so fixtures can attach the replicator log."""
     outcome = yield
     rep = outcome.get_result()
@@ -341,13 +347,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def insert_transients(dsn: str, start: int, n: int, prefix: str = "SN") -> None:
     """Insert ``n`` transients with names ``prefix start..start+n-1``."""
-    execute(dsn, "INSERT INTO marshall.transients (name, ra_deg, dec_deg, discovery_mag) "
-                 "SELECT %s || ' ' || g, (g * 7.3) %% 360, ((g * 3.1) %% 180) - 90, "
-                 "15 + (g %% 70) / 10.0 FROM generate_series(%s, %s) g",
-            (prefix, start, start + n - 1))
+    execute(
+        dsn,
+        "INSERT INTO marshall.transients (name, ra_deg, dec_deg, discovery_mag) "
+        "SELECT %s || ' ' || g, (g * 7.3) %% 360, ((g * 3.1) %% 180) - 90, "
+        "15 + (g %% 70) / 10.0 FROM generate_series(%s, %s) g",
+        (prefix, start, start + n - 1),
+    )
 
 
-def wait_for(predicate: object, timeout: float = 120.0, what: str = "condition") -> None:
+def wait_for(
+    predicate: object, timeout: float = 120.0, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true; fail (not flake) only after a long deadline."""
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]

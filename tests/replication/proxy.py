@@ -46,7 +46,9 @@ class TCPProxy:
                 continue
             with self._lock:
                 self._links.append((client, server))
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, server), daemon=True
+            ).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         held = False
@@ -76,9 +78,8 @@ class TCPProxy:
         for s in (client, server):
             with contextlib.suppress(OSError):
                 s.close()
-        with self._lock:
-            with contextlib.suppress(ValueError):
-                self._links.remove((client, server))
+        with self._lock, contextlib.suppress(ValueError):
+            self._links.remove((client, server))
 
     def cut(self) -> None:
         """Close every current link (both ends see a reset/EOF)."""

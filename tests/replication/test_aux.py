@@ -57,8 +57,11 @@ def test_ingest_replicates_exactly(aux_env: Env, demo_fits: list[Path]) -> None:
     assert query(m, "SELECT count(*) FROM archive.version")[0][0] >= len(demo_fits)
     assert query(m, "SELECT count(*) FROM archive.provenance")[0][0] > 0
     # Exact: the text form of the positions is lossy here, the replica is not.
-    lossy = query(m, "SELECT count(*) FROM archive.version WHERE long(pos::text::spoint) "
-                     "<> long(pos) OR lat(pos::text::spoint) <> lat(pos)")[0][0]
+    lossy = query(
+        m,
+        "SELECT count(*) FROM archive.version WHERE long(pos::text::spoint) "
+        "<> long(pos) OR lat(pos::text::spoint) <> lat(pos)",
+    )[0][0]
     assert lossy > 0, "the demo positions should include ones that text rounds"
     assert query(m, EXACT) == query(s, EXACT)
     assert query(s, "SELECT value FROM archive_meta.setting WHERE name = "

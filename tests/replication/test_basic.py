@@ -16,11 +16,15 @@ def test_initial_copy_and_changes(marshall_env: Env) -> None:
     insert_transients(m, 1, 500)
     env.replicator.start()
     insert_transients(m, 501, 500)
-    execute(m, "UPDATE marshall.transients SET status = 'review' WHERE transient_id %% 3 = 0")
+    execute(
+        m,
+        "UPDATE marshall.transients SET status = 'review' WHERE transient_id %% 3 = 0",
+    )
     execute(m, "DELETE FROM marshall.transients WHERE transient_id %% 7 = 0")
     env.assert_identical()
-    assert query(env.dsns["slave"], "SELECT count(*) FROM marshall.transients")[0][0] == (
-        1000 - 1000 // 7)
+    assert query(env.dsns["slave"], "SELECT count(*) FROM marshall.transients")[0][
+        0
+    ] == (1000 - 1000 // 7)
     st = stream_status(env.stream())
     assert st.last_error is None
     assert st.applied_tick is not None and st.backlog_events == 0
@@ -51,9 +55,12 @@ def test_txids_beyond_32_bits(marshall_env: Env, sites: dict) -> None:
     qid = query(m, "SELECT queue_id FROM pgq.queue WHERE queue_name = 'repl_marshall'")
     low = query(m, f"SELECT min(ev_txid) FROM pgq.event_{int(qid[0][0])}")[0][0]
     assert low >> 32 == EPOCHS["qub"]
-    (snap, xmax), = query(s, "SELECT t.copy_snapshot, s.last_xmax FROM "
-                             "replication.table_state t JOIN replication.stream_state s "
-                             "USING (stream) WHERE table_name = 'marshall.transients'")
+    ((snap, xmax),) = query(
+        s,
+        "SELECT t.copy_snapshot, s.last_xmax FROM "
+        "replication.table_state t JOIN replication.stream_state s "
+        "USING (stream) WHERE table_name = 'marshall.transients'",
+    )
     assert Snapshot.parse(snap).xmin >> 32 == EPOCHS["qub"]
     assert xmax >> 32 == EPOCHS["qub"]
     # The ten rows inserted before the copy came by the copy, the ten after by
@@ -81,7 +88,9 @@ def test_sequences_shipped_for_promotion(marshall_env: Env) -> None:
     assert query(s, "SELECT last_value FROM marshall.comments_comment_id_seq") == [(1,)]
     # Failover drill: the promoted slave hands out keys past all of them.
     env.replicator.stop()
-    assert query(s, "SELECT nextval('marshall.transients_transient_id_seq')") == [(106,)]
+    assert query(s, "SELECT nextval('marshall.transients_transient_id_seq')") == [
+        (106,)
+    ]
 
 
 def test_writer_session_settings_do_not_round(marshall_env: Env) -> None:
@@ -90,12 +99,17 @@ def test_writer_session_settings_do_not_round(marshall_env: Env) -> None:
     m, s = env.dsns["master"], env.dsns["slave"]
     env.replicator.start()
     env.catch_up()
-    conn = psycopg2.connect(m, options="-c extra_float_digits=0 -c TimeZone=Pacific/Chatham "
-                                       "-c IntervalStyle=sql_standard -c DateStyle=SQL,DMY")
+    conn = psycopg2.connect(
+        m,
+        options="-c extra_float_digits=0 -c TimeZone=Pacific/Chatham "
+        "-c IntervalStyle=sql_standard -c DateStyle=SQL,DMY",
+    )
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO marshall.transients (name, ra_deg, dec_deg, discovery_mag, "
-                    "discovery_date) VALUES ('float', 0.1::float8 + 0.2::float8, -1 / 3.0::float8, "
-                    "1 / 3.0::real, '2012-04-01 23:59:59.999999+00')")
+        cur.execute(
+            "INSERT INTO marshall.transients (name, ra_deg, dec_deg, discovery_mag, "
+            "discovery_date) VALUES ('float', 0.1::float8 + 0.2::float8, -1 / "
+            "3.0::float8, 1 / 3.0::real, '2012-04-01 23:59:59.999999+00')"
+        )
         cur.execute("SELECT ra_deg::text FROM marshall.transients")
         assert cur.fetchone() == ("0.3",)  # this session would print it rounded
     conn.commit()

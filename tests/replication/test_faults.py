@@ -47,7 +47,9 @@ from tests.replication.writers import start_writers, stop_writers
 
 def slave_names(env: Env) -> set[str]:
     """Names of the transients on the slave."""
-    return {r[0] for r in query(env.dsns["slave"], "SELECT name FROM marshall.transients")}
+    return {
+        r[0] for r in query(env.dsns["slave"], "SELECT name FROM marshall.transients")
+    }
 
 
 def open_batch(env: Env) -> int | None:
@@ -61,8 +63,12 @@ def open_batch(env: Env) -> int | None:
 
 def marker(env: Env) -> int:
     """The slave's applied tick."""
-    return int(query(env.dsns["slave"], "SELECT last_tick FROM replication.stream_state "
-                                        "WHERE stream = 'marshall'")[0][0])
+    return int(
+        query(
+            env.dsns["slave"],
+            "SELECT last_tick FROM replication.stream_state WHERE stream = 'marshall'",
+        )[0][0]
+    )
 
 
 # -- 1. replicator killed ------------------------------------------------------
@@ -234,7 +240,9 @@ def test_churn_pk_change_truncate(marshall_env: Env) -> None:
         COMMIT;""")
     for i in range(20):  # interleaved, one statement per transaction
         execute(m, "INSERT INTO marshall.atel_refs VALUES (%s, 1, 'x')", (i,))
-        execute(m, "UPDATE marshall.atel_refs SET title = 'y' WHERE atel_number = %s", (i,))
+        execute(
+            m, "UPDATE marshall.atel_refs SET title = 'y' WHERE atel_number = %s", (i,)
+        )
         if i % 2:
             execute(m, "DELETE FROM marshall.atel_refs WHERE atel_number = %s", (i,))
     execute(m, "TRUNCATE marshall.atel_refs")
@@ -262,8 +270,9 @@ def test_churn_pk_change_truncate(marshall_env: Env) -> None:
         t.join()
     env.assert_identical()
     s = env.dsns["slave"]
-    assert query(s, "SELECT body FROM marshall.comments WHERE author = 'counter'")[0][0] == (
-        str(sum(done)))
+    assert query(s, "SELECT body FROM marshall.comments WHERE author = 'counter'")[0][
+        0
+    ] == (str(sum(done)))
     assert query(s, "SELECT transient_id, name FROM marshall.transients "
                     "WHERE transient_id IN (2, 500, 501) ORDER BY 1") == [
         (500, "SN 2"), (501, "churn-again")]
@@ -284,27 +293,37 @@ def test_backlog_100k_with_slave_down(marshall_env: Env, sites: dict) -> None:
     pad = "x" * 400
     txid = 0
     for k in range(8):  # 8 x 10k single-row-statement changes
-        execute(m, "INSERT INTO marshall.comments (transient_id, author, body) "
-                   "SELECT 1 + g %% 100, 'bulk', %s || g FROM generate_series(1, 10000) g",
-                (pad,))
+        execute(
+            m,
+            "INSERT INTO marshall.comments (transient_id, author, body) "
+            "SELECT 1 + g %% 100, 'bulk', %s || g FROM generate_series(1, 10000) g",
+            (pad,),
+        )
     conn = psycopg2.connect(m)
     with conn.cursor() as cur:  # the 20k-row transaction
         cur.execute("SELECT txid_current()")
         txid = cur.fetchone()[0]
-        cur.execute("INSERT INTO marshall.comments (transient_id, author, body) "
-                    "SELECT 1 + g %% 100, 'big', %s || g FROM generate_series(1, 20000) g",
-                    (pad,))
+        cur.execute(
+            "INSERT INTO marshall.comments (transient_id, author, body) "
+            "SELECT 1 + g %% 100, 'big', %s || g FROM generate_series(1, 20000) g",
+            (pad,),
+        )
     conn.commit()
     conn.close()
     sites["ia2"].start()
     env.assert_identical(timeout=300)
-    assert query(env.dsns["slave"], "SELECT count(*) FROM marshall.comments")[0][0] == 100000
+    assert (
+        query(env.dsns["slave"], "SELECT count(*) FROM marshall.comments")[0][0]
+        == 100000
+    )
     # The 20k transaction was applied in one batch (one slave transaction).
     cfg = env.stream()
-    ticks = query(env.dsns["slave"],
-                  "SELECT count(DISTINCT j.tick_id) FROM replication.journal j "
-                  "WHERE j.stream = 'marshall' AND j.ev_id IN (SELECT unnest(%s::bigint[]))",
-                  (_event_ids(m, cfg.queue, txid),))
+    ticks = query(
+        env.dsns["slave"],
+        "SELECT count(DISTINCT j.tick_id) FROM replication.journal j "
+        "WHERE j.stream = 'marshall' AND j.ev_id IN (SELECT unnest(%s::bigint[]))",
+        (_event_ids(m, cfg.queue, txid),),
+    )
     assert ticks == [(1,)]
     # Memory stayed bounded: far below the ~100 MB the backlog's rows would take.
     pid = env.replicator.proc.pid  # type: ignore[union-attr]
@@ -314,7 +333,9 @@ def test_backlog_100k_with_slave_down(marshall_env: Env, sites: dict) -> None:
 
 
 def _event_ids(dsn: str, queue: str, txid: int) -> list[int]:
-    qid = query(dsn, "SELECT queue_id FROM pgq.queue WHERE queue_name = %s", (queue,))[0][0]
+    qid = query(dsn, "SELECT queue_id FROM pgq.queue WHERE queue_name = %s", (queue,))[
+        0
+    ][0]
     ids = [r[0] for r in query(dsn, f"SELECT ev_id FROM pgq.event_{int(qid)} "
                                     "WHERE ev_txid = %s", (txid,))]
     assert len(ids) == 20000
@@ -386,15 +407,21 @@ def test_both_directions_no_echo(sites: dict, tmp_path: Path) -> None:
         env.catch_up("marshall")
         env.catch_up("aux")  # initial copies done; from here on, only events
         insert_transients(qub_m, 1, 300)
-        execute(ia2_aux, "INSERT INTO archive.run (name, eso_run, programme, instrument, "
-                         "first_night, last_night) SELECT 'run' || g, '199.D-0143(I)', "
-                         "'199.D-0143', 'EFOSC', '2012-04-01', '2012-04-03' "
-                         "FROM generate_series(1, 50) g")
-        execute(ia2_aux, "INSERT INTO archive.product (product_key, instrument, mode, "
-                         "category, level, product_type, description, eso_phase3, "
-                         "filetype, run_id) SELECT 'k' || g, 'EFOSC', 'imaging', "
-                         "'science', 'final', 'image', 'demo', 'yes', 22107, 1 + g %% 50 "
-                         "FROM generate_series(1, 200) g")
+        execute(
+            ia2_aux,
+            "INSERT INTO archive.run (name, eso_run, programme, instrument, "
+            "first_night, last_night) SELECT 'run' || g, '199.D-0143(I)', "
+            "'199.D-0143', 'EFOSC', '2012-04-01', '2012-04-03' "
+            "FROM generate_series(1, 50) g",
+        )
+        execute(
+            ia2_aux,
+            "INSERT INTO archive.product (product_key, instrument, mode, "
+            "category, level, product_type, description, eso_phase3, "
+            "filetype, run_id) SELECT 'k' || g, 'EFOSC', 'imaging', "
+            "'science', 'final', 'image', 'demo', 'yes', 22107, 1 + g %% 50 "
+            "FROM generate_series(1, 200) g",
+        )
         execute(ia2_aux, "UPDATE archive.product SET eso_phase3 = 'flagged' "
                          "WHERE product_id <= 100")
         env.assert_identical("marshall")
@@ -507,7 +534,9 @@ def test_restore_lost_master(marshall_env: Env, sites: dict, tmp_path: Path) -> 
     insert_transients(new, 2001, 50)
     env.assert_identical()
     assert len(slave_names(env)) == 530
-    assert query(env.dsns["slave"], "SELECT generation FROM replication.stream_state") == [(2,)]
+    assert query(
+        env.dsns["slave"], "SELECT generation FROM replication.stream_state"
+    ) == [(2,)]
 
 
 # -- 7b. operator skip with a dead-letter record (anchors P7, T8) -------------
@@ -543,7 +572,9 @@ def test_operator_skip_leaves_dead_letter(marshall_env: Env) -> None:
     # An event that is not in the open batch: refused, nothing changes.
     out = replicate(env, "skip", "--stream", "marshall", "--event", str(poison + 1000))
     assert out.returncode == 2
-    assert out.stderr.startswith(f"error: event {poison + 1000} is not in the open batch")
+    assert out.stderr.startswith(
+        f"error: event {poison + 1000} is not in the open batch"
+    )
     assert len(out.stderr.strip().splitlines()) == 1
     assert query(s, "SELECT count(*) FROM replication.dead_letter") == [(0,)]
 
@@ -555,9 +586,11 @@ def test_operator_skip_leaves_dead_letter(marshall_env: Env) -> None:
     assert stream_status(env.stream()).last_error is None
     assert query(s, "SELECT body FROM marshall.comments ORDER BY 1") == [
         ("after",), ("fine",)]
-    (ev, op, table, key, body, error, who, reason, tick), = query(
-        s, "SELECT ev_id, ev_type, table_name, row_key::text, row_data ->> 'body', error, "
-           "skipped_by, reason, tick_id FROM replication.dead_letter")
+    ((ev, op, table, key, body, error, who, reason, tick),) = query(
+        s,
+        "SELECT ev_id, ev_type, table_name, row_key::text, row_data ->> 'body', error, "
+        "skipped_by, reason, tick_id FROM replication.dead_letter",
+    )
     assert (ev, op, table, key, body) == (poison, "I", "marshall.comments",
                                           '{"comment_id": 2}', "poison")
     assert f"event {poison} (I)" in error and "no_poison" in error

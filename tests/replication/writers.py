@@ -43,13 +43,17 @@ class Writer(threading.Thread):
                             "VALUES (%s, %s, %s)",
                             (name, self.rng.uniform(0, 359), self.rng.uniform(-89, 89)))
                         if live and op < 0.3:
-                            cur.execute("UPDATE marshall.transients SET status = 'review', "
-                                        "discovery_mag = %s WHERE name = %s",
-                                        (self.rng.uniform(12, 22), self.rng.choice(live)))
+                            cur.execute(
+                                "UPDATE marshall.transients SET status = 'review', "
+                                "discovery_mag = %s WHERE name = %s",
+                                (self.rng.uniform(12, 22), self.rng.choice(live)),
+                            )
                         victim = self.rng.choice(live) if live and op > 0.85 else None
                         if victim:
-                            cur.execute("DELETE FROM marshall.transients WHERE name = %s",
-                                        (victim,))
+                            cur.execute(
+                                "DELETE FROM marshall.transients WHERE name = %s",
+                                (victim,),
+                            )
                     conn.commit()
                     self.committed.add(name)
                     if victim:

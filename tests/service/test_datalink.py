@@ -69,8 +69,11 @@ def test_calibrations_versions_and_derivations(live_server: LiveServer) -> None:
     by_id: dict[str, list[str]] = {}
     for r in rows:
         by_id.setdefault(str(r["ID"]), []).append(str(r["semantics"]))
-    assert list(by_id) == [f"{AUTH}{image[0]}/v{image[1]}", f"{AUTH}{bias[0]}/v{bias[1]}",
-                           f"{AUTH}{multi[0]}/v{multi[1]}"]  # consecutive, in order
+    assert list(by_id) == [
+        f"{AUTH}{image[0]}/v{image[1]}",
+        f"{AUTH}{bias[0]}/v{bias[1]}",
+        f"{AUTH}{multi[0]}/v{multi[1]}",
+    ]  # consecutive, in order
     assert "#bias" in by_id[f"{AUTH}{image[0]}/v{image[1]}"]
     assert "#derivation" in by_id[f"{AUTH}{bias[0]}/v{bias[1]}"]
     assert "#coderived" in by_id[f"{AUTH}{multi[0]}/v{multi[1]}"]

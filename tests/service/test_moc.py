@@ -39,7 +39,9 @@ def test_moc_fits_json_ascii_agree_and_cover_public_products(live_server: LiveSe
 
 
 def test_moc_ascii_folds_ranges() -> None:
-    assert to_ascii({1: [1, 2, 4], 2: [12, 13, 14, 21]}, 8) == b"1/1-2 4 2/12-14 21 8/\n"
+    assert (
+        to_ascii({1: [1, 2, 4], 2: [12, 13, 14, 21]}, 8) == b"1/1-2 4 2/12-14 21 8/\n"
+    )
 
 
 def test_previews(live_server: LiveServer) -> None:

@@ -46,7 +46,9 @@ def check_bundle(content: dict[str, bytes]) -> dict[str, bytes]:
 
 def test_runs_page_and_json(live_server: LiveServer) -> None:
     html = live_server.get("/runs")
-    assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
+    assert html.status_code == 200 and html.headers["Content-Type"].startswith(
+        "text/html"
+    )
     js = live_server.get("/runs?format=json").json()
     accept = live_server.get("/runs", headers={"Accept": "application/json"}).json()
     assert js == accept
@@ -92,11 +94,14 @@ def test_run_download_is_exact_and_verified(live_server: LiveServer, fmt: str) -
     assert f'filename="{name}_selection.{fmt}"' in r.headers["Content-Disposition"]
     files = check_bundle(unpack(r.content))
     with live_server.archive.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT v.filename, v.sha256 FROM pessto.versions v "
-            "JOIN archive.product p USING (product_id) JOIN archive.run r USING (run_id)"
-            " WHERE r.name = :r AND p.mode = 'spectroscopy' AND p.level = 'final'"),
-            {"r": name}).all()
+        rows = conn.execute(
+            text(
+                "SELECT v.filename, v.sha256 FROM pessto.versions v JOIN "
+                "archive.product p USING (product_id) JOIN archive.run r USING (run_id)"
+                " WHERE r.name = :r AND p.mode = 'spectroscopy' AND p.level = 'final'"
+            ),
+            {"r": name},
+        ).all()
     assert {n.rsplit("/", 1)[-1] for n in files} == {f for f, _ in rows}
     assert sorted(hashlib.sha256(d).hexdigest() for d in files.values()) == \
         sorted(s for _, s in rows)
@@ -201,7 +206,9 @@ def cli(archive: Archive, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_cli_export_run_sees_everything(live_server: LiveServer, tmp_path: Path) -> None:
+def test_cli_export_run_sees_everything(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
     archive = live_server.archive
     name = run_name(live_server)
     out = tmp_path / "sel.zip"
@@ -218,7 +225,9 @@ def test_cli_export_run_sees_everything(live_server: LiveServer, tmp_path: Path)
     assert set(files) == rows and rows  # intermediates are proprietary: admin sees them
     bad = cli(archive, "export", "run", name, "--level", "finished", "-o",
               str(tmp_path / "x.tar"))
-    assert bad.returncode == 2 and "LEVEL" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2 and "LEVEL" in bad.stderr and "Traceback" not in bad.stderr
+    )
     assert not (tmp_path / "x.tar").exists()
     missing = cli(archive, "export", "run", "nope", "-o", str(tmp_path / "y.tar"))
     assert missing.returncode == 2 and "no observing run" in missing.stderr
@@ -232,8 +241,13 @@ def test_cli_fetch_verifies(live_server: LiveServer, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "files verified" in done.stdout
     with live_server.archive.engine.connect() as conn:
-        n = conn.execute(text("SELECT count(*) FROM pessto.products WHERE "
-                              "run_name = :r AND level = 'final'"), {"r": name}).scalar()
+        n = conn.execute(
+            text(
+                "SELECT count(*) FROM pessto.products WHERE "
+                "run_name = :r AND level = 'final'"
+            ),
+            {"r": name},
+        ).scalar()
     assert f": {n + 1} files verified" in done.stdout  # + PRODUCTS.csv
     single = cli(live_server.archive, "fetch", f"{live_server.url}/products/1",
                  "-o", str(tmp_path / "one.fits"))

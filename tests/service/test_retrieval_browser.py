@@ -92,8 +92,12 @@ def test_browse_filter_select_download(live_server: LiveServer,
             "arguments[0].scrollIntoView({block: 'center'})", box)
         box.click()
     assert driver.find_element(By.ID, "nsel").text == "5"  # type: ignore[attr-defined]
-    chosen = {r.find_element(By.CSS_SELECTOR, "td:nth-child(2) a").text: r.get_attribute(
-        "data-product") for r in picked}
+    chosen = {
+        r.find_element(By.CSS_SELECTOR, "td:nth-child(2) a").text: r.get_attribute(
+            "data-product"
+        )
+        for r in picked
+    }
     driver.find_element(By.ID, "download-selected").click()  # type: ignore[attr-defined]
     status = driver.find_element(By.ID, "status")  # type: ignore[attr-defined]
     wait_for(lambda: status.text.startswith(("Done", "Download failed")))

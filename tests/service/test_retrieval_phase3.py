@@ -124,7 +124,9 @@ def test_valid_release_is_exported_with_manifest(live_server: LiveServer,
             "AND p.level = 'final'"), {"r": RUN}).all())
     fits_files = {p.name for p in folder.glob("*.fits")}
     assert fits_files == set(expected)
-    rows = list(csv.DictReader(io.StringIO((folder / "RELEASE_MANIFEST.csv").read_text())))
+    rows = list(
+        csv.DictReader(io.StringIO((folder / "RELEASE_MANIFEST.csv").read_text()))
+    )
     assert {row["filename"]: row["md5"] for row in rows} == expected
     for row in rows:
         data = (folder / row["filename"]).read_bytes()

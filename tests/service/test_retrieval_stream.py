@@ -39,8 +39,12 @@ def worker_pids(server: LiveServer) -> list[int]:
     masters = [int(p) for p in out]
     pids = []
     for m in masters:  # vo-archive serve -> gunicorn master (same pid) -> workers
-        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(m)],
-                              capture_output=True, text=True, check=False).stdout.split()
+        kids = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(m)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
         pids += [int(k) for k in kids]
     return masters + pids
 

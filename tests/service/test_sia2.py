@@ -16,9 +16,16 @@ from vo_archive.obscore import OBSCORE_COLUMNS
 
 def _image(live_server: LiveServer) -> dict[str, object]:
     with live_server.archive.engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT * FROM ivoa.obscore WHERE dataproduct_type = 'image' "
-            "AND s_region IS NOT NULL ORDER BY pessto_product_id LIMIT 1")).mappings().one()
+        row = (
+            conn.execute(
+                text(
+                    "SELECT * FROM ivoa.obscore WHERE dataproduct_type = 'image' "
+                    "AND s_region IS NOT NULL ORDER BY pessto_product_id LIMIT 1"
+                )
+            )
+            .mappings()
+            .one()
+        )
     return dict(row)
 
 
@@ -40,7 +47,11 @@ def test_pyvo_sia2_search_and_datalink(live_server: LiveServer) -> None:
     assert rec.access_url.startswith(live_server.url + "/products/")
     links = next(res.iter_datalinks())
     assert any(str(s) == "#this" for s in links["semantics"])
-    fits_bytes = next(iter(links.bysemantics("#this", include_narrower=False))).getdataset().read()
+    fits_bytes = (
+        next(iter(links.bysemantics("#this", include_narrower=False)))
+        .getdataset()
+        .read()
+    )
     assert fits_bytes[:6] == b"SIMPLE"
     assert len(rec["s_region"]) == 8  # a DALI polygon of 4 corners
 
@@ -67,15 +78,25 @@ def test_parameters_and_or_semantics(live_server: LiveServer) -> None:
     did = str(img["obs_publisher_did"])
     t, em = img["t_min"], img["em_min"]
     pos = f"CIRCLE {img['s_ra']} {img['s_dec']} 0.001"
-    assert did in _query(live_server, [("POS", pos), ("TIME", f"{t - 0.01} {t + 0.01}"),
-                                       ("BAND", f"{em} +Inf"), ("INSTRUMENT", "SOFI"),
-                                       ("INSTRUMENT", str(img["instrument_name"])),
-                                       ("CALIB", "2"), ("DUMMY", "ignore-me"),
-                                       ("FORMAT", "application/fits"),
-                                       ("FORMAT", "application/fits"),
-                                       ("COLLECTION", "PESSTO"), ("FACILITY", "ESO-NTT"),
-                                       ("ID", did.upper().replace("PESSTO?", "pessto?")),
-                                       ("EXPTIME", "0 +Inf"), ("FOV", "0 1")])
+    assert did in _query(
+        live_server,
+        [
+            ("POS", pos),
+            ("TIME", f"{t - 0.01} {t + 0.01}"),
+            ("BAND", f"{em} +Inf"),
+            ("INSTRUMENT", "SOFI"),
+            ("INSTRUMENT", str(img["instrument_name"])),
+            ("CALIB", "2"),
+            ("DUMMY", "ignore-me"),
+            ("FORMAT", "application/fits"),
+            ("FORMAT", "application/fits"),
+            ("COLLECTION", "PESSTO"),
+            ("FACILITY", "ESO-NTT"),
+            ("ID", did.upper().replace("PESSTO?", "pessto?")),
+            ("EXPTIME", "0 +Inf"),
+            ("FOV", "0 1"),
+        ],
+    )
     assert did not in _query(live_server, [("POS", pos), ("TIME", f"{t + 1} {t + 2}")])
     assert did not in _query(live_server, [("POS", pos), ("POL", "I")])
     assert did not in _query(live_server, [("POS", pos), ("DPTYPE", "spectrum")])
@@ -95,7 +116,11 @@ def test_parameters_and_or_semantics(live_server: LiveServer) -> None:
 
 def test_footprint_overlap_equals_brute_force(live_server: LiveServer) -> None:
     with live_server.archive.engine.connect() as conn:
-        for ra, dec, r in ((155.53, -64.7, 0.05), (201.3, -89.7, 1.0), (0.0, -12.5, 3.0)):
+        for ra, dec, r in (
+            (155.53, -64.7, 0.05),
+            (201.3, -89.7, 1.0),
+            (0.0, -12.5, 3.0),
+        ):
             expected = {x[0] for x in conn.execute(text(
                 "SELECT obs_publisher_did FROM ivoa.obscore WHERE dataproduct_type = "
                 "'image' AND s_region && scircle(spoint(radians(:ra), radians(:dec)), "
@@ -110,8 +135,9 @@ def test_footprint_overlap_equals_brute_force(live_server: LiveServer) -> None:
     ([("TIME", "abc")], "TIME"), ([("CALIB", "x")], "CALIB"), ([("POL", "Z")], "POL"),
     ([("MAXREC", "1"), ("MAXREC", "2")], "MAXREC"),
 ])
-def test_errors_name_the_parameter(live_server: LiveServer, params: list[tuple[str, str]],
-                                   name: str) -> None:
+def test_errors_name_the_parameter(
+    live_server: LiveServer, params: list[tuple[str, str]], name: str
+) -> None:
     r = live_server.get("/sia2/query", params=params)
     assert r.status_code == 400
     doc = strict_votable(r.content)
@@ -128,9 +154,22 @@ def test_csv_error_is_text(live_server: LiveServer) -> None:
 
 def test_stilts_sia2(live_server: LiveServer) -> None:
     out = subprocess.run(
-        ["stilts", "cone", f"serviceurl={live_server.url}/sia2/query", "servicetype=sia2",
-         "lon=155.53", "lat=-64.7", "radius=0.1", "ofmt=csv", "out=-"],
-        capture_output=True, text=True, timeout=120, check=True)
+        [
+            "stilts",
+            "cone",
+            f"serviceurl={live_server.url}/sia2/query",
+            "servicetype=sia2",
+            "lon=155.53",
+            "lat=-64.7",
+            "radius=0.1",
+            "ofmt=csv",
+            "out=-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "obs_publisher_did" in out.stdout.splitlines()[0]
 
 

@@ -51,7 +51,13 @@ def test_metadata(live_server: LiveServer) -> None:
     r = live_server.get("/ssap?REQUEST=queryData&FORMAT=metadata&POS=bad")
     doc = strict_votable(r.content)
     params = {p.name for p in doc.resources[0].params}
-    assert {"INPUT:POS", "INPUT:SIZE", "INPUT:BAND", "INPUT:TIME", "INPUT:FORMAT"} <= params
+    assert {
+        "INPUT:POS",
+        "INPUT:SIZE",
+        "INPUT:BAND",
+        "INPUT:TIME",
+        "INPUT:FORMAT",
+    } <= params
     utypes = {f.utype for f in doc.get_first_table().fields}
     utypes |= {p.utype for p in doc.resources[0].params}
     for must in ("Access.Reference", "Access.Format", "Dataset.DataModel",

@@ -93,7 +93,9 @@ def test_output_formats(live_server: LiveServer, fmt: str, ctype: str) -> None:
     assert r.status_code == 200 and r.headers["Content-Type"].startswith(ctype)
     if fmt in ("csv", "tsv"):
         lines = r.text.strip().splitlines()
-        assert len(lines) == 5 and lines[0].replace("\t", ",") == "obs_id,s_ra,calib_level"
+        assert (
+            len(lines) == 5 and lines[0].replace("\t", ",") == "obs_id,s_ra,calib_level"
+        )
     elif fmt == "fits":
         assert r.content.startswith(b"SIMPLE  =")
     else:
@@ -170,13 +172,13 @@ def test_examples_are_strict_xml_and_run(live_server: LiveServer) -> None:
 # --- pyvo ----------------------------------------------------------------------
 
 @pytest.fixture
-def service(live_server: LiveServer):  # noqa: ANN201 - pyvo type
+def service(live_server: LiveServer):  # pyvo type
     import pyvo
 
     return pyvo.dal.TAPService(live_server.url + "/tap")
 
 
-def test_pyvo_run_sync_and_tables(service) -> None:  # noqa: ANN001
+def test_pyvo_run_sync_and_tables(service) -> None:
     result = service.run_sync("SELECT TOP 7 obs_id, target_name FROM ivoa.ObsCore")
     assert len(result) == 7
     tables = service.tables
@@ -184,12 +186,12 @@ def test_pyvo_run_sync_and_tables(service) -> None:  # noqa: ANN001
     assert "s_ra" in [c.name for c in tables["ivoa.ObsCore"].columns]
 
 
-def test_pyvo_run_async(service) -> None:  # noqa: ANN001
+def test_pyvo_run_async(service) -> None:
     result = service.run_async("SELECT TOP 3 obs_id FROM ivoa.ObsCore ORDER BY obs_id")
     assert len(result) == 3
 
 
-def test_pyvo_submit_wait_fetch_delete(service) -> None:  # noqa: ANN001
+def test_pyvo_submit_wait_fetch_delete(service) -> None:
     job = service.submit_job("SELECT TOP 4 obs_id FROM ivoa.ObsCore", maxrec=2)
     job.run()
     job.wait(timeout=60)
@@ -201,7 +203,7 @@ def test_pyvo_submit_wait_fetch_delete(service) -> None:  # noqa: ANN001
     assert requests.get(url, timeout=30).status_code == 404
 
 
-def test_pyvo_upload(service) -> None:  # noqa: ANN001
+def test_pyvo_upload(service) -> None:
     first = service.run_sync("SELECT TOP 3 obs_publisher_did FROM ivoa.ObsCore "
                              "ORDER BY obs_publisher_did").to_table()
     mine = Table({"did": [str(x) for x in first["obs_publisher_did"]],
@@ -213,7 +215,7 @@ def test_pyvo_upload(service) -> None:  # noqa: ANN001
     assert sorted(result["weight"]) == [1.5, 2.5, 3.5]
 
 
-def test_async_error_summary(service) -> None:  # noqa: ANN001
+def test_async_error_summary(service) -> None:
     import pyvo
 
     job = service.submit_job("SELECT nothing FROM nowhere.at_all")
@@ -356,7 +358,7 @@ def test_geometry_results_are_dali_arrays(live_server: LiveServer) -> None:
     assert abs(ra - t.array["s_ra"][0]) < 1e-9 and abs(dec - t.array["s_dec"][0]) < 1e-9
 
 
-def test_upload_by_url(live_server: LiveServer, tmp_path) -> None:  # noqa: ANN001
+def test_upload_by_url(live_server: LiveServer, tmp_path) -> None:
     import http.server
     import threading
 
@@ -369,7 +371,7 @@ def test_upload_by_url(live_server: LiveServer, tmp_path) -> None:  # noqa: ANN0
         "</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>")
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw) -> None:  # noqa: ANN002,ANN003
+        def __init__(self, *a, **kw) -> None:
             super().__init__(*a, directory=str(tmp_path), **kw)
 
         def log_message(self, *args: object) -> None:

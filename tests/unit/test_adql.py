@@ -34,7 +34,8 @@ from tap.adql.translate import MAX_QUERY_LENGTH, ADQLError, translate
     # queryparser evaluates geometry arguments with Python eval(): names of
     # Python objects must not get anywhere
     ("SELECT POINT(exec, 1) FROM ivoa.ObsCore", "cannot be translated|syntax"),
-    ("SELECT POINT(open('x'), 1) FROM ivoa.ObsCore", "unknown function open|syntax error"),
+    ("SELECT POINT(open('x'), 1) FROM ivoa.ObsCore",
+     "unknown function open|syntax error"),
     ("SELECT * FROM TAP_UPLOAD.missing", "was not uploaded"),
     ("SELECT 'open FROM ivoa.ObsCore", "unterminated string"),
     ("SELECT s_ra FROM\n ivoa.ObsCore WHERE s_ra >>> 3", "line 2"),

@@ -17,15 +17,19 @@ SCI = {"OBJECT": "SN2018abc"}
 
 # file name, FILETYPE, instrument, extra cards,
 # expected (mode, category, level, product_type, phase3, prodcatg)
-CASES: list[tuple[str, int, str, dict[str, Any], tuple[str, str, str, str, str, str | None]]] = [
+Expected = tuple[str, str, str, str, str, str | None]
+CASES: list[tuple[str, int, str, dict[str, Any], Expected]] = [
     # EFOSC2 spectroscopy
     ("bias_20180327_Gr13_Free_58737.fits", 21201, E, {"OBJECT": "BIAS"},
      ("spectroscopy", "calib", "final", "bias", "no", None)),
-    ("flat_20180327_Gr13_Free_slit1.0_100409189_58737.fits", 21102, E, {"OBJECT": "FLAT"},
+    ("flat_20180327_Gr13_Free_slit1.0_100409189_58737.fits", 21102, E,
+     {"OBJECT": "FLAT"},
      ("spectroscopy", "calib", "intermediate", "flat", "no", None)),
-    ("nflat_20180327_Gr13_Free_slit1.0_100409189_58737.fits", 21203, E, {"OBJECT": "FLAT"},
+    ("nflat_20180327_Gr13_Free_slit1.0_100409189_58737.fits", 21203, E,
+     {"OBJECT": "FLAT"},
      ("spectroscopy", "calib", "final", "normalised_flat", "no", None)),
-    ("arc_SN2018abc_20180327_Gr13_Free_slit1.0_58737_1.fits", 22104, E, {"OBJECT": "LAMP"},
+    ("arc_SN2018abc_20180327_Gr13_Free_slit1.0_58737_1.fits", 22104, E,
+     {"OBJECT": "LAMP"},
      ("spectroscopy", "calib", "intermediate", "arc", "no", None)),
     ("tSN2018abc_20180327_Gr13_Free_slit1.0_58737_1.fits", 22106, E, SCI,
      ("spectroscopy", "science", "intermediate", "wavecal_2d", "no", None)),
@@ -154,7 +158,9 @@ def test_raw_frames_are_classified_from_dpr_keywords() -> None:
     ("x.fits", {"INSTRUME": "EFOSC", "FILETYPE": 42208}, "SOFI code"),
     ("x.fits", {"INSTRUME": "SOFI", "FILETYPE": 42299}, "unknown product type"),
 ])
-def test_unclassifiable_files(filename: str, header: dict[str, Any], reason: str) -> None:
+def test_unclassifiable_files(
+    filename: str, header: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(ClassificationError, match=reason):
         classify(filename, header)
 

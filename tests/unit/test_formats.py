@@ -10,8 +10,13 @@ from astropy.io import fits
 from astropy.io.votable import parse
 
 from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.formats import lookup_format, stream_binary2, stream_csv, \
-    stream_tsv, write_fits
+from vo_archive.dali.formats import (
+    lookup_format,
+    stream_binary2,
+    stream_csv,
+    stream_tsv,
+    write_fits,
+)
 from vo_archive.votable import Field, TableDocument
 
 FIELDS = [Field("i", "long"), Field("x", "double"), Field("s", "char", "*"),
@@ -26,7 +31,8 @@ ROWS = [(1, 1.5, "a", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], True),
     ("votable", "votable", "application/x-votable+xml"),
     ("text/xml", "votable", "text/xml"),
     ("application/x-votable+xml", "votable", "application/x-votable+xml"),
-    ("votable/b2", "votable-binary2", "application/x-votable+xml;serialization=binary2"),
+    ("votable/b2", "votable-binary2",
+     "application/x-votable+xml;serialization=binary2"),
     ("csv", "csv", "text/csv;header=present"),
     ("text/csv", "csv", "text/csv;header=present"),
     ("TSV", "tsv", "text/tab-separated-values"),

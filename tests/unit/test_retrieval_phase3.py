@@ -26,7 +26,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     chosen = [s for s in specs if s.name.startswith(obj_night.split("_")[0] + "_")
               and obj_night.split("_")[1] in s.name
               and (s.name.endswith(("_sb.fits", "_si.fits", ".weight.fits"))
-                   or "_merge_" in s.name and s.kind == "image")]
+                   or ("_merge_" in s.name and s.kind == "image"))]
     out = tmp_path_factory.mktemp("p3")
     return {s.name: Path(write_spec(s, str(out))) for s in chosen}
 

@@ -7,9 +7,21 @@ import healpy
 import numpy as np
 import pytest
 
-from vo_archive.sky import (NPIX, NSIDE, Box, Circle, Polygon, angular_distance,
-                            bounding_circle, cone_ranges, counter_clockwise,
-                            covering_ranges, healpix29, merge_ranges, order_for)
+from vo_archive.sky import (
+    NPIX,
+    NSIDE,
+    Box,
+    Circle,
+    Polygon,
+    angular_distance,
+    bounding_circle,
+    cone_ranges,
+    counter_clockwise,
+    covering_ranges,
+    healpix29,
+    merge_ranges,
+    order_for,
+)
 
 EDGE = [(0.0, 90.0), (0.0, -90.0), (359.9999999, 0.0), (0.0, 0.0), (360.0, 12.5),
         (180.0, -89.9999), (45.0, 41.8103149), (123.4, 0.0)]

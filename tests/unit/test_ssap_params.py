@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from ssap.params import SpectrumFormat, parse_band, parse_formats, parse_pos, \
-    parse_time
+from ssap.params import SpectrumFormat, parse_band, parse_formats, parse_pos, parse_time
 from vo_archive.dali.errors import UsageFault
 from vo_archive.dali.params import Interval, ParamSet
 
@@ -52,6 +51,8 @@ def test_pos(text: str, expected: tuple[float, float]) -> None:
     (["VOTABLE,fits"], set(SpectrumFormat), False),
     (["image/png"], set(), False),
 ])
-def test_formats(values: list[str], formats: set[SpectrumFormat], metadata: bool) -> None:
+def test_formats(
+    values: list[str], formats: set[SpectrumFormat], metadata: bool
+) -> None:
     got, meta = parse_formats(ParamSet([("FORMAT", v) for v in values]))
     assert set(got) == formats and meta is metadata

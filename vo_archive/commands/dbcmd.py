@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
     add_command(dsub, "upgrade", cmd_init, "apply pending schema migrations")
     add_command(dsub, "start", cmd_start, "start the embedded PostgreSQL cluster")
     add_command(dsub, "stop", cmd_stop, "stop the embedded PostgreSQL cluster")
-    st = add_command(dsub, "status", cmd_status, "say where the database is and its state")
+    st = add_command(
+        dsub, "status", cmd_status, "say where the database is and its state"
+    )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     ck = add_command(dsub, "check", cmd_check,
                      "recover crashed ingests; check every file against the database")
@@ -83,7 +85,10 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Describe the database."""
-    info: dict[str, Any] = {"home": str(settings.home), "storage": str(settings.storage_dir)}
+    info: dict[str, Any] = {
+        "home": str(settings.home),
+        "storage": str(settings.storage_dir),
+    }
     if settings.dsn:
         info["server"] = "external (VO_ARCHIVE_DSN)"
     else:

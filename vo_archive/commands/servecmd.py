@@ -24,8 +24,11 @@ def register(sub: Any) -> None:
     p.add_argument("--job-workers", type=int, default=1,
                    help="asynchronous-job (TAP async) worker processes to run beside "
                         "the web server; 0 when workers run elsewhere (default 1)")
-    p.add_argument("--debug", action="store_true",
-                   help="Flask's development server with the debugger (never in production)")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="Flask's development server with the debugger (never in production)",
+    )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

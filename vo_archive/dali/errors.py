@@ -22,7 +22,7 @@ from enum import Enum
 from xml.sax.saxutils import escape, quoteattr
 
 
-class FaultStyle(str, Enum):
+class FaultStyle(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """How a blueprint's faults are written."""
 
     DALI = "dali"
@@ -137,8 +137,7 @@ def votable_error_document(message: str, scs: bool = False,
         f"{scs_info}"
         '<RESOURCE type="results">'
         f'<INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>'
-        f"{extra}"
-        "</RESOURCE></VOTABLE>\n"
+        f"{extra}</RESOURCE></VOTABLE>\n"
     ).encode()
 
 
@@ -161,8 +160,10 @@ def render_fault(fault: Fault, style: FaultStyle, wants_votable: bool = True
         headers = (("Retry-After", str(fault.retry_after)),)
     if fault.status == 401:
         # RFC 9110 §11.6.1: one challenge per scheme the archive accepts.
-        headers += (("WWW-Authenticate", 'Bearer realm="PESSTO archive"'),
-                    ("WWW-Authenticate", 'Basic realm="PESSTO archive", charset="UTF-8"'))
+        headers += (
+            ("WWW-Authenticate", 'Bearer realm="PESSTO archive"'),
+            ("WWW-Authenticate", 'Basic realm="PESSTO archive", charset="UTF-8"'),
+        )
     if style is FaultStyle.TEXT or not wants_votable:
         return RenderedFault((fault.text + "\n").encode(), fault.status,
                              "text/plain; charset=utf-8", headers)

@@ -148,7 +148,7 @@ def stream_binary2(doc: TableDocument, rows: Rows, maxrec: int | None
                 cut = len(pending) - len(pending) % 57
                 yield base64.encodebytes(bytes(pending[:cut]))
                 del pending[:cut]
-    except Exception as exc:  # noqa: BLE001 - reported in-band, as DALI asks
+    except Exception as exc:  # reported in-band, as DALI asks
         log.exception("error while streaming a BINARY2 VOTable")
         error = f"FatalFault: query failed while streaming results: {exc}"
     yield (base64.encodebytes(bytes(pending)).decode()

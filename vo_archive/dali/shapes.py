@@ -16,7 +16,9 @@ from vo_archive.sky import Box, Circle, Polygon, Region
 
 def _check_point(ra: float, dec: float, name: str) -> None:
     if not 0.0 <= ra <= 360.0:
-        raise UsageFault(f"parameter {name}: longitude {ra:g} is outside [0, 360]", name)
+        raise UsageFault(
+            f"parameter {name}: longitude {ra:g} is outside [0, 360]", name
+        )
     if not -90.0 <= dec <= 90.0:
         raise UsageFault(f"parameter {name}: latitude {dec:g} is outside [-90, 90]",
                          name)
@@ -41,7 +43,9 @@ def polygon_of(values: list[float], name: str) -> Polygon:
             f"parameter {name}: a polygon is at least 3 'ra dec' vertex pairs", name)
     for i in range(0, len(values), 2):
         _check_point(values[i], values[i + 1], name)
-    vertices = tuple((values[i] % 360.0, values[i + 1]) for i in range(0, len(values), 2))
+    vertices = tuple(
+        (values[i] % 360.0, values[i + 1]) for i in range(0, len(values), 2)
+    )
     distinct = {(round(a, 12), round(d, 12)) for a, d in vertices}
     if len(distinct) < 3:
         raise UsageFault(f"parameter {name}: a polygon needs 3 distinct vertices", name)

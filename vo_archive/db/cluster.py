@@ -199,7 +199,9 @@ class EmbeddedCluster:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[str], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         user = _service_user()
         env = dict(os.environ, LC_ALL="C", LANG="C")
         kwargs: dict[str, object] = {}
@@ -234,9 +236,8 @@ class EmbeddedCluster:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 raise ClusterError(
-                    f"{parent} is not searchable by the server's user "
-                    f"{user.pw_name}; choose a VO_ARCHIVE_HOME outside it or run "
-                    f"chmod o+x {parent}"
+                    f"{parent} is not searchable by the server's user {user.pw_name}; "
+                    f"choose a VO_ARCHIVE_HOME outside it or run chmod o+x {parent}"
                 )
 
     # -- lifecycle ---------------------------------------------------------
@@ -280,21 +281,12 @@ class EmbeddedCluster:
         conf = self.pgdata / "postgresql.conf"
         with open(conf, "a") as fh:
             fh.write(
-                "\n# --- written by vo-archive ---\n"
-                "listen_addresses = '127.0.0.1'\n"
-                f"port = {port}\n"
-                "unix_socket_directories = ''\n"
-                "max_connections = 200\n"
-                "shared_buffers = 256MB\n"
-                "work_mem = 16MB\n"
-                "maintenance_work_mem = 128MB\n"
-                "effective_cache_size = 4GB\n"
-                "random_page_cost = 1.1\n"
-                "synchronous_commit = on\n"
-                "max_wal_size = 2GB\n"
-                "log_min_messages = warning\n"
-                "log_min_error_statement = panic\n"
-                "timezone = 'UTC'\n"
+                "\n# --- written by vo-archive ---\nlisten_addresses = '127.0.0.1'\n"
+                f"port = {port}\nunix_socket_directories = ''\nmax_connections = 200\n"
+                "shared_buffers = 256MB\nwork_mem = 16MB\nmaintenance_work_mem = "
+                "128MB\neffective_cache_size = 4GB\nrandom_page_cost = 1.1\n"
+                "synchronous_commit = on\nmax_wal_size = 2GB\nlog_min_messages = "
+                "warning\nlog_min_error_statement = panic\ntimezone = 'UTC'\n"
             )
         (self.pgdata / "pg_hba.conf").write_text(
             "# vo-archive: password logins from loopback only\n"
@@ -320,8 +312,9 @@ class EmbeddedCluster:
         """Whether the cluster's postmaster is running."""
         if not (self.pgdata / "PG_VERSION").exists():
             return False
-        proc = self._run([str(self.bindir / "pg_ctl"), "status", "-D", str(self.pgdata)],
-                         check=False)
+        proc = self._run(
+            [str(self.bindir / "pg_ctl"), "status", "-D", str(self.pgdata)], check=False
+        )
         return proc.returncode == 0
 
     def start(self) -> None:

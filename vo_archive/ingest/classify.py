@@ -21,28 +21,28 @@ from enum import Enum
 from vo_archive.ingest.fitsfile import HeaderValue
 
 
-class Instrument(str, Enum):
+class Instrument(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Instruments of the ESO NTT used by PESSTO."""
 
     EFOSC = "EFOSC"
     SOFI = "SOFI"
 
 
-class Mode(str, Enum):
+class Mode(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Observing mode."""
 
     IMAGING = "imaging"
     SPECTROSCOPY = "spectroscopy"
 
 
-class Category(str, Enum):
+class Category(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Calibration or science product."""
 
     CALIB = "calib"
     SCIENCE = "science"
 
 
-class Level(str, Enum):
+class Level(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Processing level."""
 
     RAW = "raw"
@@ -50,7 +50,7 @@ class Level(str, Enum):
     FINAL = "final"
 
 
-class Phase3(str, Enum):
+class Phase3(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """ESO Phase 3 destination: shipped, flagged in the survey database, or not."""
 
     YES = "yes"
@@ -157,7 +157,8 @@ RULES: tuple[Rule, ...] = (
     Rule("4", r"_f\.fits$", "1D telluric-corrected, flux-calibrated spectrum"),
     Rule("4", r"_ex\.fits$", "1D extracted spectrum"),
     Rule("4", r"_merge_", "merged 2D spectrum"),
-    Rule("4", r"_\d_\d\.fits$", "pair-subtracted frame", product_type="pair_subtracted"),
+    Rule("4", r"_\d_\d\.fits$", "pair-subtracted frame",
+         product_type="pair_subtracted"),
     Rule("4", r"", "pre-reduced frame"),
     # SOFI imaging
     Rule("3", r"^flat_", "flat"),
@@ -275,7 +276,9 @@ def _classify_raw(filename: str, header: dict[str, HeaderValue],
         category=category,
         level=Level.RAW,
         product_type="raw",
-        description=f"raw {instrument.value} frame ({catg.lower()} {dtype.lower()})".strip(),
+        description=(
+            f"raw {instrument.value} frame ({catg.lower()} {dtype.lower()})".strip()
+        ),
         phase3=Phase3.NO,
         prodcatg=None,
         filetype=None,
@@ -364,7 +367,8 @@ def classify(filename: str, header: dict[str, HeaderValue]) -> Classification:
 def rules_markdown() -> str:
     """Return the classification table as Markdown (for the README)."""
     lines = [
-        "| FILETYPE digit 1 | file name pattern | kind | category | Phase 3 | PRODCATG |",
+        "| FILETYPE digit 1 | file name pattern | kind | category | Phase 3 "
+        "| PRODCATG |",
         "|---|---|---|---|---|---|",
     ]
     names = {"1": "1 EFOSC imaging", "2": "2 EFOSC spectroscopy",
@@ -380,4 +384,4 @@ def rules_markdown() -> str:
 
 
 if __name__ == "__main__":
-    print(rules_markdown())  # noqa: T201
+    print(rules_markdown())

@@ -148,9 +148,12 @@ def _tan_corners(h: dict[str, HeaderValue]) -> list[tuple[float, float]] | None:
         if rho == 0:
             ra, dec = a0, d0
         else:
-            dec = math.asin(math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho)
+            dec = math.asin(
+                math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho
+            )
             ra = a0 + math.atan2(
-                x * math.sin(c), rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c)
+                x * math.sin(c),
+                rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c),
             )
         out.append((math.degrees(ra) % 360.0, math.degrees(dec)))
     return out
@@ -278,7 +281,9 @@ def extract_facts(hdus: list[HDUInfo], cls: Classification) -> ProductFacts:
             continue
         m = _PROV.match(key)
         if m:
-            relation = {"PROV": "raw", "TRACE": "parent", "ASSON": "associated"}[m.group(1)]
+            relation = {"PROV": "raw", "TRACE": "parent", "ASSON": "associated"}[
+                m.group(1)
+            ]
             provenance.append((key, relation, value.strip()))
         elif key in CALIBRATION_KEYWORDS:
             provenance.append((key, "calibration", value.strip()))

@@ -63,9 +63,9 @@ def _parse_value(raw: str) -> tuple[HeaderValue, str]:
         return string.replace("''", "'").rstrip(), comment or ""
     if not token:
         return None, comment or ""
-    if token == "T":
+    if token == "T":  # noqa: S105 - a FITS logical, not a password
         return True, comment or ""
-    if token == "F":
+    if token == "F":  # noqa: S105 - a FITS logical, not a password
         return False, comment or ""
     return _number(token), comment or ""
 

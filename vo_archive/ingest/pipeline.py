@@ -53,7 +53,7 @@ FAULT_POINT = os.environ.get("VO_ARCHIVE_INGEST_FAULT", "")
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
-class Outcome(str, Enum):
+class Outcome(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """What ingest did with one file."""
 
     NEW = "new"
@@ -101,7 +101,7 @@ class IngestSummary:
 
 
 def _fault(point: str) -> None:
-    if FAULT_POINT == point:
+    if point == FAULT_POINT:
         log.warning("fault injection: killing the ingest at %s", point)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -409,7 +409,9 @@ class Ingestor:
             key = (it.cls.instrument.value, it.cls.product_key, it.stored.sha256)
             if key in known:
                 pid, vno, cur_flag = known[key]
-                out[i] = FileResult(it.source, Outcome.UNCHANGED, None, pid, vno, cur_flag)
+                out[i] = FileResult(
+                    it.source, Outcome.UNCHANGED, None, pid, vno, cur_flag
+                )
                 self.storage.discard(it.stored)
             elif key in seen:
                 out[i] = FileResult(it.source, Outcome.UNCHANGED,
@@ -583,7 +585,8 @@ class Ingestor:
             assert f.ra is not None and f.dec is not None
             cur.execute(
                 """
-                INSERT INTO archive.target (name, ra, dec, healpix29) VALUES (%s,%s,%s,%s)
+                INSERT INTO archive.target (name, ra, dec, healpix29)
+                VALUES (%s,%s,%s,%s)
                 ON CONFLICT (name) DO UPDATE SET updated_at = now()
                 RETURNING target_id
                 """,
@@ -661,7 +664,9 @@ class Ingestor:
         return out
 
     @staticmethod
-    def _free_name(cur: Any, label: str, eso_run: str, run_id: int | None = None) -> str:
+    def _free_name(
+        cur: Any, label: str, eso_run: str, run_id: int | None = None
+    ) -> str:
         cur.execute("SELECT run_id FROM archive.run WHERE name = %s", (label,))
         row = cur.fetchone()
         if row is None or row[0] == run_id:

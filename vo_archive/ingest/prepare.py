@@ -18,7 +18,12 @@ from pathlib import Path
 
 from vo_archive.ingest.classify import Classification, ClassificationError, classify
 from vo_archive.ingest.facts import ProductFacts, extract_facts
-from vo_archive.ingest.fitsfile import FITSFormatError, HDUInfo, HeaderValue, read_structure
+from vo_archive.ingest.fitsfile import (
+    FITSFormatError,
+    HDUInfo,
+    HeaderValue,
+    read_structure,
+)
 from vo_archive.ingest.storage import Storage, StoredFile
 
 #: Files up to this size are read whole; larger ones are streamed.

@@ -36,7 +36,9 @@ def _session_alive(cur: Any, session_id: int) -> bool:
     cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (SESSION_LOCK_CLASS, session_id))
     got = cur.fetchone()[0]
     if got:
-        cur.execute("SELECT pg_advisory_unlock(%s, %s)", (SESSION_LOCK_CLASS, session_id))
+        cur.execute(
+            "SELECT pg_advisory_unlock(%s, %s)", (SESSION_LOCK_CLASS, session_id)
+        )
         return False
     return True
 
@@ -86,7 +88,9 @@ def recover(raw_conn: Any, storage: Storage, report: CheckReport | None = None
             for (key,) in cur.fetchall():
                 if storage.remove_unreferenced(key):
                     report.removed_files.append(key)
-            cur.execute("DELETE FROM archive.ingest_journal WHERE session_id = %s", (sid,))
+            cur.execute(
+                "DELETE FROM archive.ingest_journal WHERE session_id = %s", (sid,)
+            )
             storage.remove_session(sid)
     raw_conn.commit()
     if report.dead_sessions:
@@ -106,7 +110,9 @@ def check(raw_conn: Any, storage: Storage, deep: bool = False,
     report = recover(raw_conn, storage)
     with raw_conn.cursor() as cur:
         cur.execute("LOCK TABLE archive.ingest_journal IN SHARE ROW EXCLUSIVE MODE")
-        cur.execute("SELECT storage_key, file_size, sha256, filename FROM archive.version")
+        cur.execute(
+            "SELECT storage_key, file_size, sha256, filename FROM archive.version"
+        )
         referenced: set[str] = set()
         for key, size, sha, filename in cur:
             report.versions_checked += 1

@@ -40,14 +40,14 @@ MAX_RADIUS_ARCSEC = 3600.0
 _PRODUCT_ITEM = re.compile(r"(\d{1,18})(?:[:/]v?(\d{1,9}))?\Z")
 
 
-class ArchiveFormat(str, Enum):
+class ArchiveFormat(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Container of a bulk download."""
 
     TAR = "tar"
     ZIP = "zip"
 
 
-class VersionChoice(str, Enum):
+class VersionChoice(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """Which versions of each selected product to deliver."""
 
     CURRENT = "current"

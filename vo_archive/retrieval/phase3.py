@@ -45,7 +45,7 @@ SPECSYS_VALUES = frozenset({"TOPOCENT", "GEOCENTR", "BARYCENT", "HELIOCEN", "LSR
                             "LSRD", "GALACTOC", "LOCALGRP", "CMBDIPOL", "SOURCE"})
 
 
-class Severity(str, Enum):
+class Severity(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """How bad an issue is: errors block the release."""
 
     ERROR = "error"

@@ -140,7 +140,7 @@ def phase3_report(run_name: str) -> Response | str:
 
 @bp.get("/runs/<run_name>/phase3/bundle")
 def phase3_bundle(run_name: str) -> Response:
-    """Stream a valid Phase 3 release (files, manifest, report); refuse an invalid one."""
+    """Stream a valid Phase 3 release (files, manifest, report); refuse others."""
     params = web.params()
     check_known(params, frozenset({"FORMAT"}))
     fmt = parse_format(params)

@@ -109,8 +109,9 @@ def create_job(conn: Connection, runner: str, caller: Caller,
 
 def get_job(conn: Connection, job_id: str, lock: bool = False) -> Job | None:
     """Return a job (None when missing or past its destruction time)."""
+    # _COLUMNS is a constant; the job id is bound
     row = conn.execute(text(
-        f"SELECT {_COLUMNS} FROM uws.job WHERE job_id = :id AND destruction > now()"
+        f"SELECT {_COLUMNS} FROM uws.job WHERE job_id = :id AND destruction > now()"  # noqa: S608
         + (" FOR UPDATE" if lock else "")), {"id": job_id}).first()
     return _job(row) if row is not None else None
 
@@ -195,7 +196,8 @@ _listen_engines: dict[str, Engine] = {}
 
 def _listen_engine(engine: Engine) -> Engine:
     """Return an unpooled engine for LISTEN: a long WAIT must not hold one of
-    the pooled connections that queries need."""
+    the pooled connections that queries need.
+    """
     key = engine.url.render_as_string(hide_password=False)
     found = _listen_engines.get(key)
     if found is None:
@@ -230,7 +232,7 @@ def wait_for_change(engine: Engine, job_id: str, phase: Phase, timeout: float) -
         try:
             dbapi.cursor().execute(f"UNLISTEN {CHANNEL}")
             dbapi.autocommit = False
-        except Exception:  # noqa: BLE001,S110 - the connection is discarded anyway
+        except Exception:  # noqa: S110 - the connection is discarded anyway
             pass
         raw.close()
 
@@ -285,9 +287,12 @@ def error_xml(job: Job) -> str:
     if job.phase is not Phase.ERROR:
         return ""
     kind = job.error_type or "fatal"
-    return (f'<uws:errorSummary type="{kind}" hasDetail="true">'
-            f"<uws:message>{escape(xml_text(job.error_message or 'job failed'))}</uws:message>"
-            "</uws:errorSummary>")
+    return (
+        f'<uws:errorSummary type="{kind}" hasDetail="true">'
+        f"<uws:message>{escape(xml_text(job.error_message or 'job failed'))}"
+        "</uws:message>"
+        "</uws:errorSummary>"
+    )
 
 
 def job_document(job: Job, job_url: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Phase(str, Enum):
+class Phase(str, Enum):  # noqa: UP042 - StrEnum changes str() of members
     """A job's execution phase."""
 
     PENDING = "PENDING"

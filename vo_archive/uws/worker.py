@@ -90,7 +90,7 @@ class JobRun:
                             if not self.done.is_set():
                                 cancel_backend(conn, pid)
                         return
-            except Exception:  # noqa: BLE001 - keep watching; the job may end
+            except Exception:  # keep watching; the job may end
                 log.exception("watching job %s", self.job.job_id)
 
     def store_result(self, chunks: Iterable[bytes], mime: str) -> int:
@@ -152,7 +152,7 @@ def run_job(settings: Settings, job_id: str) -> None:
     except Fault as fault:
         _finish(engine, job_id, Phase.ERROR, error_type="transient" if isinstance(
             fault, TransientFault) else "fatal", error_message=fault.text)
-    except Exception as exc:  # noqa: BLE001 - becomes the job's error summary
+    except Exception as exc:  # becomes the job's error summary
         log.exception("job %s failed", job_id)
         _finish(engine, job_id, Phase.ERROR, error_type="fatal",
                 error_message=f"FatalFault: {type(exc).__name__}: {exc}")

@@ -89,7 +89,7 @@ def _write_with_head(self: Any, data: Any) -> None:
     response's length; anything else goes the usual way.
     """
     if (self.headers_sent or not isinstance(data, bytes) or not data
-            or self.chunked or self._omits_body
+            or self.chunked or getattr(self, "_omits_body", False)
             or (self.response_length is not None
                 and self.sent + len(data) > self.response_length)):
         return _plain_write(self, data)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Integer, bindparam, select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,7 +23,7 @@ from vo_archive.positional import (
 )
 from vo_archive.published import products as p
 from vo_archive.published import version
-from vo_archive.statements import ShapedQuery
+from vo_archive.statements import Scalar, ShapedQuery
 from vo_archive.votable import Field
 
 
@@ -132,7 +132,7 @@ def _build(verb: int) -> Select[Any]:
             .limit(bindparam("limit", type_=Integer)))
 
 
-def build_query(q: ConeQuery, engine: Engine) -> ShapedQuery:
+def build_query(q: ConeQuery) -> ShapedQuery:
     """Return the cone search: HEALPix ranges, then the exact distance test,
     nearest first.
     """
@@ -140,9 +140,13 @@ def build_query(q: ConeQuery, engine: Engine) -> ShapedQuery:
     bound, values = bind_region(cone, CONE.name)
     if bound != CONE:
         raise ValueError("a cone search needs a radius")
-    return ShapedQuery(("scs", q.verb), functools.partial(_build, q.verb),
-                       {**values, **range_values(region_ranges(engine, cone)),
-                        "limit": q.maxrec + 1}, from_ranges=True)
+
+    def resolve(scalar: Scalar) -> dict[str, Any]:
+        ranges = region_ranges(scalar, cone)
+        return {**values, **range_values(ranges), "limit": q.maxrec + 1}
+
+    return ShapedQuery(("scs", q.verb), functools.partial(_build, q.verb), resolve,
+                       from_ranges=True)
 
 
 def absolute_urls(positions: Sequence[int], absolute: Callable[[str], str]

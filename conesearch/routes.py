@@ -31,6 +31,6 @@ def cone() -> Response:
         trailing_resources=[datalink_descriptor("obs_publisher_did")],
         version="1.1",  # SCS 1.03 mandates the UCD1 words of VOTable 1.1
     )
-    query = None if q.sr == 0 else build_query(q, web.engine())
+    query = None if q.sr == 0 else build_query(q)
     return votable_response(doc, query, q.maxrec, absolute_urls([3], web.url_maker()),
                             mimetype="text/xml;content=x-votable")

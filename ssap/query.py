@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
-    Engine,
     Float,
     Integer,
     String,
@@ -40,6 +39,7 @@ from vo_archive.published import version as v
 from vo_archive.sky import counter_clockwise
 from vo_archive.statements import (
     IntervalShape,
+    Scalar,
     ShapedQuery,
     bind_intervals,
     one_of,
@@ -209,15 +209,14 @@ def _build(shape: SSAShape) -> Select[Any]:
             .limit(bindparam("limit", type_=Integer)))
 
 
-def build_query(q: SSAQuery, engine: Engine) -> ShapedQuery:
+def build_query(q: SSAQuery) -> ShapedQuery:
     """Return the queryData query over the visible 1D spectra, nearest first."""
     values: dict[str, Any] = {"limit": q.maxrec + 1}
-    cone = None
+    cone = region = None
     if q.ra is not None and q.dec is not None:
         region = Circle(q.ra, q.dec, q.size / 2.0)
         cone, cone_values = bind_region(region, "cone")
         values.update(cone_values)
-        values.update(range_values(region_ranges(engine, region)))
     band, band_values = bind_intervals("band", q.band)
     time, time_values = bind_intervals("time", q.time)
     redshift, z_values = bind_intervals("redshift", (q.redshift,) if q.redshift else ())
@@ -237,7 +236,13 @@ def build_query(q: SSAQuery, engine: Engine) -> ShapedQuery:
     shape = SSAShape(cone, band, time, bool(q.target), bool(q.target_class),
                      bool(q.pubdid), "PESSTO" in q.collection if q.collection else None,
                      q.specrp is not None, q.snr is not None, redshift)
-    return ShapedQuery(("ssa", shape), functools.partial(_build, shape), values,
+
+    def resolve(scalar: Scalar) -> dict[str, Any]:
+        if region is None:
+            return values
+        return {**values, **range_values(region_ranges(scalar, region))}
+
+    return ShapedQuery(("ssa", shape), functools.partial(_build, shape), resolve,
                        from_ranges=cone is not None)
 
 

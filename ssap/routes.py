@@ -45,7 +45,7 @@ def ssa() -> Response:
     doc = TableDocument(FIELDS, infos, list(PARAMS), table_name="spectra",
                         description="PESSTO 1D spectra",
                         trailing_resources=[datalink_descriptor("ssa_pubDID")])
-    return votable_response(doc, build_query(q, web.engine()), q.maxrec,
+    return votable_response(doc, build_query(q), q.maxrec,
                             transform=row_expander(q.formats, web.url_maker()))
 
 

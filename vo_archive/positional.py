@@ -23,8 +23,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
-    Engine,
     Float,
     String,
     bindparam,
@@ -252,13 +250,12 @@ _rows_cache: dict[str, tuple[float, int]] = {}
 _rows_lock = threading.Lock()
 
 
-def table_rows(conn: Connection | Engine | Callable[[str], Any],
-               table: str = "archive.version",
+def table_rows(scalar: Callable[[str], Any], table: str = "archive.version",
                ttl: float = 300.0) -> int:
     """Return the planner's row count of an indexed table (cached ``ttl`` seconds).
 
     The count chooses the coarse HEALPix order of the covering ranges; it need
-    not be exact.
+    not be exact. ``scalar`` runs a one-value query on the request's connection.
     """
     now = time.monotonic()
     with _rows_lock:
@@ -268,23 +265,16 @@ def table_rows(conn: Connection | Engine | Callable[[str], Any],
     # table is a name from our code (default archive.version), never a request value
     sql = ("SELECT greatest(reltuples, 0)::bigint FROM pg_class "  # noqa: S608
            f"WHERE oid = '{table}'::regclass")
-    if isinstance(conn, Engine):
-        with conn.connect() as c:
-            rows = c.exec_driver_sql(sql).scalar_one()
-    elif isinstance(conn, Connection):
-        rows = conn.exec_driver_sql(sql).scalar_one()
-    else:
-        rows = conn(sql)
+    rows = scalar(sql)
     with _rows_lock:
         _rows_cache[table] = (now, max(int(rows), 1000))
     return max(int(rows), 1000)
 
 
-def region_ranges(
-    conn: Connection | Engine | Callable[[str], Any], region: Region, widen: float = 0.0
-) -> list[tuple[int, int]]:
+def region_ranges(scalar: Callable[[str], Any], region: Region, widen: float = 0.0
+                  ) -> list[tuple[int, int]]:
     """Return the covering ranges of a region, sized for the archive's table."""
-    return covering_ranges(region, widen, rows=table_rows(conn))
+    return covering_ranges(region, widen, rows=table_rows(scalar))
 
 
 def footprint_extent(scalar: Callable[[str], Any]) -> float:

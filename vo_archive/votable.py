@@ -220,10 +220,6 @@ def formatter(f: Field) -> Any:
     return _text
 
 
-#: Formatters whose strings are escaped for XML by the row (stream_votable).
-_RAW: dict[Any, Any] = {_text: _raw_text, _floating: _raw_floating}
-
-
 @functools.lru_cache(maxsize=256)
 def _cells_writer(datatypes: tuple[str, ...]) -> Any:
     """Return a function giving a row's cell texts (not yet escaped for XML).

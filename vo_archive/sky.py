@@ -3,8 +3,9 @@
 Every product carries ``healpix29``, the NESTED index of its position at order
 29 (nside = 2**29, cells of about 0.4 milli-arcseconds), computed with healpy.
 A cone becomes a short list of index ranges at a coarse order, each widened to
-order 29, so that a B-tree range scan finds the candidates; an exact distance
-test then keeps the true matches.
+order 29 (the cells come from :mod:`vo_archive.conecover`, in plain arithmetic),
+so that a B-tree range scan finds the candidates; an exact distance test then
+keeps the true matches.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from vo_archive.conecover import cone_cells
 
 
 def _healpy() -> Any:
@@ -134,41 +137,32 @@ def cone_ranges(ra: float, dec: float, radius_deg: float,
         Radius in degrees (0 < radius <= 180).
     order
         Coarse order of the covering cells; chosen from the radius and ``rows``
-        when None.
+        when None. A coarser one is taken when the cone needs more than
+        :data:`vo_archive.conecover.MAX_CELLS` cells at it.
     rows
         Size of the indexed table, for choosing the order.
     """
     if radius_deg >= 90.0:
         return [(0, NPIX)]
     k = order_for(radius_deg, rows) if order is None else order
-    a, d = math.radians(ra), math.radians(max(-90.0, min(90.0, dec)))
-    cd = math.cos(d)
-    vec = np.array((cd * math.cos(a), cd * math.sin(a), math.sin(d)))
-    pix = _healpy().query_disc(1 << k, vec, math.radians(radius_deg), inclusive=True,
-                            nest=True)
-    pix.sort()
-    return pixels_to_ranges(pix, k)
+    cells = cone_cells(ra, dec, radius_deg, k)
+    while cells is None:  # at order 0 a cone below 90° has at most 12 cells
+        k -= 1
+        cells = cone_cells(ra, dec, radius_deg, k)
+    return cells_to_ranges(cells, k)
 
 
-def pixels_to_ranges(pix: npt.NDArray[np.int64], order: int) -> list[tuple[int, int]]:
-    """Merge sorted NESTED pixels at ``order`` into order-29 ranges ``[lo, hi)``."""
+def cells_to_ranges(cells: list[int], order: int) -> list[tuple[int, int]]:
+    """Merge sorted NESTED cells at ``order`` into order-29 ranges ``[lo, hi)``."""
     shift = 2 * (ORDER - order)
-    if len(pix) > 16:  # numpy pays off past a few pixels
-        breaks = np.flatnonzero(np.diff(pix) != 1)
-        starts = np.concatenate((pix[:1], pix[breaks + 1])) << shift
-        ends = (np.concatenate((pix[breaks], pix[-1:])) + 1) << shift
-        return list(zip(starts.tolist(), ends.tolist(), strict=True))
     out: list[tuple[int, int]] = []
-    lo = hi = -1
-    for p in pix.tolist():
-        if p == hi:
-            hi += 1
-            continue
-        if lo >= 0:
-            out.append((lo << shift, hi << shift))
-        lo, hi = p, p + 1
-    if lo >= 0:
-        out.append((lo << shift, hi << shift))
+    lo = hi = cells[0]
+    for p in cells:
+        if p > hi + 1:
+            out.append((lo << shift, (hi + 1) << shift))
+            lo = p
+        hi = p
+    out.append((lo << shift, (hi + 1) << shift))
     return out
 
 

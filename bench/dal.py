@@ -8,8 +8,8 @@ kept-alive connection per client.
 
 Database part: on a table of ``--rows`` uniform random positions in a database
 of its own (built once, clustered on the HEALPix index), the latency of a cone
-search through the HEALPix B-tree path (ranges made here with healpy, joined as
-``unnest`` arrays, generic plan), through pgSphere's GiST index and through q3c,
+search through the HEALPix B-tree path (ranges made here by
+:func:`vo_archive.sky.cone_ranges`, joined as ``unnest`` arrays, generic plan), through pgSphere's GiST index and through q3c,
 interleaved cone by cone, at radii 1″, 1′, 10′ and 1°, with the ``SELECT 1``
 round-trip floor and the ratios to pgSphere.
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vo_archive.config import Settings
 from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine, resolve_dsn
-from vo_archive.sky import Circle, covering_ranges, healpix29
+from vo_archive.sky import cone_ranges, healpix29
 
 RADII = {"1″": 1 / 3600, "1′": 1 / 60, "10′": 10 / 60, "1°": 1.0}
 
@@ -233,7 +233,7 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
     cur.execute("PREPARE hp(bigint[], bigint[], float8, float8, float8) AS "
                 "SELECT s.id FROM unnest($1, $2) AS r(lo, hi) JOIN bench.sky s "
                 "ON s.healpix29 >= r.lo AND s.healpix29 < r.hi "
-                "WHERE s.pos <-> spoint($3, $4) <= $5")
+                "WHERE s.pos <-> spoint(radians($3), radians($4)) <= radians($5)")
     cur.execute("PREPARE gi(float8, float8, float8) AS SELECT id FROM bench.sky "
                 "WHERE pos <@ scircle(spoint($1, $2), $3)")
     cur.execute("PREPARE one AS SELECT 1")
@@ -246,11 +246,10 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
         # statement is written directly (numbers only): psycopg2's list
         # adaptation costs ~20 µs
         t0 = time.perf_counter()
-        ranges = covering_ranges(Circle(ra, dec, r), rows=rows)
-        lo = ",".join(str(a) for a, _ in ranges)
-        hi = ",".join(str(b) for _, b in ranges)
-        sql = (f"EXECUTE hp('{{{lo}}}', '{{{hi}}}', {math.radians(ra)!r}, "
-               f"{math.radians(dec)!r}, {math.radians(r)!r})")
+        ranges = cone_ranges(ra, dec, r, rows=rows)
+        lo = ",".join([str(a) for a, _ in ranges])
+        hi = ",".join([str(b) for _, b in ranges])
+        sql = f"EXECUTE hp('{{{lo}}}', '{{{hi}}}', {ra!r}, {dec!r}, {r!r})"
         range_times.append(time.perf_counter() - t0)
         cur.execute(sql)
         return len(cur.fetchall())

@@ -149,6 +149,73 @@ def _cap_cells(cells: set[int], order: int, north: bool, w0: float, w1: float,
                     cells.add(base | iy | _spread(jm) << 1)
 
 
+def _few_cells(order: int, n: int, t: float, z_lo: float, z_hi: float, r: float,
+               cos_d: float) -> list[int] | None:
+    """Return the cells of a small cone within one face (at most 2 x 2), or None.
+
+    The common case written out: one slab, the cone wholly in the belt away
+    from t = 0 and within one face, or wholly in one quarter of a cap.
+    """
+    half = math.asin(min(1.0, math.sin(r) / cos_d)) * _TWO_OVER_PI + _PAD
+    spread = _spread
+    out = []
+    if -_TWO_THIRDS < z_lo and z_hi < _TWO_THIRDS:
+        s0 = n * (0.5 + t - half) - _PAD
+        s1 = n * (0.5 + t + half) + _PAD
+        u0 = 0.75 * n * z_lo - _PAD
+        u1 = 0.75 * n * z_hi + _PAD
+        p_lo, p_hi = math.floor(s0 - u1), math.floor(s1 - u0)
+        m_lo, m_hi = math.floor(s0 + u0), math.floor(s1 + u1)
+        ifp, ifm = p_lo >> order, m_lo >> order
+        if (p_lo <= n or m_hi >= 4 * n or p_hi >> order != ifp
+                or m_hi >> order != ifm or p_hi - p_lo > 1 or m_hi - m_lo > 1):
+            return None
+        if ifp == ifm:
+            face = ifp | 4
+        elif ifp < ifm:
+            face = ifp
+        else:
+            face = ifm + 8
+        base = face << (2 * order)
+        mask = n - 1
+        for jp in range(p_lo, p_hi + 1):
+            iy = spread(n - (jp & mask) - 1) << 1
+            for jm in range(m_lo, m_hi + 1):
+                # the cell's bounding box in (s, u) against the cone's rectangle
+                if (0.5 * (jp + jm) + 1.0 < s0 or 0.5 * (jp + jm) > s1
+                        or 0.5 * (jm - jp) + 0.5 < u0 or 0.5 * (jm - jp) - 0.5 > u1):
+                    continue
+                out.append(base | spread(jm & mask) | iy)
+    elif z_lo > _TWO_THIRDS or z_hi < -_TWO_THIRDS:
+        q = math.floor(t - half)
+        if q < 0 or q != math.floor(t + half):
+            return None
+        tp0, tp1 = t - half - q, t + half - q
+        north = z_lo > 0.0
+        za_lo, za_hi = (z_lo, z_hi) if north else (-z_hi, -z_lo)
+        w0 = n * math.sqrt(3.0 * (1.0 - za_hi)) - _PAD
+        w1 = n * math.sqrt(3.0 * (1.0 - za_lo)) + _PAD
+        p_lo = max(0, math.floor(tp0 * w0 - _PAD))
+        p_hi = min(n - 1, math.floor(tp1 * w1 + _PAD))
+        m_lo = max(0, math.floor((1.0 - tp1) * w0 - _PAD))
+        m_hi = min(n - 1, math.floor((1.0 - tp0) * w1 + _PAD))
+        if p_hi - p_lo > 1 or m_hi - m_lo > 1:
+            return None
+        base = (q if north else q + 8) << (2 * order)
+        for jp in range(p_lo, p_hi + 1):
+            for jm in range(m_lo, m_hi + 1):
+                if jp + jm > w1 or jp + jm + 2 < w0:
+                    continue
+                if north:
+                    out.append(base | spread(n - jm - 1) | spread(n - jp - 1) << 1)
+                else:
+                    out.append(base | spread(jp) | spread(jm) << 1)
+    else:
+        return None
+    out.sort()
+    return out
+
+
 def cone_cells(ra: float, dec: float, radius_deg: float, order: int,
                max_cells: int = MAX_CELLS) -> list[int] | None:
     """Return NESTED cells at ``order`` that cover a cone.
@@ -184,6 +251,10 @@ def cone_cells(ra: float, dec: float, radius_deg: float, order: int,
     # the latitude at which the cone is widest in longitude
     z_wide = z0 / cos_r
     cos_d = math.sqrt(max(0.0, 1.0 - z0 * z0))
+    if not pole and r * n < 0.5:
+        few = _few_cells(order, n, t, z_lo, z_hi, r, cos_d)
+        if few is not None:
+            return few
     # a rough count of the cells first: the cone's area in cells, doubled
     if 2.0 * (r * n * 1.2) ** 2 * math.pi > 2.0 * max_cells:
         return None

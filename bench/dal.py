@@ -9,7 +9,8 @@ kept-alive connection per client.
 Database part: on a table of ``--rows`` uniform random positions in a database
 of its own (built once, clustered on the HEALPix index), the latency of a cone
 search through the HEALPix B-tree path (ranges made here by
-:func:`vo_archive.sky.cone_ranges`, joined as ``unnest`` arrays, generic plan), through pgSphere's GiST index and through q3c,
+:func:`vo_archive.sky.cone_ranges`, joined as ``unnest`` arrays, generic plan),
+through pgSphere's GiST index and through q3c,
 interleaved cone by cone, at radii 1″, 1′, 10′ and 1°, with the ``SELECT 1``
 round-trip floor and the ratios to pgSphere.
 

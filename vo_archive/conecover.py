@@ -159,7 +159,7 @@ def _few_cells(order: int, n: int, t: float, z_lo: float, z_hi: float, r: float,
     half = math.asin(min(1.0, math.sin(r) / cos_d)) * _TWO_OVER_PI + _PAD
     spread = _spread
     out = []
-    if -_TWO_THIRDS < z_lo and z_hi < _TWO_THIRDS:
+    if z_lo > -_TWO_THIRDS and z_hi < _TWO_THIRDS:
         s0 = n * (0.5 + t - half) - _PAD
         s1 = n * (0.5 + t + half) + _PAD
         u0 = 0.75 * n * z_lo - _PAD

@@ -44,12 +44,16 @@ def _cones(seed: int, n: int) -> list[tuple[float, float, float, int]]:
         dec = math.degrees(math.asin(rng.uniform(-1.0, 1.0)))
         ra = float(rng.uniform(0.0, 360.0))
         if kind == 1:  # on the belt's edges
-            dec = float(rng.choice([-1.0, 1.0])) * (BELT_EDGE + rng.normal(0, radius))
+            side = float(rng.choice([-1.0, 1.0]))
+            dec = side * (BELT_EDGE + rng.normal(0, radius))
         elif kind == 2:  # at or around the poles
-            dec = float(rng.choice([-1.0, 1.0])) * (90.0 - abs(rng.normal(0, 2 * radius)))
+            side = float(rng.choice([-1.0, 1.0]))
+            dec = side * (90.0 - abs(rng.normal(0, 2 * radius)))
         elif kind == 3:  # across RA = 0 and the caps' quarter boundaries
-            ra = float(rng.choice([0.0, 90.0, 180.0, 270.0]) + rng.normal(0, radius)) % 360
-        order = max(0, min(29, order_for(radius, 10_000_000) + int(rng.integers(-3, 2))))
+            edge = float(rng.choice([0.0, 90.0, 180.0, 270.0]))
+            ra = (edge + float(rng.normal(0, radius))) % 360
+        order = order_for(radius, 10_000_000) + int(rng.integers(-3, 2))
+        order = max(0, min(29, order))
         out.append((ra, max(-90.0, min(90.0, dec)), radius, order))
     return out
 
@@ -63,7 +67,7 @@ def test_cells_hold_every_point_of_the_cone(seed: int) -> None:
             order -= 1
             cells = cone_cells(ra, dec, radius, order)
         assert cells == sorted(set(cells))
-        assert 0 <= cells[0] and cells[-1] < 12 << (2 * order)
+        assert cells[0] >= 0 and cells[-1] < 12 << (2 * order)
         pts = _points(ra, dec, radius, rng)
         wanted = set(healpy.vec2pix(1 << order, pts[:, 0], pts[:, 1], pts[:, 2],
                                     nest=True).tolist())

@@ -43,8 +43,6 @@ _PAD_RAD = 1e-8
 _PAD = 1e-6
 #: Most cells a cone becomes here; a caller asks again at a coarser order.
 MAX_CELLS = 160
-#: Most z slabs a cone is cut into.
-_MAX_SLABS = 8
 
 
 def _spread_table() -> tuple[int, ...]:
@@ -58,6 +56,11 @@ def _spread_table() -> tuple[int, ...]:
 
 
 _SPREAD = _spread_table()
+#: The even and the odd bits of a cell number (x and y of a spread pair).
+_EVEN = 0x5555555555555555
+_ODD = 0xAAAAAAAAAAAAAAAA
+#: The spread of every 16-bit value: one lookup per coordinate up to order 16.
+_SPREAD16 = tuple(_SPREAD[v & 255] | _SPREAD[v >> 8] << 16 for v in range(65536))
 
 
 def _spread(v: int) -> int:
@@ -71,39 +74,83 @@ def _spread(v: int) -> int:
             | t[v >> 24] << 48)
 
 
-def _belt_cells(cells: set[int], order: int, s0: float, s1: float, u0: float,
-                u1: float) -> None:
-    """Add the belt cells meeting the rectangle ``[s0, s1] x [u0, u1]``."""
+def _half_width(za: float, zb: float, z0: float, cos_r: float, cos_d: float,
+                z_wide: float) -> float:
+    """Return half a pole-free cone's longitude extent over z in ``[za, zb]``.
+
+    In units of t = 2 phi / pi; the widest point lies at ``z_wide`` (or at the
+    band's nearer end).
+    """
+    z = min(max(z_wide, za), zb)
+    c = (cos_r - z * z0) / (math.sqrt(max(1e-300, 1.0 - z * z)) * cos_d)
+    return math.acos(max(-1.0, min(1.0, c))) * _TWO_OVER_PI + _PAD
+
+
+def _belt_rows(cells: set[int], order: int, t: float, z_lo: float, z_hi: float,
+               shape: tuple[float, float, float, float] | None) -> None:
+    """Add the belt cells of the cone's part with z in ``[z_lo, z_hi]``.
+
+    The cells with ``jm - jp = d`` form a row at ``u`` in ``((d-1)/2, (d+1)/2)``;
+    each row gets the cone's longitude extent over that band of z, and the cells
+    of the row that reach into it (``shape`` None: all longitudes). A cell is
+    ``(jp, jm) = ((S - d) / 2, (S + d) / 2)`` for ``S = jp + jm``.
+    """
     n = 1 << order
     mask = n - 1
     n4, n5 = 4 * n, 5 * n
     shift = 2 * order
-    spread = _spread
-    # away from t = 0 every cell has one valid form, (jp, jm) itself
-    simple = s0 - u1 > n + 1 and s1 + u1 < n4 - 1
-    for jp in range(math.floor(s0 - u1), math.floor(s1 - u0) + 1):
-        # the p = s - u values of the strip inside the rectangle, and the least
-        # and greatest m = s + u = p + 2u over them (exact for the rectangle)
-        pa = max(float(jp), s0 - u1)
-        pb = min(jp + 1.0, s1 - u0)
-        pm = min(max(s0 - u0, pa), pb)
-        px = min(max(s1 - u1, pa), pb)
-        m_lo = math.floor(max(pm + 2.0 * u0, 2.0 * s0 - pm))
-        m_hi = math.floor(min(px + 2.0 * u1, 2.0 * s1 - px))
-        if simple:
-            ifp = jp >> order
-            iy = spread(n - (jp & mask) - 1) << 1
-            for jm in range(m_lo, m_hi + 1):
-                ifm = jm >> order
+    spread = _SPREAD16.__getitem__ if order <= 16 else _spread
+    k = 0.75 * n  # u per unit of z
+    u0, u1 = k * z_lo - _PAD, k * z_hi + _PAD
+    for d in range(math.ceil(2.0 * u0 - 1.0), math.floor(2.0 * u1 + 1.0) + 1):
+        # the part of the row's band (d-1)/2 < u < (d+1)/2 the cone spans
+        ua, ub = max(0.5 * (d - 1), u0), min(0.5 * (d + 1), u1)
+        if shape is None:
+            sa, sb = 0.5 * n - _PAD, 4.5 * n + _PAD
+        else:
+            za = min(max(ua / k, z_lo), z_hi)
+            zb = max(min(ub / k, z_hi), za)
+            half = _half_width(za, zb, *shape)
+            if half >= 2.0:
+                sa, sb = 0.5 * n - _PAD, 4.5 * n + _PAD
+            else:
+                sa, sb = n * (0.5 + t - half) - _PAD, n * (0.5 + t + half) + _PAD
+        # the cell (jp, jp + d) spans s from jp + g to jp + 1 + d - g over u in
+        # [ua, ub], g = max(u, d - u) at the u nearest d/2: exact for the row
+        u = min(max(0.5 * d, ua), ub)
+        g = max(u, d - u)
+        first = 2 * math.ceil(sa - 1.0 - d + g) + d
+        last = 2 * math.floor(sb - g) + d
+        if (first - d) >> 1 > n and (last + d) >> 1 < n4 - 1:
+            # away from t = 0 every cell has one valid form, (jp, jm) itself.
+            # Along the row jp and jm grow by one: x = jm mod n grows and
+            # y = n - 1 - jp mod n shrinks, stepped in their bit-spread form
+            # (dilated arithmetic) until a face edge asks for a fresh start
+            jp, jm = (first - d) >> 1, (first + d) >> 1
+            steps = (last - first) >> 1
+            while steps >= 0:
+                ifp, ifm = jp >> order, jm >> order
                 if ifp == ifm:
                     face = ifp | 4
                 elif ifp < ifm:
                     face = ifp
                 else:
                     face = ifm + 8
-                cells.add(face << shift | spread(jm & mask) | iy)
+                base = face << shift
+                x, y = jm & mask, n - (jp & mask) - 1
+                sx, sy = spread(x), spread(y) << 1
+                run = min(steps, mask - x, y)  # cells left in this face
+                cells.add(base | sx | sy)
+                for _ in range(run):
+                    sx = ((sx | _ODD) + 1) & _EVEN
+                    sy = (sy - 2) & _ODD
+                    cells.add(base | sx | sy)
+                jp += run + 1
+                jm += run + 1
+                steps -= run + 1
             continue
-        for jm in range(m_lo, m_hi + 1):
+        for total in range(first, last + 1, 2):
+            jp, jm = (total - d) >> 1, (total + d) >> 1
             # the same cell seen with t in [0, 4): unwrapped coordinates differ
             # by 4n; the valid ones have 0 <= jp, jm < 5n and |jm - jp| <= n
             for a, b in ((jp, jm), (jp + n4, jm + n4), (jp - n4, jm - n4)):
@@ -116,37 +163,56 @@ def _belt_cells(cells: set[int], order: int, s0: float, s1: float, u0: float,
                     face = ifp
                 else:
                     face = ifm + 8
-                cells.add(face << shift | _spread(b & mask)
-                          | _spread(n - (a & mask) - 1) << 1)
+                cells.add(face << shift | spread(b & mask)
+                          | spread(n - (a & mask) - 1) << 1)
 
 
-def _cap_cells(cells: set[int], order: int, north: bool, w0: float, w1: float,
-               t_lo: float, t_hi: float) -> None:
-    """Add the cap cells of ``w`` in ``[w0, w1]`` and ``t`` in ``[t_lo, t_hi]``."""
+def _cap_rows(cells: set[int], order: int, north: bool, t: float, z_lo: float,
+              z_hi: float, shape: tuple[float, float, float, float] | None) -> None:
+    """Add the cells of a cap for the cone's part with z in ``[z_lo, z_hi]``.
+
+    The cells with ``jp + jm = S`` hold the points with ``w`` in ``[S, S + 2)``;
+    each such row gets the cone's longitude extent over that band of z.
+    """
     n = 1 << order
     shift = 2 * order
-    for q in range(math.floor(t_lo), math.floor(t_hi) + 1):
-        tp0 = max(t_lo - q, 0.0)
-        tp1 = min(t_hi - q, 1.0)
-        if tp0 > tp1:
-            continue
-        face = (q & 3) if north else 8 + (q & 3)
-        base = face << shift
-        m_a = max(0, math.floor((1.0 - tp1) * w0 - _PAD))
-        m_b = min(n - 1, math.floor((1.0 - tp0) * w1 + _PAD))
-        for jp in range(max(0, math.floor(tp0 * w0 - _PAD)),
-                        min(n - 1, math.floor(tp1 * w1 + _PAD)) + 1):
-            # a cell's points have jp + jm <= w < jp + jm + 2
-            lo = max(m_a, math.floor(w0 - jp) - 2)
-            hi = min(m_b, math.floor(w1 - jp))
-            if north:
-                iy = _spread(n - jp - 1) << 1
-                for jm in range(lo, hi + 1):
-                    cells.add(base | _spread(n - jm - 1) | iy)
+    spread = _SPREAD16.__getitem__ if order <= 16 else _spread
+    a_lo, a_hi = (z_lo, z_hi) if north else (-z_hi, -z_lo)  # |z| range
+    w0 = n * math.sqrt(max(0.0, 3.0 * (1.0 - a_hi))) - _PAD
+    w1 = n * math.sqrt(max(0.0, 3.0 * (1.0 - a_lo))) + _PAD
+    inv3n2 = 1.0 / (3.0 * n * n)
+    for total in range(max(0, math.floor(w0) - 1), min(2 * n - 2, math.floor(w1)) + 1):
+        wa, wb = max(float(total), w0), min(total + 2.0, w1)
+        if shape is None:
+            t_lo, t_hi = 0.0, 4.0 - 1e-12
+        else:
+            za, zb = 1.0 - wb * wb * inv3n2, 1.0 - max(wa, 0.0) ** 2 * inv3n2
+            if not north:
+                za, zb = -zb, -za
+            za = min(max(za, z_lo), z_hi)
+            zb = max(min(zb, z_hi), za)
+            half = _half_width(za, zb, *shape)
+            if half >= 2.0:
+                t_lo, t_hi = 0.0, 4.0 - 1e-12
             else:
-                iy = _spread(jp)
-                for jm in range(lo, hi + 1):
-                    cells.add(base | iy | _spread(jm) << 1)
+                t_lo, t_hi = t - half, t + half
+        for q in range(math.floor(t_lo), math.floor(t_hi) + 1):
+            tp0 = max(t_lo - q, 0.0)
+            tp1 = min(t_hi - q, 1.0)
+            if tp0 > tp1:
+                continue
+            base = ((q & 3) if north else 8 + (q & 3)) << shift
+            # jp = tp w and jm = (1 - tp) w, and jm = total - jp
+            jm_lo = max(0, math.floor((1.0 - tp1) * wa - _PAD))
+            jm_hi = min(n - 1, math.floor((1.0 - tp0) * wb + _PAD))
+            lo = max(0, math.floor(tp0 * wa - _PAD), total - jm_hi)
+            hi = min(n - 1, math.floor(tp1 * wb + _PAD), total - jm_lo)
+            for jp in range(lo, hi + 1):
+                jm = total - jp
+                if north:
+                    cells.add(base | spread(n - jm - 1) | spread(n - jp - 1) << 1)
+                else:
+                    cells.add(base | spread(jp) | spread(jm) << 1)
 
 
 def _few_cells(order: int, n: int, t: float, z_lo: float, z_hi: float, r: float,
@@ -258,34 +324,15 @@ def cone_cells(ra: float, dec: float, radius_deg: float, order: int,
     # a rough count of the cells first: the cone's area in cells, doubled
     if 2.0 * (r * n * 1.2) ** 2 * math.pi > 2.0 * max_cells:
         return None
-    slabs = max(1, min(_MAX_SLABS, int(0.75 * n * (z_hi - z_lo))))
-    step = (z_hi - z_lo) / slabs
+    shape = None if pole else (z0, cos_r, cos_d, z_wide)
     cells: set[int] = set()
-    for i in range(slabs):
-        za = z_lo + i * step
-        zb = z_hi if i == slabs - 1 else za + step
-        if pole:
-            half = 2.0
-        else:
-            z = min(max(z_wide, za), zb)
-            c = (cos_r - z * z0) / (math.sqrt(max(1e-300, 1.0 - z * z)) * cos_d)
-            half = math.acos(max(-1.0, min(1.0, c))) * _TWO_OVER_PI + _PAD
-        if half >= 2.0:
-            t_lo, t_hi = 0.0, 4.0 - 1e-12
-        else:
-            t_lo, t_hi = t - half, t + half
-        if za < _TWO_THIRDS and zb > -_TWO_THIRDS:
-            _belt_cells(cells, order, n * (0.5 + t_lo) - _PAD, n * (0.5 + t_hi) + _PAD,
-                        0.75 * n * max(za, -_TWO_THIRDS) - _PAD,
-                        0.75 * n * min(zb, _TWO_THIRDS) + _PAD)
-        if zb > _TWO_THIRDS:
-            _cap_cells(cells, order, True, n * math.sqrt(3.0 * (1.0 - zb)) - _PAD,
-                       n * math.sqrt(3.0 * (1.0 - max(za, _TWO_THIRDS))) + _PAD,
-                       t_lo, t_hi)
-        if za < -_TWO_THIRDS:
-            _cap_cells(cells, order, False, n * math.sqrt(3.0 * (1.0 + za)) - _PAD,
-                       n * math.sqrt(3.0 * (1.0 - max(-zb, _TWO_THIRDS))) + _PAD,
-                       t_lo, t_hi)
-        if len(cells) > 2 * max_cells:
-            return None
+    if z_lo < _TWO_THIRDS and z_hi > -_TWO_THIRDS:
+        _belt_rows(cells, order, t, max(z_lo, -_TWO_THIRDS), min(z_hi, _TWO_THIRDS),
+                   shape)
+    if z_hi > _TWO_THIRDS:
+        _cap_rows(cells, order, True, t, max(z_lo, _TWO_THIRDS), z_hi, shape)
+    if z_lo < -_TWO_THIRDS:
+        _cap_rows(cells, order, False, t, z_lo, min(z_hi, -_TWO_THIRDS), shape)
+    if len(cells) > 2 * max_cells:
+        return None
     return sorted(cells)

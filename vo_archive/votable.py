@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -209,7 +209,7 @@ def _boolean(value: Any) -> str:
 _INF = float("inf")
 
 
-def formatter(f: Field) -> Any:
+def formatter(f: Field) -> Callable[[Any], str]:
     """Return the function writing values of field ``f`` as TABLEDATA text."""
     if f.datatype in ("double", "float"):
         return _floating

@@ -30,7 +30,7 @@ def split_table(table: str) -> tuple[str, str]:
     return schema, name
 
 
-def table_ident(table: str) -> sql.Composed:
+def table_ident(table: str) -> sql.Identifier:
     """Return the quoted identifier of ``schema.table``."""
     return sql.Identifier(*split_table(table))
 
@@ -44,7 +44,8 @@ def quoted_name(conn: Connection, table: str) -> str:
     with conn.cursor() as cur:
         cur.execute("SELECT quote_ident(%s) || '.' || quote_ident(%s)", (schema, name))
         row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise AssertionError("quote_ident returned no row")
     return str(row[0])
 
 
@@ -181,7 +182,8 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
         )
         row = cur.fetchone()
     conn.commit()
-    assert row is not None
+    if row is None:
+        raise AssertionError(f"no PgQ subscription of {cfg.consumer} on {cfg.queue}")
     log.info("stream %s: master ready (queue %s, %d tables)", cfg.name, cfg.queue,
              len(cfg.tables))
     return int(row[0])

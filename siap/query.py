@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Float, Integer, bindparam, case, false, select
+from sqlalchemy import Float, Integer, bindparam, case, cast, false, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -71,7 +71,7 @@ FIELDS: tuple[Field, ...] = (
 
 
 def _card(name: str) -> ColumnElement[Any]:
-    return v.c.header[name].as_float().cast(Float)
+    return cast(v.c.header[name].as_float(), Float)
 
 
 def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:

@@ -145,7 +145,7 @@ def overlap_test(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any], name: s
     """
     tests = []
     for i, (has_lo, has_hi) in enumerate(shape):
-        conds = [lo_col.isnot(None), hi_col.isnot(None)]
+        conds: list[ColumnElement[bool]] = [lo_col.isnot(None), hi_col.isnot(None)]
         if has_hi:
             conds.append(lo_col <= bindparam(f"{name}_{i}_hi", type_=Float))
         if has_lo:

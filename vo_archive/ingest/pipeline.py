@@ -282,7 +282,7 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("fork"),
                 initializer=die_with_parent)
-        conn = self.engine.raw_connection()
+        conn: Any = self.engine.raw_connection()
         try:
             conn.autocommit = False
             recover(conn, self.storage)

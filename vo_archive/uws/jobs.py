@@ -227,7 +227,6 @@ def wait_for_change(engine: Engine, job_id: str, phase: Phase, timeout: float) -
             if select.select([dbapi], [], [], min(left, 5.0)) != ([], [], []):
                 dbapi.poll()
                 dbapi.notifies.clear()
-        cur.execute(f"UNLISTEN {CHANNEL}")
     finally:
         try:
             dbapi.cursor().execute(f"UNLISTEN {CHANNEL}")

@@ -16,7 +16,8 @@ from vo_archive.db.engine import get_engine
 def settings() -> Settings:
     """Return the archive settings of the running app."""
     s = current_app.config["ARCHIVE_SETTINGS"]
-    assert isinstance(s, Settings)
+    if not isinstance(s, Settings):
+        raise AssertionError("the app was made without archive settings")
     return s
 
 

@@ -582,7 +582,8 @@ class Ingestor:
             if alias in found:
                 continue
             f = it.facts
-            assert f.ra is not None and f.dec is not None
+            if f.ra is None or f.dec is None:
+                raise AssertionError(f"{it.source}: a target needs a position")
             cur.execute(
                 """
                 INSERT INTO archive.target (name, ra, dec, healpix29)

@@ -527,7 +527,7 @@ class Ingestor:
                                            it.facts.procsoft, vno), "new", vno))
             best = max(ranks)
             old_current = next((r[1] for r in old if r[6]), None)
-            for i, it, n, vno in numbered:
+            for i, it, _n, vno in numbered:
                 is_cur = best[1] == "new" and best[2] == vno
                 plans.append((i, it, pid, vno, is_cur))
             if best[1] == "new" and old_current is not None:

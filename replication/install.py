@@ -1,5 +1,7 @@
-"""Set a stream up: PgQ queue and capture triggers on the master, state tables
-and deny triggers on the slave (``vo-archive replicate init``).
+"""Set a stream up (``vo-archive replicate init``).
+
+PgQ queue and capture triggers on the master, state tables and deny triggers
+on the slave.
 
 Order matters for a gap-free start: the consumer is registered before the
 capture triggers exist, and the tables are marked ``pending`` on the slave,

@@ -104,9 +104,10 @@ def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:
 
 
 def build_query(q: SIA1Query) -> ShapedQuery:
-    """Return the SIA 1.0 query over the visible current images: the HEALPix
-    ranges of the region widened by the largest footprint, then the exact test
-    of INTERSECT (a point in the footprint without SIZE).
+    """Return the SIA 1.0 query over the visible current images.
+
+    The HEALPix ranges of the region widened by the largest footprint, then the
+    exact test of INTERSECT (a point in the footprint without SIZE).
     """
     region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
     intersect = None if q.region is None else q.intersect

@@ -129,8 +129,10 @@ class RegionKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BoundRegion:
-    """A region in a statement: its kind is the statement's, its values are
-    bound parameters named after ``name`` (:func:`bind_region` gives both).
+    """A region in a statement.
+
+    Its kind is the statement's, its values are bound parameters named after
+    ``name`` (:func:`bind_region` gives both).
 
     Angles are bound in radians, as pgSphere takes them.
     """
@@ -143,8 +145,9 @@ class BoundRegion:
                            _float(f"{self.name}_dec"))
 
     def sky_value(self) -> ColumnElement[str]:
-        """Return the pgSphere value (spoint, scircle, spoly, sbox); an OUTSIDE
-        region gives its complement, the cone around the antipode.
+        """Return the pgSphere value (spoint, scircle, spoly, sbox).
+
+        An OUTSIDE region gives its complement, the cone around the antipode.
         """
         n = self.name
         if self.kind is RegionKind.POINT:
@@ -162,8 +165,9 @@ class BoundRegion:
 
     def distance(self, ra: ColumnElement[float], dec: ColumnElement[float]
                  ) -> ColumnElement[float]:
-        """Return the distance (degrees) of (ra, dec) in degrees from the centre
-        of a cone or point.
+        """Return the distance (degrees) from the centre of a cone or point.
+
+        ``ra`` and ``dec`` are in degrees.
         """
         return func.degrees(
             _point_of(ra, dec).op("<->")(self._centre()))

@@ -282,9 +282,10 @@ def spherical_pairs(text: str | None, radians: bool = True) -> list[float] | Non
 
 def document_tail(doc: TableDocument, error: str | None, overflow: bool,
                   maxrec: int | None) -> str:
-    """Return what follows a results TABLE: the trailing QUERY_STATUS (DALI 1.1
-    §4.4.1–2, ERROR before OVERFLOW), the end of the RESOURCE, the trailing
-    resources and the end of the document.
+    """Return what follows a results TABLE.
+
+    The trailing QUERY_STATUS (DALI 1.1 §4.4.1–2, ERROR before OVERFLOW), the
+    end of the RESOURCE, the trailing resources and the end of the document.
     """
     tail = []
     if error:

@@ -22,8 +22,9 @@ def settings() -> Settings:
 
 
 def engine(pre_ping: bool = True) -> Engine:
-    """Return the database engine of this worker process (see
-    :func:`vo_archive.db.engine.get_engine` for ``pre_ping``).
+    """Return the database engine of this worker process.
+
+    See :func:`vo_archive.db.engine.get_engine` for ``pre_ping``.
     """
     return get_engine(settings(), pre_ping)
 

@@ -274,6 +274,7 @@ class Ingestor:
 
     # -- session ------------------------------------------------------------
     def __enter__(self) -> Ingestor:
+        """Start a session: recover dead sessions, then take a session lock."""
         self.storage.root.mkdir(parents=True, exist_ok=True)
         if self.workers > 1:
             # Reader processes die with this process (PR_SET_PDEATHSIG), so a
@@ -300,6 +301,7 @@ class Ingestor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the session: stop the readers, drop its files, close its connection."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None

@@ -195,8 +195,9 @@ _listen_engines: dict[str, Engine] = {}
 
 
 def _listen_engine(engine: Engine) -> Engine:
-    """Return an unpooled engine for LISTEN: a long WAIT must not hold one of
-    the pooled connections that queries need.
+    """Return an unpooled engine for LISTEN.
+
+    A long WAIT must not hold one of the pooled connections that queries need.
     """
     key = engine.url.render_as_string(hide_password=False)
     found = _listen_engines.get(key)

@@ -3,7 +3,8 @@
 #
 #   ./dev.sh demo [ARGS]   install, then run the archive on the demo data set
 #                          (vo-archive demo ARGS; serves http://127.0.0.1:8000/)
-#   ./dev.sh test [ARGS]   install, then run the test suite (pytest ARGS)
+#   ./dev.sh test [ARGS]   install, check lint (ruff) and types (mypy), then run
+#                          the test suite (pytest ARGS)
 #   ./dev.sh setup         install only
 #
 # System packages come from Debian (PostgreSQL 15 with pgSphere, q3c and PgQ,
@@ -41,6 +42,19 @@ install_python() {
     "$PY" -m pip install -q --disable-pip-version-check -e '.[test]' >&2
 }
 
+check_code() {
+    echo "ruff check ." >&2
+    if ! "$PY" -m ruff check .; then
+        echo "dev.sh test: ruff found lint errors (above); fix them before the tests run" >&2
+        exit 1
+    fi
+    echo "mypy" >&2
+    if ! "$PY" -m mypy; then
+        echo "dev.sh test: mypy found type errors (above); fix them before the tests run" >&2
+        exit 1
+    fi
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -50,7 +64,7 @@ case "$cmd" in
         install_system; install_python
         exec "$PY" -m vo_archive demo "$@" ;;
     test)
-        install_system; install_python
+        install_system; install_python; check_code
         exec "$PY" -m pytest "$@" ;;
     *)
         sed -n '2,12p' "$0"; exit 2 ;;

@@ -1,5 +1,7 @@
-"""Replication benchmark (issue 6): lag at a steady 500 changes/s, and the
-catch-up time of a 100,000-change backlog.
+"""Replication benchmark (issue 6): lag under load and catch-up of a backlog.
+
+Measures the lag at a steady 500 changes/s, and the catch-up time of a
+100,000-change backlog.
 
 Starts two throw-away clusters on loopback, a Marshall stream between them
 and the replicator as a subprocess (``python -m replication run``), then:

@@ -133,8 +133,9 @@ def _build(verb: int) -> Select[Any]:
 
 
 def build_query(q: ConeQuery) -> ShapedQuery:
-    """Return the cone search: HEALPix ranges, then the exact distance test,
-    nearest first.
+    """Return the cone search.
+
+    HEALPix ranges, then the exact distance test, nearest first.
     """
     cone = Circle(q.ra, q.dec, q.sr)
     bound, values = bind_region(cone, CONE.name)

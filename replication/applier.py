@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.sql as sql
@@ -454,7 +455,10 @@ class StreamReplicator:
             if skip is not None:
                 scur.execute("SELECT last_error FROM replication.stream_state "
                              "WHERE stream = %s", (name,))
-                error = scur.fetchone()[0]
+                row = scur.fetchone()
+                if row is None:
+                    raise AssertionError(f"stream {name} has no stream_state row")
+                error = row[0]
         with self._guard(master), master.cursor() as mcur:
             mcur.execute(
                 "SELECT txid_snapshot_xmax(tick_snapshot) FROM pgq.tick t "
@@ -535,7 +539,8 @@ class StreamReplicator:
         with self._guard(master), master.cursor() as cur:
             cur.execute("SELECT pgq.batch_event_sql(%s)", (batch.batch_id,))
             row = cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise AssertionError("pgq.batch_event_sql returned no row")
             # PgQ's own SQL for the batch's events (built from its tick
             # snapshots), filtered; no outside text enters it.
             cur.execute(
@@ -548,7 +553,8 @@ class StreamReplicator:
         master.commit()
         return found
 
-    def _dead_letter(self, scur: psycopg2.extensions.cursor, rows: list[tuple],
+    def _dead_letter(self, scur: psycopg2.extensions.cursor,
+                     rows: list[tuple[Any, ...]],
                      skip: SkipPlan, generation: int, batch: _Batch,
                      error: str | None) -> set[int]:
         """Record the skipped events of a chunk; return their ids."""
@@ -590,7 +596,8 @@ class StreamReplicator:
                         r[7] or r[5], skip.who)
         return set(ids)
 
-    def _apply_chunk(self, scur: psycopg2.extensions.cursor, rows: list[tuple],
+    def _apply_chunk(self, scur: psycopg2.extensions.cursor,
+                     rows: list[tuple[Any, ...]],
                      tables: dict[str, tuple[str, Snapshot | None]], generation: int,
                      batch: _Batch) -> tuple[int, int]:
         ids: list[int] = []
@@ -690,7 +697,8 @@ class StreamReplicator:
             mcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             mcur.execute("SELECT pg_current_snapshot()::text")
             row = mcur.fetchone()
-            assert row is not None
+            if row is None:
+                raise AssertionError("pg_current_snapshot returned no row")
             snapshot = str(row[0])
         with self._guard(slave), slave.cursor() as scur:
             self._lock_marker(scur)

@@ -59,7 +59,8 @@ def row_insert(conn: Connection, table: str) -> sql.Composed:
             (table_ident(table).as_string(conn),),
         )
         row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise AssertionError(f"replication.row_decoder returned no row for {table}")
     cols, exprs, exact = row
     return sql.SQL(
         "INSERT INTO {t} ({c}) SELECT {e} FROM jsonb_array_elements(%s::jsonb) AS s(j) "

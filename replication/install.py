@@ -1,5 +1,7 @@
-"""Set a stream up: PgQ queue and capture triggers on the master, state tables
-and deny triggers on the slave (``vo-archive replicate init``).
+"""Set a stream up (``vo-archive replicate init``).
+
+PgQ queue and capture triggers on the master, state tables and deny triggers
+on the slave.
 
 Order matters for a gap-free start: the consumer is registered before the
 capture triggers exist, and the tables are marked ``pending`` on the slave,
@@ -30,7 +32,7 @@ def split_table(table: str) -> tuple[str, str]:
     return schema, name
 
 
-def table_ident(table: str) -> sql.Composed:
+def table_ident(table: str) -> sql.Identifier:
     """Return the quoted identifier of ``schema.table``."""
     return sql.Identifier(*split_table(table))
 
@@ -44,7 +46,8 @@ def quoted_name(conn: Connection, table: str) -> str:
     with conn.cursor() as cur:
         cur.execute("SELECT quote_ident(%s) || '.' || quote_ident(%s)", (schema, name))
         row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise AssertionError("quote_ident returned no row")
     return str(row[0])
 
 
@@ -181,7 +184,8 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
         )
         row = cur.fetchone()
     conn.commit()
-    assert row is not None
+    if row is None:
+        raise AssertionError(f"no PgQ subscription of {cfg.consumer} on {cfg.queue}")
     log.info("stream %s: master ready (queue %s, %d tables)", cfg.name, cfg.queue,
              len(cfg.tables))
     return int(row[0])

@@ -70,7 +70,8 @@ def _checksum(conn: Connection, table: str) -> tuple[int, str]:
             "::bigint::numeric), 0)::text FROM {t} AS t"
         ).format(h=row_hash(conn, table), t=table_ident(table)))
         row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise AssertionError(f"the checksum of {table} returned no row")
     return int(row[0]), str(row[1])
 
 
@@ -146,7 +147,8 @@ def wait_caught_up(master: Connection, slave: Connection, cfg: StreamConfig,
     with master.cursor() as cur:
         cur.execute("SELECT pgq.force_tick(%s)", (cfg.queue,))
         row = cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise AssertionError("pgq.force_tick returned no row")
     target = int(row[0]) + 1
     deadline = time.monotonic() + timeout
     while True:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Float, Integer, bindparam, case, false, select
+from sqlalchemy import Float, Integer, bindparam, case, cast, false, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -71,7 +71,7 @@ FIELDS: tuple[Field, ...] = (
 
 
 def _card(name: str) -> ColumnElement[Any]:
-    return v.c.header[name].as_float().cast(Float)
+    return cast(v.c.header[name].as_float(), Float)
 
 
 def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:
@@ -104,9 +104,10 @@ def _build(region: BoundRegion, intersect: Intersect | None) -> Select[Any]:
 
 
 def build_query(q: SIA1Query) -> ShapedQuery:
-    """Return the SIA 1.0 query over the visible current images: the HEALPix
-    ranges of the region widened by the largest footprint, then the exact test
-    of INTERSECT (a point in the footprint without SIZE).
+    """Return the SIA 1.0 query over the visible current images.
+
+    The HEALPix ranges of the region widened by the largest footprint, then the
+    exact test of INTERSECT (a point in the footprint without SIZE).
     """
     region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
     intersect = None if q.region is None else q.intersect

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import psycopg2
 import psycopg2.errors
@@ -46,8 +46,9 @@ _OID_TYPES: dict[int, tuple[str, str | None, str | None]] = {
     1021: ("float", "*", None), 1007: ("int", "*", None), 1016: ("long", "*", None),
     1005: ("short", "*", None), 1000: ("boolean", "*", None),
 }
-_GEOMETRY = {"spoint": ("double", "2", "point"), "scircle": ("double", "3", "circle"),
-             "spoly": ("double", "*", "polygon"), "sbox": ("double", "*", "polygon")}
+_GEOMETRY: dict[str, tuple[str, str | None, str | None]] = {
+    "spoint": ("double", "2", "point"), "scircle": ("double", "3", "circle"),
+    "spoly": ("double", "*", "polygon"), "sbox": ("double", "*", "polygon")}
 _CIRCLE = re.compile(r"<\s*\(([^,]+),([^)]+)\)\s*,\s*([^>]+)>")
 
 
@@ -258,8 +259,11 @@ def execute(engine: Engine, caller: Caller, translation: Translation,
             {"t": str(timeout_ms)})
         conn.execute(text(f"SET LOCAL ROLE {READER_ROLE}"))
         dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        cur = dbapi.cursor(name="tap_query")
+        if dbapi is None:
+            raise AssertionError("the query's connection has no DBAPI connection")
+        # SQLAlchemy types it as any DBAPI connection: here it is psycopg2's, whose
+        # named (server-side) cursors have an itersize
+        cur = cast("psycopg2.extensions.connection", dbapi).cursor(name="tap_query")
         stack.callback(_close_quietly, cur)
         cur.itersize = FETCH
         try:

@@ -35,7 +35,7 @@ def inline_part(name: str) -> bytes | None:
     """Return the multipart part ``name`` of the request (inline UPLOAD)."""
     f = request.files.get(name)
     if f is not None:
-        return f.read()
+        return f.stream.read()
     value = request.form.get(name) if request.method == "POST" else None
     return value.encode() if value is not None else None
 

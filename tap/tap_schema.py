@@ -81,8 +81,8 @@ def sync_tap_schema(conn: Connection) -> None:
         "INSERT INTO archive_meta.setting (name, value) VALUES (:n, :v) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
         {"n": DIGEST_SETTING, "v": description_digest()})
-    for table in ("key_columns", "keys", "columns", "tables", "schemas"):
-        conn.execute(text(f"DELETE FROM tap_schema.{table}"))  # noqa: S608 - fixed names
+    for name in ("key_columns", "keys", "columns", "tables", "schemas"):
+        conn.execute(text(f"DELETE FROM tap_schema.{name}"))  # noqa: S608 - fixed names
     for si, schema in enumerate(SCHEMAS):
         conn.execute(text(
             "INSERT INTO tap_schema.schemas (schema_name, utype, description, "

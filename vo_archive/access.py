@@ -56,7 +56,7 @@ def current_caller() -> Caller:
 
 def visible(release_date: ColumnElement[object]) -> ColumnElement[bool]:
     """Return the access condition on a product's release-date column."""
-    return func.archive.visible(release_date)  # type: ignore[no-any-return]
+    return func.archive.visible(release_date)
 
 
 def set_scope(conn: Connection, caller: Caller) -> None:

@@ -1,5 +1,7 @@
-"""What the DAL services (SCS, SIA, SSA, DataLink) share: running a query for
-the request's caller and answering with a VOTable, service descriptors.
+"""What the DAL services (SCS, SIA, SSA, DataLink) share.
+
+Running a query for the request's caller and answering with a VOTable, and
+service descriptors.
 
 Small results (MAXREC up to :data:`BUFFERED_MAXREC`) are read whole, the
 connection goes back to the pool at once, and the document is sent as one
@@ -180,8 +182,10 @@ def service_descriptor(id_: str, access_path: str, standard_id: str | None,
 
 
 def datalink_descriptor(id_field: str) -> str:
-    """Return the DataLink descriptor of a result whose FIELD ``id_field`` (by
-    XML ID) holds publisher DIDs: TOPCAT and pyvo then offer each row's links.
+    """Return the DataLink descriptor of a result with publisher DIDs.
+
+    The FIELD ``id_field`` (by XML ID) holds the DIDs: TOPCAT and pyvo then
+    offer each row's links.
     """
     ref = Field("ID", "char", "*", ucd="meta.id;meta.main", ref=id_field)
     return service_descriptor(

@@ -468,7 +468,8 @@ def write_spec(spec_: FileSpec, out_dir: str) -> str:
         _spec_cards(cards, spec)
     hdus: list[Any]
     if spec_.kind == "phase3_1d":
-        assert spec is not None
+        if spec is None:
+            raise AssertionError(f"{spec_.name}: a spectrum file without its spectrum")
         wave, flux, err, sky = _spectrum(spec, rng)
         cards.update({"PRODCATG": "SCIENCE.SPECTRUM", "DATA_REL": "SSDR4",
                       "SNR": round(float(np.median(flux / err)), 1),
@@ -514,7 +515,8 @@ def write_spec(spec_: FileSpec, out_dir: str) -> str:
         prim = fits.PrimaryHDU()
         hdus = [prim, tab]
     elif spec_.kind in ("spec_1d",):
-        assert spec is not None
+        if spec is None:
+            raise AssertionError(f"{spec_.name}: a spectrum file without its spectrum")
         wave, flux, err, sky = _spectrum(spec, rng)
         if len(spec_.shape) == 3:
             data = np.stack([flux, flux * 1.02, sky, err]).reshape(4, 1, -1)

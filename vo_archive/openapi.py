@@ -176,7 +176,7 @@ def build_spec(app: Flask, base_url: str = "") -> dict[str, Any]:
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     """Describe every endpoint of the archive (OpenAPI 3.1)."""
-    spec = build_spec(current_app, web.base_url())  # type: ignore[arg-type]
+    spec = build_spec(current_app, web.base_url())
     return Response(json.dumps(spec, indent=1), mimetype="application/json")
 
 

@@ -103,7 +103,7 @@ def range_values(
 def _exact(test: ColumnElement[bool]) -> ColumnElement[bool]:
     # coalesce() keeps the planner from answering the test from a GiST index:
     # the candidates come from the HEALPix ranges, this only filters them.
-    return func.coalesce(test, literal_column("false"))  # type: ignore[no-any-return]
+    return func.coalesce(test, literal_column("false"))
 
 
 def _float(name: str) -> ColumnElement[float]:
@@ -113,7 +113,7 @@ def _float(name: str) -> ColumnElement[float]:
 def _point_of(
     ra: ColumnElement[float], dec: ColumnElement[float]
 ) -> ColumnElement[str]:
-    return func.spoint(func.radians(ra), func.radians(dec))  # type: ignore[no-any-return]
+    return func.spoint(func.radians(ra), func.radians(dec))
 
 
 class RegionKind(enum.Enum):
@@ -129,8 +129,10 @@ class RegionKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BoundRegion:
-    """A region in a statement: its kind is the statement's, its values are
-    bound parameters named after ``name`` (:func:`bind_region` gives both).
+    """A region in a statement.
+
+    Its kind is the statement's, its values are bound parameters named after
+    ``name`` (:func:`bind_region` gives both).
 
     Angles are bound in radians, as pgSphere takes them.
     """
@@ -139,33 +141,35 @@ class BoundRegion:
     kind: RegionKind
 
     def _centre(self) -> ColumnElement[str]:
-        return func.spoint(_float(f"{self.name}_ra"),  # type: ignore[no-any-return]
+        return func.spoint(_float(f"{self.name}_ra"),
                            _float(f"{self.name}_dec"))
 
     def sky_value(self) -> ColumnElement[str]:
-        """Return the pgSphere value (spoint, scircle, spoly, sbox); an OUTSIDE
-        region gives its complement, the cone around the antipode.
+        """Return the pgSphere value (spoint, scircle, spoly, sbox).
+
+        An OUTSIDE region gives its complement, the cone around the antipode.
         """
         n = self.name
         if self.kind is RegionKind.POINT:
             return self._centre()
         if self.kind in (RegionKind.CIRCLE, RegionKind.OUTSIDE):
-            return func.scircle(self._centre(),  # type: ignore[no-any-return]
+            return func.scircle(self._centre(),
                                 _float(f"{n}_r"))
         if self.kind is RegionKind.POLYGON:
             return cast(bindparam(f"{n}_poly", type_=String), SPOLY)
         if self.kind is RegionKind.BOX:
-            return func.sbox(  # type: ignore[no-any-return]
+            return func.sbox(
                 func.spoint(_float(f"{n}_ra1"), _float(f"{n}_dec1")),
                 func.spoint(_float(f"{n}_ra2"), _float(f"{n}_dec2")))
         raise ValueError(f"a {self.kind.value} region has no pgSphere value")
 
     def distance(self, ra: ColumnElement[float], dec: ColumnElement[float]
                  ) -> ColumnElement[float]:
-        """Return the distance (degrees) of (ra, dec) in degrees from the centre
-        of a cone or point.
+        """Return the distance (degrees) from the centre of a cone or point.
+
+        ``ra`` and ``dec`` are in degrees.
         """
-        return func.degrees(  # type: ignore[no-any-return]
+        return func.degrees(
             _point_of(ra, dec).op("<->")(self._centre()))
 
     def contains(self, ra: ColumnElement[float], dec: ColumnElement[float]

@@ -50,7 +50,9 @@ def _stretch(data: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     lo, hi = np.percentile(finite, [1.0, 99.5])
     if hi <= lo:
         hi = lo + 1.0
-    return np.clip((np.nan_to_num(data, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+    out: npt.NDArray[np.float64] = np.clip(
+        (np.nan_to_num(data, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+    return out
 
 
 def _image_png(path: Path, out: Path) -> None:

@@ -37,7 +37,10 @@ from typing import Any
 
 import gunicorn.util
 from gunicorn.http.wsgi import Response
-from gunicorn.workers.gthread import _DEFER, ThreadWorker
+
+# _DEFER (gthread's marker for a connection handed back to the poller) is
+# private to gunicorn and absent from its type stubs
+from gunicorn.workers.gthread import _DEFER, ThreadWorker  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +106,10 @@ def _write_with_head(self: Any, data: Any) -> None:
 
 def install_single_writes() -> None:
     """Make gunicorn send a response's head with its body (:func:`_write_with_head`)."""
-    Response.write = _write_with_head
+    Response.write = _write_with_head  # type: ignore[method-assign, assignment]
 
 
-class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
+class GuardedThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, safe against slow and stalled clients."""
 
     def handle(self, conn: Any) -> Any:

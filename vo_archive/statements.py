@@ -140,12 +140,14 @@ def bind_intervals(name: str, intervals: Sequence[Interval]
 
 def overlap_test(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any], name: str,
                  shape: IntervalShape) -> ColumnElement[bool]:
-    """Return the test that ``[lo_col, hi_col]`` meets one of the bound intervals
-    (:func:`bind_intervals`); a NULL end never matches (SIA 2.0 §2.1).
+    """Return the test that ``[lo_col, hi_col]`` meets one of the bound intervals.
+
+    The intervals are those of :func:`bind_intervals`; a NULL end never matches
+    (SIA 2.0 §2.1).
     """
     tests = []
     for i, (has_lo, has_hi) in enumerate(shape):
-        conds = [lo_col.isnot(None), hi_col.isnot(None)]
+        conds: list[ColumnElement[bool]] = [lo_col.isnot(None), hi_col.isnot(None)]
         if has_hi:
             conds.append(lo_col <= bindparam(f"{name}_{i}_hi", type_=Float))
         if has_lo:
@@ -156,8 +158,9 @@ def overlap_test(lo_col: ColumnElement[Any], hi_col: ColumnElement[Any], name: s
 
 def one_of(expr: ColumnElement[Any], name: str, type_: Any = None,
            value: Sequence[Any] | None = None) -> ColumnElement[bool]:
-    """Return ``expr = ANY(:name)``: one bound array, whatever its length (a
-    request's value, or the constant ``value``).
+    """Return ``expr = ANY(:name)``: one bound array, whatever its length.
+
+    The array is a request's value, or the constant ``value``.
     """
     array = ARRAY(type_ or String)
     param = (bindparam(name, type_=array) if value is None

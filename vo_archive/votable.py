@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -209,7 +209,7 @@ def _boolean(value: Any) -> str:
 _INF = float("inf")
 
 
-def formatter(f: Field) -> Any:
+def formatter(f: Field) -> Callable[[Any], str]:
     """Return the function writing values of field ``f`` as TABLEDATA text."""
     if f.datatype in ("double", "float"):
         return _floating
@@ -282,9 +282,10 @@ def spherical_pairs(text: str | None, radians: bool = True) -> list[float] | Non
 
 def document_tail(doc: TableDocument, error: str | None, overflow: bool,
                   maxrec: int | None) -> str:
-    """Return what follows a results TABLE: the trailing QUERY_STATUS (DALI 1.1
-    §4.4.1–2, ERROR before OVERFLOW), the end of the RESOURCE, the trailing
-    resources and the end of the document.
+    """Return what follows a results TABLE.
+
+    The trailing QUERY_STATUS (DALI 1.1 §4.4.1–2, ERROR before OVERFLOW), the
+    end of the RESOURCE, the trailing resources and the end of the document.
     """
     tail = []
     if error:

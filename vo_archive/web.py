@@ -16,13 +16,15 @@ from vo_archive.db.engine import get_engine
 def settings() -> Settings:
     """Return the archive settings of the running app."""
     s = current_app.config["ARCHIVE_SETTINGS"]
-    assert isinstance(s, Settings)
+    if not isinstance(s, Settings):
+        raise AssertionError("the app was made without archive settings")
     return s
 
 
 def engine(pre_ping: bool = True) -> Engine:
-    """Return the database engine of this worker process (see
-    :func:`vo_archive.db.engine.get_engine` for ``pre_ping``).
+    """Return the database engine of this worker process.
+
+    See :func:`vo_archive.db.engine.get_engine` for ``pre_ping``.
     """
     return get_engine(settings(), pre_ping)
 

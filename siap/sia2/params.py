@@ -66,14 +66,14 @@ def parse_sia2(params: ParamSet, maxrec_default: int, maxrec_hard: int) -> SIA2Q
             ranges.append((name, values))
     strings = []
     for name in STRING_PARAMS:
-        values = tuple(v.strip() for v in params.all(name) if v.strip())
+        words = tuple(v.strip() for v in params.all(name) if v.strip())
         if name == "POL":
-            for v in values:
-                if v not in POL_STATES:
-                    raise UsageFault(f"parameter POL: {v!r} is not one of "
+            for word in words:
+                if word not in POL_STATES:
+                    raise UsageFault(f"parameter POL: {word!r} is not one of "
                                      f"{' '.join(POL_STATES)}", "POL")
-        if values:
-            strings.append((name, values))
+        if words:
+            strings.append((name, words))
     calib = []
     for v in params.all("CALIB"):
         if v.strip():

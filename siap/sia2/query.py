@@ -113,9 +113,10 @@ def _build(shape: SIA2Shape) -> Select[Any]:
 
 
 def build_query(q: SIA2Query) -> ShapedQuery:
-    """Return the SIA 2.0 query: HEALPix ranges of the POS regions (widened by
-    the largest footprint), the exact footprint overlap, then the other
-    constraints.
+    """Return the SIA 2.0 query.
+
+    HEALPix ranges of the POS regions (widened by the largest footprint), the
+    exact footprint overlap, then the other constraints.
     """
     values: dict[str, Any] = {"limit": q.maxrec + 1}
     regions = []
@@ -155,8 +156,9 @@ def build_query(q: SIA2Query) -> ShapedQuery:
 
 def row_converter(absolute: Callable[[str], str]
                   ) -> Callable[[Sequence[Any]], Sequence[Any]]:
-    """Return the converter of a database row to a result row (absolute URL, DALI
-    polygon).
+    """Return the converter of a database row to a result row.
+
+    It makes the access URL absolute and the footprint a DALI polygon.
     """
     names = [c.name for c in OBSCORE_COLUMNS]
     i_url, i_region = names.index("access_url"), names.index("s_region")

@@ -1,0 +1,1 @@
+"""ADQL queries: vetted by a tokenizer, parsed and translated to PostgreSQL/pgSphere."""

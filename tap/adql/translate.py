@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import antlr4
 from antlr4.atn.PredictionMode import PredictionMode
 from antlr4.error.Errors import ParseCancellationException, RecognitionException
 from antlr4.error.ErrorStrategy import BailErrorStrategy
+from antlr4.tree.Tree import ParseTree, TerminalNodeImpl
 from queryparser.adql import ADQLQueryTranslator
 from queryparser.adql.ADQLLexer import ADQLLexer
 from queryparser.adql.ADQLParser import ADQLParser
@@ -182,8 +184,10 @@ class _Checker:
         self.tables: list[Table] = []
         self.used_uploads: list[str] = []
 
-    def visit(self, ctx: antlr4.tree.Tree.ParseTree) -> None:
-        if isinstance(ctx, antlr4.TerminalNode):
+    def visit(self, ctx: ParseTree) -> None:
+        # the runtime's terminal nodes are all TerminalNodeImpl, its other
+        # nodes ParserRuleContext
+        if isinstance(ctx, TerminalNodeImpl):
             word = ctx.getText().upper()
             if word in _UNSUPPORTED_WORDS and not isinstance(
                     ctx.parentCtx, ADQLParser.Regular_identifierContext):
@@ -197,8 +201,9 @@ class _Checker:
                     and name.lower() not in _RENAMED_BACK):
                 self._fail(f"unknown function {name}: only ADQL functions may be "
                            "used", ctx.start)
-        for child in ctx.getChildren():
-            self.visit(child)
+        if isinstance(ctx, antlr4.ParserRuleContext):
+            for child in ctx.getChildren():
+                self.visit(child)
 
     def _table(self, ctx: ADQLParser.Table_nameContext) -> None:
         parts = [c for c in ctx.getChildren() if not isinstance(c, antlr4.TerminalNode)]
@@ -221,11 +226,10 @@ class _Checker:
         if found is None:
             self._fail(f"table {schema}.{table} is not published here (see "
                        "TAP_SCHEMA.tables)", ctx.start)
-        assert found is not None
         self.tables.append(found)
 
     @staticmethod
-    def _fail(message: str, token: antlr4.Token) -> None:
+    def _fail(message: str, token: antlr4.Token | None) -> NoReturn:
         raise _TreeError(message, token.start if token else 0)
 
 

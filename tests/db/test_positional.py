@@ -145,7 +145,7 @@ def test_tiny_cones_around_rows_find_them(sky: tuple[Archive, np.ndarray, np.nda
     archive, ra, dec = sky
     rng = np.random.default_rng(3)
     with archive.engine.begin() as conn:
-        for i in rng.choice(ROWS, 40, replace=False).tolist() + [0, 1, ROWS // 10 + 1]:
+        for i in [*rng.choice(ROWS, 40, replace=False).tolist(), 0, 1, ROWS // 10 + 1]:
             c = Circle(float(ra[i]), float(dec[i]), 1 / 3600)
             found = _cone(conn, c)
             assert i in found

@@ -74,7 +74,7 @@ def test_scope_setting_does_not_outlive_the_query(demo_archive: Archive) -> None
 def test_statement_timeout(demo_archive: Archive) -> None:
     adql = ("SELECT COUNT(*) FROM ivoa.ObsCore AS a, ivoa.ObsCore AS b, "
             "ivoa.ObsCore AS c, ivoa.ObsCore AS d")
-    with pytest.raises(TransientFault, match="longer than 0.5 s"):
+    with pytest.raises(TransientFault, match=r"longer than 0\.5 s"):
         run(demo_archive, adql, timeout=0.5)
 
 

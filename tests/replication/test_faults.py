@@ -292,7 +292,7 @@ def test_backlog_100k_with_slave_down(marshall_env: Env, sites: dict) -> None:
     sites["ia2"].stop("immediate")
     pad = "x" * 400
     txid = 0
-    for k in range(8):  # 8 x 10k single-row-statement changes
+    for _ in range(8):  # 8 x 10k single-row-statement changes
         execute(
             m,
             "INSERT INTO marshall.comments (transient_id, author, body) "
@@ -606,9 +606,9 @@ def test_operator_skip_leaves_dead_letter(marshall_env: Env) -> None:
     lines = out.stdout.splitlines()
     assert [ln for ln in lines if "DIFFERENT" in ln] == [
         "marshall marshall.comments: DIFFERENT (master 3 rows, slave 2 rows)"]
-    assert [ln.strip() for ln in lines if ln.startswith("  ")][0] == (
+    assert next(ln.strip() for ln in lines if ln.startswith("  ")) == (
         'only on master: {"comment_id": 2}')
-    assert [ln for ln in lines if "dead letter:" in ln][0].strip().startswith(
+    assert next(ln for ln in lines if "dead letter:" in ln).strip().startswith(
         f'dead letter: event {poison} (I) key {{"comment_id": 2}} skipped by ')
     reports = {r.table: r for r in verify_stream(env.stream(), wait=False)}
     assert [t for t, r in reports.items() if not r.identical] == ["marshall.comments"]

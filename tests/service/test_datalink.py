@@ -96,8 +96,8 @@ def test_datalink_from_ssa_results(live_server: LiveServer) -> None:
     assert len(res) > 0
     links = next(res.iter_datalinks())
     assert "#preview" in [str(s) for s in links["semantics"]]
-    png = [str(u) for u, s in zip(links["access_url"], links["semantics"], strict=True)
-           if str(s) == "#preview"][0]
+    png = next(str(u) for u, s in zip(links["access_url"], links["semantics"],
+                                      strict=True) if str(s) == "#preview")
     assert requests.get(png, timeout=60).content[:4] == b"\x89PNG"
 
 

@@ -20,7 +20,7 @@ def test_file_download_with_range_and_checksum(live_server: LiveServer) -> None:
     from sqlalchemy import text
 
     with live_server.archive.engine.connect() as conn:
-        pid, vno, sha, size = conn.execute(text(
+        pid, vno, sha, _size = conn.execute(text(
             "SELECT product_id, version_no, sha256, file_size FROM pessto.products "
             "ORDER BY product_id LIMIT 1")).one()
     r = live_server.get(f"/products/{pid}/versions/{vno}")

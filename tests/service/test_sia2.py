@@ -63,8 +63,8 @@ def test_every_mandatory_obscore_field(live_server: LiveServer) -> None:
     for c in OBSCORE_COLUMNS:
         assert fields[c.name].ucd == c.ucd and fields[c.name].utype == c.utype
     assert query_status(doc) == ["OK", "OVERFLOW"]
-    this = [res for res in doc.resources if res.type == "meta"
-            and res.ID == "sia2_this"][0]
+    this = next(res for res in doc.resources if res.type == "meta"
+                and res.ID == "sia2_this")
     inputs = [p.name for p in this.groups[0].entries]
     for name in ("POS", "BAND", "TIME", "POL", "FOV", "SPATRES", "EXPTIME", "ID",
                  "COLLECTION", "FACILITY", "INSTRUMENT", "DPTYPE", "CALIB", "TARGET",

@@ -43,8 +43,8 @@ def test_format_all_gives_fits_and_png(live_server: LiveServer) -> None:
                                       table.array["publisher_did"], strict=True)
                if str(d) == did}
     assert formats == {"image/fits", "image/png"}
-    png = [str(u) for u, f in zip(table.array["accref"], table.array["format"],
-                                  strict=True) if str(f) == "image/png"][0]
+    png = next(str(u) for u, f in zip(table.array["accref"], table.array["format"],
+                                      strict=True) if str(f) == "image/png")
     assert requests.get(png, timeout=60).content[:8] == b"\x89PNG\r\n\x1a\n"
 
 

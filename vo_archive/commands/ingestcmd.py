@@ -81,8 +81,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not marker.exists():
         print(f"generating {args.products} demo products in {out}", file=sys.stderr)
         bar = tqdm(total=args.products, unit="file", file=sys.stderr)
-        generate(out, args.products, args.seed,
-                 progress=lambda n: bar.update(n - bar.n))
+
+        def progress(n: int) -> None:
+            bar.update(n - bar.n)
+
+        generate(out, args.products, args.seed, progress=progress)
         bar.update(args.products - bar.n)
         bar.close()
         marker.write_text("ok\n")

@@ -86,7 +86,7 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
 
     # gunicorn writes its own Server header and drops the application's; name
     # the VO software there instead (taplint W_SVRV, DALI clients' diagnostics).
-    gunicorn.http.wsgi.SERVER = SERVER_HEADER
+    gunicorn.http.wsgi.SERVER = SERVER_HEADER  # type: ignore[attr-defined]  # not in the stubs
     # Slow or stalled clients must not hold worker threads (vo_archive.serving);
     # the limits are configurable under [limits].
     from vo_archive import serving
@@ -98,7 +98,7 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
     serving.install_single_writes()
     threads = int(limits.get("threads", 8))
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers or (os.cpu_count() or 1) + 1)

@@ -174,12 +174,10 @@ def _delimited(doc: TableDocument, rows: Rows, maxrec: int | None, tsv: bool
                                 for v in values) + "\n")
 
     emit([f.name for f in doc.fields])
-    n = 0
-    for row in (() if maxrec == 0 else rows):
+    for n, row in enumerate(() if maxrec == 0 else rows):
         if maxrec is not None and n >= maxrec:
             break
         emit(["" if v is None else _cell(v) for v in row])
-        n += 1
         if buf.tell() >= CHUNK:
             yield buf.getvalue().encode()
             buf.seek(0)
@@ -215,13 +213,11 @@ def write_fits(doc: TableDocument, rows: Rows, maxrec: int | None) -> Iterator[b
     from astropy.table import Column, MaskedColumn, Table
 
     data: list[list[Any]] = [[] for _ in doc.fields]
-    n = 0
-    for row in (() if maxrec == 0 else rows):
+    for n, row in enumerate(() if maxrec == 0 else rows):
         if maxrec is not None and n >= maxrec:
             break
         for col, v in zip(data, row, strict=True):
             col.append(v)
-        n += 1
     table = Table()
     for f, values in zip(doc.fields, data, strict=True):
         mask = [v is None for v in values]

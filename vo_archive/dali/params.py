@@ -48,6 +48,7 @@ class ParamSet:
         return cls(items)
 
     def __contains__(self, name: str) -> bool:
+        """Return whether parameter ``name`` (in any case) is present."""
         return name.upper() in self._values
 
     def names(self) -> list[str]:
@@ -154,6 +155,7 @@ class Interval:
     hi: float
 
     def __post_init__(self) -> None:
+        """Refuse an interval whose lower end is above its upper end."""
         if self.lo > self.hi:
             raise UsageFault(f"interval {self.lo} {self.hi} has its lower end above "
                              "its upper end")

@@ -1,0 +1,1 @@
+"""The archive's database: embedded cluster, engines and schema migrations."""

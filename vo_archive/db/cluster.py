@@ -21,7 +21,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +204,8 @@ class EmbeddedCluster:
     ) -> subprocess.CompletedProcess[str]:
         user = _service_user()
         env = dict(os.environ, LC_ALL="C", LANG="C")
-        kwargs: dict[str, object] = {}
+        preexec_fn: Callable[[], None] | None = None
+        cwd: str | None = None
         if user is not None:
             env["HOME"] = user.pw_dir
             env["USER"] = env["LOGNAME"] = user.pw_name
@@ -214,10 +215,11 @@ class EmbeddedCluster:
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
 
-            kwargs["preexec_fn"] = demote
-            kwargs["cwd"] = "/"
+            preexec_fn = demote
+            cwd = "/"
         proc = subprocess.run(
-            args, capture_output=True, text=True, env=env, check=False, **kwargs  # type: ignore[arg-type]
+            args, capture_output=True, text=True, env=env, check=False,
+            preexec_fn=preexec_fn, cwd=cwd,
         )
         if check and proc.returncode != 0:
             raise ClusterError(

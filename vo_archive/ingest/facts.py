@@ -123,9 +123,8 @@ def _tan_corners(h: dict[str, HeaderValue]) -> list[tuple[float, float]] | None:
     nx, ny = h.get("NAXIS1"), h.get("NAXIS2")
     crval1, crval2 = _num(h, "CRVAL1"), _num(h, "CRVAL2")
     crpix1, crpix2 = _num(h, "CRPIX1"), _num(h, "CRPIX2")
-    if not isinstance(nx, int) or not isinstance(ny, int) or None in (
-        crval1, crval2, crpix1, crpix2
-    ):
+    if (not isinstance(nx, int) or not isinstance(ny, int) or crval1 is None
+            or crval2 is None or crpix1 is None or crpix2 is None):
         return None
     cd11, cd12 = _num(h, "CD1_1"), _num(h, "CD1_2") or 0.0
     cd21, cd22 = _num(h, "CD2_1") or 0.0, _num(h, "CD2_2")
@@ -134,8 +133,6 @@ def _tan_corners(h: dict[str, HeaderValue]) -> list[tuple[float, float]] | None:
         if cdelt1 is None or cdelt2 is None:
             return None
         cd11, cd22 = cdelt1, cdelt2
-    assert crval1 is not None and crval2 is not None
-    assert crpix1 is not None and crpix2 is not None
     a0, d0 = math.radians(crval1), math.radians(crval2)
     out = []
     for px, py in ((0.5, 0.5), (nx + 0.5, 0.5), (nx + 0.5, ny + 0.5), (0.5, ny + 0.5)):

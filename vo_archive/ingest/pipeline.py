@@ -274,6 +274,7 @@ class Ingestor:
 
     # -- session ------------------------------------------------------------
     def __enter__(self) -> Ingestor:
+        """Start a session: recover dead sessions, then take a session lock."""
         self.storage.root.mkdir(parents=True, exist_ok=True)
         if self.workers > 1:
             # Reader processes die with this process (PR_SET_PDEATHSIG), so a
@@ -282,7 +283,7 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("fork"),
                 initializer=die_with_parent)
-        conn = self.engine.raw_connection()
+        conn: Any = self.engine.raw_connection()
         try:
             conn.autocommit = False
             recover(conn, self.storage)
@@ -300,6 +301,7 @@ class Ingestor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the session: stop the readers, drop its files, close its connection."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -527,7 +529,7 @@ class Ingestor:
                                            it.facts.procsoft, vno), "new", vno))
             best = max(ranks)
             old_current = next((r[1] for r in old if r[6]), None)
-            for i, it, n, vno in numbered:
+            for i, it, _n, vno in numbered:
                 is_cur = best[1] == "new" and best[2] == vno
                 plans.append((i, it, pid, vno, is_cur))
             if best[1] == "new" and old_current is not None:
@@ -582,7 +584,8 @@ class Ingestor:
             if alias in found:
                 continue
             f = it.facts
-            assert f.ra is not None and f.dec is not None
+            if f.ra is None or f.dec is None:
+                raise AssertionError(f"{it.source}: a target needs a position")
             cur.execute(
                 """
                 INSERT INTO archive.target (name, ra, dec, healpix29)

@@ -135,7 +135,7 @@ class Storage:
 
     def iter_keys(self) -> list[str]:
         """Return the keys of every file in final storage (not the tmp folder)."""
-        keys = []
+        keys: list[str] = []
         if not self.root.exists():
             return keys
         for d1 in sorted(self.root.iterdir()):

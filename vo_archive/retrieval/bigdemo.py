@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from vo_archive.demo import DemoPlan, write_spec
+from vo_archive.demo import DemoPlan, FileSpec, write_spec
 
 #: Bytes per pixel of the demo images (float32).
 PIXEL = 4
@@ -34,7 +34,7 @@ def generate_large(out_dir: Path, total_bytes: int, file_bytes: int = 16 << 20,
     out_dir.mkdir(parents=True, exist_ok=True)
     side = int(math.sqrt(file_bytes / PIXEL))
     count = max(1, -(-total_bytes // (side * side * PIXEL)))
-    images = []
+    images: list[FileSpec] = []
     n = 400
     while len(images) < count:
         images = [s for s in DemoPlan(n, seed).build() if s.kind == "image"

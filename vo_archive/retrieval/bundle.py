@@ -136,9 +136,10 @@ def _read_chunks(path: Path, size: int) -> Iterator[bytes]:
 def _member_bytes(m: Member) -> Iterator[bytes]:
     if m.data is not None:
         yield m.data
-    else:
-        assert m.path is not None
+    elif m.path is not None:
         yield from _read_chunks(m.path, m.size)
+    else:
+        raise AssertionError(f"member {m.arcname} has neither data nor a path")
 
 
 def _tar_header(prefix: str, m: Member, mtime: int) -> bytes:
@@ -191,6 +192,9 @@ class _Sink:
     def flush(self) -> None:
         """Nothing is buffered here."""
 
+    def close(self) -> None:
+        """Nothing to release (zipfile leaves a file it was given open anyway)."""
+
     def take(self) -> bytes:
         out = b"".join(self.parts)
         self.parts.clear()
@@ -201,7 +205,7 @@ def zip_stream(members: list[Member], prefix: str, mtime: int) -> Iterator[bytes
     """Yield a zip (stored, ZIP64-capable) of the members under folder ``prefix``."""
     sink = _Sink()
     stamp = time.gmtime(mtime)[:6]
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED,  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED,
                          allowZip64=True) as zf:
         for m in members:
             info = zipfile.ZipInfo(f"{prefix}/{m.arcname}" if prefix else m.arcname,

@@ -116,7 +116,7 @@ def _values(params: ParamSet, *names: str) -> list[str]:
 
 def _enum_values(params: ParamSet, name: str, enum: type[Enum],
                  aliases: tuple[str, ...] = ()) -> tuple[str, ...]:
-    allowed = {str(m.value).lower(): str(m.value) for m in enum}  # type: ignore[misc]
+    allowed = {str(m.value).lower(): str(m.value) for m in enum}
     out: list[str] = []
     for v in _values(params, name, *aliases):
         key = v.lower()

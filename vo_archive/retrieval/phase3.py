@@ -428,11 +428,11 @@ def check_hdus(rep: FileReport, path: Path) -> fits.HDUList | None:
         for key in h:
             if key.startswith("ESO DPR"):
                 rep.error(key, "ESO DPR keywords must be removed from products", i)
-        if any(card.keyword == "CONTINUE" for card in h.cards) or any(
-                isinstance(v, str) and len(v) > 68 for v in h.values()):
-            if h.get("LONGSTRN") is not True and hdul[0].header.get("LONGSTRN") \
-                    is not True:
-                rep.error("LONGSTRN", "long-string CONTINUE cards need LONGSTRN=T", i)
+        if ((any(card.keyword == "CONTINUE" for card in h.cards)
+             or any(isinstance(v, str) and len(v) > 68 for v in h.values()))
+                and h.get("LONGSTRN") is not True
+                and hdul[0].header.get("LONGSTRN") is not True):
+            rep.error("LONGSTRN", "long-string CONTINUE cards need LONGSTRN=T", i)
     return hdul
 
 

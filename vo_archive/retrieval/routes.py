@@ -19,7 +19,7 @@ from vo_archive import __version__, web
 from vo_archive.access import caller_connection
 from vo_archive.dali.errors import FaultStyle, UsageFault
 from vo_archive.dali.params import ParamSet, parse_int
-from vo_archive.retrieval import query, service
+from vo_archive.retrieval import bundle, query, service
 from vo_archive.retrieval.params import (
     KNOWN_PRODUCT_TYPES,
     SELECTION_PARAMS,
@@ -81,7 +81,7 @@ def _stream(dl: Download) -> Response:
         headers["Content-Length"] = str(length)
     log.info("download %s: %d files, %d bytes [%s]", dl.filename, dl.files,
              dl.payload, flask_g.get("request_id"))
-    return Response(dl.chunks(), mimetype=service.bundle.MIME[dl.fmt],
+    return Response(dl.chunks(), mimetype=bundle.MIME[dl.fmt],
                     headers=headers, direct_passthrough=True)
 
 

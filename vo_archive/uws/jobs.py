@@ -195,8 +195,9 @@ _listen_engines: dict[str, Engine] = {}
 
 
 def _listen_engine(engine: Engine) -> Engine:
-    """Return an unpooled engine for LISTEN: a long WAIT must not hold one of
-    the pooled connections that queries need.
+    """Return an unpooled engine for LISTEN.
+
+    A long WAIT must not hold one of the pooled connections that queries need.
     """
     key = engine.url.render_as_string(hide_password=False)
     found = _listen_engines.get(key)
@@ -227,7 +228,6 @@ def wait_for_change(engine: Engine, job_id: str, phase: Phase, timeout: float) -
             if select.select([dbapi], [], [], min(left, 5.0)) != ([], [], []):
                 dbapi.poll()
                 dbapi.notifies.clear()
-        cur.execute(f"UNLISTEN {CHANNEL}")
     finally:
         try:
             dbapi.cursor().execute(f"UNLISTEN {CHANNEL}")

@@ -146,7 +146,8 @@ def make_uws_blueprint(name: str, runner: str, default_duration: int,
                                 retention, web.base_url(), p.single("RUNID"))
             if (p.single("PHASE") or "").upper() == "RUN":
                 job = get_job(conn, job_id, lock=True)
-                assert job is not None
+                if job is None:
+                    raise AssertionError(f"job {job_id} is gone right after creation")
                 run(conn, job)
         return to_job(job_id)
 

@@ -141,7 +141,8 @@ def run_job(settings: Settings, job_id: str) -> None:
             return
         set_phase(conn, job, Phase.EXECUTING)
         job = get_job(conn, job_id)
-    assert job is not None
+    if job is None:
+        raise AssertionError(f"job {job_id} is gone right after it was set executing")
     run = JobRun(settings, engine, job)
     try:
         try:

@@ -120,7 +120,7 @@ def order_for(radius_deg: float, rows: int) -> int:
         if expected <= limit:
             cell = per_radius * radius
             break
-    order = int(round(math.log2(58.6 / cell)))
+    order = round(math.log2(58.6 / cell))
     return max(0, min(ORDER, order))
 
 
@@ -175,7 +175,10 @@ def angular_distance(ra1: float, dec1: float, ra2: npt.ArrayLike,
         np.sin((d2 - d1) / 2) ** 2
         + math.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
     )
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
+    distance: npt.NDArray[np.float64] = np.degrees(
+        2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    )
+    return distance
 
 
 # -- Regions and their covering ranges ------------------------------------------
@@ -203,8 +206,9 @@ class Polygon:
 
 @dataclass(frozen=True, slots=True)
 class Box:
-    """A coordinate range (SIA 2.0 ``RANGE``): ``ra_min`` may exceed ``ra_max``
-    when the range crosses RA = 0.
+    """A coordinate range (SIA 2.0 ``RANGE``).
+
+    ``ra_min`` may exceed ``ra_max`` when the range crosses RA = 0.
     """
 
     ra_min: float
@@ -222,6 +226,7 @@ Region = Circle | Polygon | Box
 
 
 def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Return unit vectors, shape (..., 3), of positions given in degrees."""
     a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
     return np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)], axis=-1)
 
@@ -233,7 +238,9 @@ def _lonlat(vec: npt.NDArray[np.float64]) -> tuple[float, float]:
     )
 
 
-def _box_samples(box: Box, n: int = 24) -> tuple[npt.NDArray[np.float64], ...]:
+def _box_samples(
+    box: Box, n: int = 24
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float, float]:
     span = (box.ra_max - box.ra_min) % 360.0 if not box.full_ra else 360.0
     ras = box.ra_min + np.linspace(0.0, span, n)
     decs = np.linspace(box.dec_min, box.dec_max, n)

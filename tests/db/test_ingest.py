@@ -202,3 +202,26 @@ def test_explicit_run_option(make_archive: Callable[..., Archive],
             "SELECT DISTINCT r.name FROM archive.product p JOIN archive.run r "
             "USING (run_id)")).scalars().all()
     assert names == ["qc-batch-1"]
+
+
+def test_session_connection_is_idle_and_ends_with_the_session(
+        make_archive: Callable[..., Archive], tmp_path: Path) -> None:
+    archive = make_archive()
+    src = write_fits(tmp_path / SB.format(rmjd=58737), 22210)
+    with Ingestor(archive.settings, archive.engine, workers=1) as ing:  # type: ignore[arg-type]
+        pid = ing._session_conn.get_backend_pid()
+        ing.ingest_paths([src])
+        with archive.engine.connect() as conn:
+            state = conn.execute(text(
+                "SELECT state FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid}).scalar_one()
+            held = conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = :pid AND granted"), {"pid": pid}).scalar_one()
+        assert state == "idle"  # not "idle in transaction"
+        assert held == 1
+    with archive.engine.connect() as conn:
+        left = conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+            {"pid": pid}).scalar_one()
+    assert left == 0

@@ -283,7 +283,13 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("fork"),
                 initializer=die_with_parent)
-        conn: Any = self.engine.raw_connection()
+        # The session connection lives as long as the session and no longer:
+        # detached from the pool, so closing it ends the backend and with it
+        # the session lock, and in autocommit, so it never sits idle in a
+        # transaction while files are read.
+        fairy = self.engine.raw_connection()
+        fairy.detach()
+        conn: Any = fairy.dbapi_connection
         try:
             conn.autocommit = False
             recover(conn, self.storage)

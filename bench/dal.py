@@ -41,6 +41,7 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import prepare_archive
 from vo_archive.config import Settings
 from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine, resolve_dsn
@@ -50,18 +51,6 @@ RADII = {"1″": 1 / 3600, "1′": 1 / 60, "10′": 10 / 60, "1°": 1.0}
 
 
 # -- HTTP ------------------------------------------------------------------------
-
-def prepare_archive(home: Path, products: int) -> Settings:
-    """Make (once) an archive of ``products`` demo products under ``home``."""
-    settings = Settings(home=home)
-    marker = home / f"bench-{products}.done"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "vo_archive", "demo", "--products",
-                        str(products), "--no-serve"], check=True,
-                       env=dict(os.environ, VO_ARCHIVE_HOME=str(home)))
-        marker.write_text("ok\n")
-    return settings
-
 
 def positions(settings: Settings, n: int, seed: int = 1) -> list[tuple[float, float]]:
     """Return ``n`` product positions to search around."""

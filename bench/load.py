@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
 
+from bench.common import prepare_archive
 from vo_archive.config import Settings
 from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine
@@ -68,18 +69,6 @@ class Sample:
     """Public products to ask about: (id, ra, dec, publisher DID)."""
 
     products: list[tuple[int, float, float, str]]
-
-
-def prepare_archive(home: Path, products: int) -> Settings:
-    """Make (once) an archive of ``products`` demo products under ``home``."""
-    settings = Settings(home=home)
-    marker = home / f"bench-{products}.done"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "vo_archive", "demo", "--products",
-                        str(products), "--no-serve"], check=True,
-                       env=dict(os.environ, VO_ARCHIVE_HOME=str(home)))
-        marker.write_text("ok\n")
-    return settings
 
 
 def sample_products(settings: Settings) -> Sample:

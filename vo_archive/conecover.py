@@ -63,6 +63,18 @@ _ODD = 0xAAAAAAAAAAAAAAAA
 _SPREAD16 = tuple(_SPREAD[v & 255] | _SPREAD[v >> 8] << 16 for v in range(65536))
 
 
+def _face_table() -> tuple[tuple[int, ...], ...]:
+    # belt: the face of the cell whose jp and jm lie in face columns ifp, ifm
+    # (0-4, the fifth the first seen again past t = 4): equal columns, an
+    # equatorial face; jm's column ahead, a northern one; jp's, a southern one
+    return tuple(tuple(ifp | 4 if ifp == ifm else ifp if ifp < ifm else ifm + 8
+                       for ifm in range(5)) for ifp in range(5))
+
+
+#: Face of a belt cell from the face columns of its jp and jm.
+_FACE = _face_table()
+
+
 def _spread(v: int) -> int:
     """Put the bits of ``v`` (< 2**32) on the even bit positions."""
     t = _SPREAD
@@ -129,14 +141,7 @@ def _belt_rows(cells: set[int], order: int, t: float, z_lo: float, z_hi: float,
             jp, jm = (first - d) >> 1, (first + d) >> 1
             steps = (last - first) >> 1
             while steps >= 0:
-                ifp, ifm = jp >> order, jm >> order
-                if ifp == ifm:
-                    face = ifp | 4
-                elif ifp < ifm:
-                    face = ifp
-                else:
-                    face = ifm + 8
-                base = face << shift
+                base = _FACE[jp >> order][jm >> order] << shift
                 x, y = jm & mask, n - (jp & mask) - 1
                 sx, sy = spread(x), spread(y) << 1
                 run = min(steps, mask - x, y)  # cells left in this face
@@ -156,14 +161,7 @@ def _belt_rows(cells: set[int], order: int, t: float, z_lo: float, z_hi: float,
             for a, b in ((jp, jm), (jp + n4, jm + n4), (jp - n4, jm - n4)):
                 if a < 0 or b < 0 or a >= n5 or b >= n5 or abs(b - a) > n:
                     continue
-                ifp, ifm = a >> order, b >> order
-                if ifp == ifm:
-                    face = ifp | 4
-                elif ifp < ifm:
-                    face = ifp
-                else:
-                    face = ifm + 8
-                cells.add(face << shift | spread(b & mask)
+                cells.add(_FACE[a >> order][b >> order] << shift | spread(b & mask)
                           | spread(n - (a & mask) - 1) << 1)
 
 
@@ -236,13 +234,7 @@ def _few_cells(order: int, n: int, t: float, z_lo: float, z_hi: float, r: float,
         if (p_lo <= n or m_hi >= 4 * n or p_hi >> order != ifp
                 or m_hi >> order != ifm or p_hi - p_lo > 1 or m_hi - m_lo > 1):
             return None
-        if ifp == ifm:
-            face = ifp | 4
-        elif ifp < ifm:
-            face = ifp
-        else:
-            face = ifm + 8
-        base = face << (2 * order)
+        base = _FACE[ifp][ifm] << (2 * order)
         mask = n - 1
         for jp in range(p_lo, p_hi + 1):
             iy = spread(n - (jp & mask) - 1) << 1

@@ -146,8 +146,12 @@ def cone_ranges(ra: float, dec: float, radius_deg: float,
         return [(0, NPIX)]
     k = order_for(radius_deg, rows) if order is None else order
     cells = cone_cells(ra, dec, radius_deg, k)
-    while cells is None:  # at order 0 a cone below 90° has at most 12 cells
+    while cells is None:
+        # at order 0 a cone below 90° has at most 12 cells; none is found only
+        # for a radius within the cover's padding of 90°: the whole sky
         k -= 1
+        if k < 0:
+            return [(0, NPIX)]
         cells = cone_cells(ra, dec, radius_deg, k)
     return cells_to_ranges(cells, k)
 

@@ -209,7 +209,7 @@ def build_table(dsn: str, rows: int) -> None:
     print(f"  built bench.sky ({rows} rows) in {time.monotonic() - t0:.0f} s")
 
 
-def bench_db(dsn: str, rows: int, cones: int) -> None:
+def bench_db(dsn: str, rows: int, cones: int, q3c: bool = True) -> None:
     """Print interleaved cone-search latencies of the three index paths."""
     build_table(dsn, rows)
     conn = psycopg2.connect(dsn)
@@ -224,6 +224,15 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
                 "SELECT s.id FROM unnest($1, $2) AS r(lo, hi) JOIN bench.sky s "
                 "ON s.healpix29 >= r.lo AND s.healpix29 < r.hi "
                 "WHERE s.pos <-> spoint(radians($3), radians($4)) <= radians($5)")
+    # the ranges made in the server by the archive's extension, when installed
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vo_archive_cone'")
+    server_ranges = cur.fetchone() is not None
+    if server_ranges:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS vo_archive_cone")
+        cur.execute("PREPARE hs(float8, float8, float8, float8) AS "
+                    "SELECT s.id FROM healpix_cone_ranges($1, $2, $3, $4) AS r "
+                    "JOIN bench.sky s ON s.healpix29 >= r.lo AND s.healpix29 < r.hi "
+                    "WHERE s.pos <-> spoint(radians($1), radians($2)) <= radians($3)")
     cur.execute("PREPARE gi(float8, float8, float8) AS SELECT id FROM bench.sky "
                 "WHERE pos <@ scircle(spoint($1, $2), $3)")
     cur.execute("PREPARE one AS SELECT 1")
@@ -242,6 +251,10 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
         sql = f"EXECUTE hp('{{{lo}}}', '{{{hi}}}', {ra!r}, {dec!r}, {r!r})"
         range_times.append(time.perf_counter() - t0)
         cur.execute(sql)
+        return len(cur.fetchall())
+
+    def run_hs(ra: float, dec: float, r: float) -> int:
+        cur.execute("EXECUTE hs(%s, %s, %s, %s)", (ra, dec, r, float(rows)))
         return len(cur.fetchall())
 
     def run_gi(ra: float, dec: float, r: float) -> int:
@@ -264,11 +277,19 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
     print(f"\nDatabase cone search on {rows} uniform rows (clustered on HEALPix), "
           f"generic plans, interleaved; SELECT 1 floor "
           f"{1000 * statistics.median(floor):.3f} ms")
+    print("HEALPix: ranges made in the server (extension vo_archive_cone"
+          + ("" if server_ranges else ", not installed: column left empty")
+          + "); HEALPix client: ranges made here in Python, (ranges) their time")
     print(
-        f"{'radius':>6} {'rows':>7} {'HEALPix ms':>11} {'(ranges)':>9} {'GiST ms':>8} "
-        f"{'q3c ms':>8} {'HEALPix/GiST':>12} {'(query only)':>12} {'q3c/GiST':>9}"
+        f"{'radius':>6} {'rows':>7} {'HEALPix ms':>11} {'client ms':>10} "
+        f"{'(ranges)':>9} {'GiST ms':>8} {'q3c ms':>8} {'HEALPix/GiST':>12} "
+        f"{'client/GiST':>11} {'(query only)':>12} {'q3c/GiST':>9}"
     )
-    methods = {"hp": run_hp, "gi": run_gi, "q3": run_q3}
+    methods = {"hp": run_hp, "gi": run_gi}
+    if q3c:
+        methods["q3"] = run_q3
+    if server_ranges:
+        methods["hs"] = run_hs
     orders = list(itertools.permutations(methods))
     for label, r in RADII.items():
         times: dict[str, list[float]] = {m: [] for m in methods}
@@ -294,10 +315,12 @@ def bench_db(dsn: str, rows: int, cones: int) -> None:
         query_only = 1000 * statistics.median(
             [t - c for t, c in zip(times["hp"], range_times, strict=True)])
         ranges_ms = 1000 * statistics.median(range_times)
-        print(f"{label:>6} {statistics.mean(found):7.1f} {med['hp']:11.3f} "
-              f"{ranges_ms:9.3f} {med['gi']:8.3f} {med['q3']:8.3f} "
-              f"{med['hp'] / med['gi']:12.2f} {query_only / med['gi']:12.2f} "
-              f"{med['q3'] / med['gi']:9.2f}", flush=True)
+        hs = med.get("hs", math.nan)
+        q3 = med.get("q3", math.nan)
+        print(f"{label:>6} {statistics.mean(found):7.1f} {hs:11.3f} {med['hp']:10.3f} "
+              f"{ranges_ms:9.3f} {med['gi']:8.3f} {q3:8.3f} "
+              f"{hs / med['gi']:12.2f} {med['hp'] / med['gi']:11.2f} "
+              f"{query_only / med['gi']:12.2f} {q3 / med['gi']:9.2f}", flush=True)
     conn.close()
 
 
@@ -316,6 +339,9 @@ def main() -> int:
                     help="comma-separated services to measure over HTTP")
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-db", action="store_true")
+    ap.add_argument("--no-q3c", action="store_true",
+                    help="leave q3c out of the database part (its 5-7 ms of "
+                    "planning per cone cools the caches for the others)")
     args = ap.parse_args()
     home = args.home.absolute()
     home.mkdir(parents=True, exist_ok=True)
@@ -334,7 +360,8 @@ def main() -> int:
             if cur.fetchone() is None:
                 cur.execute("CREATE DATABASE bench_sky")
         admin.close()
-        bench_db(dsn.rsplit("/", 1)[0] + "/bench_sky", args.rows, args.cones)
+        bench_db(dsn.rsplit("/", 1)[0] + "/bench_sky", args.rows, args.cones,
+                 q3c=not args.no_q3c)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -18,8 +18,7 @@ from vo_archive.positional import (
     RegionKind,
     bind_region,
     range_join,
-    range_values,
-    region_ranges,
+    region_values,
 )
 from vo_archive.published import products as p
 from vo_archive.published import version
@@ -143,8 +142,7 @@ def build_query(q: ConeQuery) -> ShapedQuery:
         raise ValueError("a cone search needs a radius")
 
     def resolve(scalar: Scalar) -> dict[str, Any]:
-        ranges = region_ranges(scalar, cone)
-        return {**values, **range_values(ranges), "limit": q.maxrec + 1}
+        return {**values, **region_values(scalar, [cone]), "limit": q.maxrec + 1}
 
     return ShapedQuery(("scs", q.verb), functools.partial(_build, q.verb), resolve,
                        from_ranges=True)

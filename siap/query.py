@@ -18,8 +18,7 @@ from vo_archive.positional import (
     bind_region,
     footprint_extent,
     range_join,
-    range_values,
-    region_ranges,
+    region_values,
 )
 from vo_archive.previews import preview_path, thumbnail_factor
 from vo_archive.published import product as p
@@ -111,12 +110,12 @@ def build_query(q: SIA1Query) -> ShapedQuery:
     """
     region = q.region if q.region is not None else Circle(q.ra, q.dec, 0.0)
     intersect = None if q.region is None else q.intersect
-    bound, region_values = bind_region(region, "pos",
-                                       footprints=intersect is not Intersect.CENTER)
+    bound, bound_values = bind_region(region, "pos",
+                                      footprints=intersect is not Intersect.CENTER)
 
     def values(scalar: Scalar) -> dict[str, Any]:
-        ranges = region_ranges(scalar, region, footprint_extent(scalar))
-        return {**region_values, **range_values(ranges), "limit": q.maxrec + 1}
+        ranges = region_values(scalar, [region], footprint_extent(scalar))
+        return {**bound_values, **ranges, "limit": q.maxrec + 1}
 
     return ShapedQuery(("sia1", bound, intersect),
                        functools.partial(_build, bound, intersect), values,

@@ -29,8 +29,7 @@ from vo_archive.positional import (
     Circle,
     bind_region,
     range_join,
-    range_values,
-    region_ranges,
+    region_values,
 )
 from vo_archive.published import products as p
 from vo_archive.published import target_alias
@@ -240,7 +239,7 @@ def build_query(q: SSAQuery) -> ShapedQuery:
     def resolve(scalar: Scalar) -> dict[str, Any]:
         if region is None:
             return values
-        return {**values, **range_values(region_ranges(scalar, region))}
+        return {**values, **region_values(scalar, [region])}
 
     return ShapedQuery(("ssa", shape), functools.partial(_build, shape), resolve,
                        from_ranges=cone is not None)

@@ -1,11 +1,14 @@
 """Positional queries shared by every DAL service.
 
 A region (cone, polygon, coordinate range) becomes a short list of order-29
-HEALPix index ranges (:func:`vo_archive.sky.covering_ranges`); the ranges are
-joined to the table as ``unnest(lo[], hi[])`` so that every region, whatever
-its number of ranges, is one statement shape (one cached plan) and each range
-is one B-tree descent on ``healpix29``; an exact pgSphere test then keeps the
-true matches. The exact tests are written so that the planner cannot answer
+HEALPix index ranges covering its bounding circle. Where the database has the
+archive's extension ``vo_archive_cone`` (``schema/ext``), the server makes
+them, ``archive.healpix_cone_ranges(ra, dec, radius, rows)``, from the circle
+alone; elsewhere :func:`vo_archive.sky.covering_ranges` makes the same ranges
+here and they are joined as ``unnest(lo[], hi[])``. Either way every region,
+whatever its number of ranges, is one statement shape (one cached plan), each
+range is one B-tree descent on ``healpix29``, and an exact pgSphere test then
+keeps the true matches. The exact tests are written so that the planner cannot answer
 them from the GiST indexes instead (``coalesce``): the B-tree on the HEALPix
 index is the one access path, and ``tests/db/test_positional.py`` proves with
 EXPLAIN that it is used and that the results equal a brute-force scan.
@@ -17,7 +20,7 @@ import enum
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +47,13 @@ from vo_archive.sky import (
     Region,
     bounding_circle,
     covering_ranges,
+    merge_ranges,
 )
 
 __all__ = ["BoundRegion", "Box", "Circle", "Polygon", "Region", "RegionKind",
-           "bind_region", "range_join", "range_values", "region_ranges", "table_rows"]
+           "bind_region", "cover_in_server", "detect_cover", "range_join",
+           "range_values", "region_ranges", "region_values", "set_cover_in_server",
+           "table_rows"]
 
 
 class SphereType(UserDefinedType[str]):
@@ -66,8 +72,33 @@ class SphereType(UserDefinedType[str]):
 SPOLY = SphereType("spoly")
 
 
+#: Whether the database makes the covering ranges (None: not yet asked).
+_cover_in_server: bool | None = None
+_COVER_FUNCTION = "archive.healpix_cone_ranges(float8, float8, float8, float8)"
+
+
+def detect_cover(scalar: Callable[[str], Any]) -> None:
+    """Ask the database, once per process, whether it makes covering ranges."""
+    global _cover_in_server
+    if _cover_in_server is None:
+        found = scalar(f"SELECT to_regprocedure('{_COVER_FUNCTION}') IS NOT NULL")
+        _cover_in_server = bool(found)
+
+
+def cover_in_server() -> bool:
+    """Return whether statements take their ranges from the database."""
+    return bool(_cover_in_server)
+
+
+def set_cover_in_server(value: bool | None) -> None:
+    """Choose where ranges are made (None: ask the database again); for tests."""
+    global _cover_in_server
+    _cover_in_server = value
+
+
 def range_join(source: FromClause, healpix: ColumnElement[int],
-               ranges: list[tuple[int, int]] | None, name: str = "hpx") -> FromClause:
+               ranges: list[tuple[int, int]] | None, name: str = "hpx",
+               regions: int = 1) -> FromClause:
     """Join ``source`` to the index ranges: the B-tree range scan.
 
     Parameters
@@ -77,11 +108,22 @@ def range_join(source: FromClause, healpix: ColumnElement[int],
     healpix
         Its order-29 NESTED HEALPix column (B-tree indexed).
     ranges
-        ``[lo, hi)`` ranges covering the region; None leaves them open, as the
-        parameters ``{name}_lo`` and ``{name}_hi`` (see :func:`range_values`).
+        ``[lo, hi)`` ranges covering the region; None leaves them open, as
+        parameters whose values :func:`region_values` gives: the bounding
+        circle (``{name}_ra``, ``_dec``, ``_r`` in degrees, ``_rows``) when
+        the database makes the ranges of a single region, else the ranges
+        themselves (``{name}_lo``, ``{name}_hi``).
     name
         Alias of the ranges in the statement.
+    regions
+        How many regions the open ranges cover (the server covers one).
     """
+    if ranges is None and regions == 1 and cover_in_server():
+        made = func.archive.healpix_cone_ranges(
+            *(bindparam(f"{name}_{p}", type_=Float) for p in ("ra", "dec", "r", "rows"))
+        ).table_valued(column("lo", BigInteger), column("hi", BigInteger)
+                       ).render_derived(name=name)
+        return made.join(source, (healpix >= made.c.lo) & (healpix < made.c.hi))
     if ranges is None:
         lo = bindparam(f"{name}_lo", type_=ARRAY(BigInteger))
         hi = bindparam(f"{name}_hi", type_=ARRAY(BigInteger))
@@ -279,6 +321,35 @@ def region_ranges(scalar: Callable[[str], Any], region: Region, widen: float = 0
                   ) -> list[tuple[int, int]]:
     """Return the covering ranges of a region, sized for the archive's table."""
     return covering_ranges(region, widen, rows=table_rows(scalar))
+
+
+def region_values(scalar: Callable[[str], Any], regions: Sequence[Region],
+                  widen: float = 0.0, name: str = "hpx", rows: int | None = None
+                  ) -> dict[str, Any]:
+    """Return the values of :func:`range_join`'s open ranges for ``regions``.
+
+    Parameters
+    ----------
+    scalar
+        Runs a one-value query on the request's connection.
+    regions
+        The regions the statement covers (``range_join(..., regions=len)``).
+    widen
+        Degrees to add to each bounding circle's radius.
+    name
+        Alias of the ranges in the statement.
+    rows
+        Size of the searched table (default: the archive's versions, asked
+        through ``scalar``), which chooses the cells' order.
+    """
+    rows = table_rows(scalar) if rows is None else rows
+    if len(regions) == 1 and cover_in_server():
+        c = bounding_circle(regions[0])
+        return {f"{name}_ra": c.ra, f"{name}_dec": c.dec,
+                f"{name}_r": min(180.0, c.radius + widen), f"{name}_rows": float(rows)}
+    ranges = merge_ranges([r for region in regions
+                           for r in covering_ranges(region, widen, rows=rows)])
+    return range_values(ranges, name)
 
 
 def footprint_extent(scalar: Callable[[str], Any]) -> float:

@@ -38,6 +38,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
+from vo_archive import positional
 from vo_archive.dali.params import Interval
 
 #: Longest a DAL query may run.
@@ -190,8 +191,9 @@ def check_values(shape: CompiledShape, values: Mapping[str, Any]) -> None:
 
 def compile_shape(query: ShapedQuery, dialect: Dialect) -> CompiledShape:
     """Return the compiled shape of ``query`` (built on the first call per key)."""
+    key = (query.key, positional.cover_in_server()) if query.from_ranges else query.key
     with _lock:
-        shape = _shapes.get(query.key)
+        shape = _shapes.get(key)
     if shape is None:
         select = query.build()
         compiled = select.compile(dialect=dialect)
@@ -238,7 +240,7 @@ def compile_shape(query: ShapedQuery, dialect: Dialect) -> CompiledShape:
         with _lock:
             if len(_shapes) >= MAX_SHAPES:
                 _shapes.clear()
-            shape = _shapes.setdefault(query.key, shape)
+            shape = _shapes.setdefault(key, shape)
     return shape
 
 
@@ -271,11 +273,10 @@ def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any
     psycopg2.Error
         What the database raised; the connection stays usable.
     """
-    shape = compile_shape(query, engine.dialect)
     for attempt in (1, 2):
         fairy = engine.raw_connection()
         try:
-            return _run_on(fairy, shape, query, proprietary)
+            return _run_on(fairy, engine.dialect, query, proprietary)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             if fairy.dbapi_connection is None or fairy.dbapi_connection.closed == 0 \
                     or attempt == 2:
@@ -286,14 +287,19 @@ def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any
     raise AssertionError("unreachable")
 
 
-def _run_on(fairy: Any, shape: CompiledShape, query: ShapedQuery, proprietary: bool
+def _run_on(fairy: Any, dialect: Dialect, query: ShapedQuery, proprietary: bool
             ) -> list[tuple[Any, ...]]:
     prepared: set[str] = fairy.info.setdefault(_INFO_KEY, set())
     dbapi = fairy.dbapi_connection
     dbapi.autocommit = True
     try:
         with dbapi.cursor() as cur:
-            values = query.resolve(functools.partial(_scalar, cur))
+            scalar = functools.partial(_scalar, cur)
+            if query.from_ranges:
+                # the statement's text depends on where its ranges are made
+                positional.detect_cover(scalar)
+            shape = compile_shape(query, dialect)
+            values = query.resolve(scalar)
             check_values(shape, values)
             params = dict(shape.constants)
             params.update(values)

@@ -19,12 +19,11 @@ from vo_archive.positional import (
     bind_region,
     footprint_extent,
     range_join,
-    range_values,
-    region_ranges,
+    region_values,
 )
 from vo_archive.published import obscore as o
 from vo_archive.published import product, version
-from vo_archive.sky import counter_clockwise, merge_ranges
+from vo_archive.sky import counter_clockwise
 from vo_archive.statements import (
     IntervalShape,
     Scalar,
@@ -95,7 +94,8 @@ def _build(shape: SIA2Shape) -> Select[Any]:
         v = version.alias("hv")
         prod = product.alias("hp")
         near = (select(v.c.product_id, v.c.version_no, v.c.footprint)
-                .select_from(range_join(v, v.c.healpix29, None))
+                .select_from(range_join(v, v.c.healpix29, None,
+                                        regions=len(shape.regions)))
                 .where(v.c.is_current).cte("near").prefix_with("MATERIALIZED"))
         tests = or_(*(r.footprint_test(near.c.footprint) for r in shape.regions))
         cand = (select(near.c.product_id, near.c.version_no)
@@ -121,9 +121,9 @@ def build_query(q: SIA2Query) -> ShapedQuery:
     values: dict[str, Any] = {"limit": q.maxrec + 1}
     regions = []
     for i, region in enumerate(q.pos):
-        bound, region_values = bind_region(region, f"pos{i}", footprints=True)
+        bound, bound_values = bind_region(region, f"pos{i}", footprints=True)
         regions.append(bound)
-        values.update(region_values)
+        values.update(bound_values)
     ranges = []
     for name in _RANGE_COLUMNS:
         if q.range(name):
@@ -145,10 +145,7 @@ def build_query(q: SIA2Query) -> ShapedQuery:
     def resolve(scalar: Scalar) -> dict[str, Any]:
         if not q.pos:
             return values
-        widen = footprint_extent(scalar)
-        ranges = merge_ranges([r for region in q.pos
-                               for r in region_ranges(scalar, region, widen)])
-        return {**values, **range_values(ranges)}
+        return {**values, **region_values(scalar, q.pos, footprint_extent(scalar))}
 
     return ShapedQuery(("sia2", shape), functools.partial(_build, shape), resolve,
                        from_ranges=bool(q.pos))

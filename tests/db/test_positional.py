@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +23,8 @@ from vo_archive.positional import (
     Region,
     bind_region,
     range_join,
-    range_values,
+    region_values,
+    set_cover_in_server,
 )
 from vo_archive.sky import Box, angular_distance, covering_ranges, healpix29
 
@@ -80,6 +83,25 @@ def sky(make_archive: Callable[..., Archive]) -> Iterator[tuple[Archive, np.ndar
     yield archive, ra, dec
 
 
+@pytest.fixture(autouse=True, params=["server", "client"])
+def cover(request: pytest.FixtureRequest, sky: tuple[Archive, np.ndarray, np.ndarray]
+          ) -> Iterator[str]:
+    """Every test twice: ranges made by the database's extension, and here."""
+    archive, _, _ = sky
+    if request.param == "server":
+        with archive.engine.connect() as conn:
+            have = conn.exec_driver_sql(
+                "SELECT to_regprocedure('archive.healpix_cone_ranges(float8, float8, "
+                "float8, float8)') IS NOT NULL").scalar_one()
+        if not have:
+            if os.environ.get("VO_ARCHIVE_REQUIRE_CONE_EXTENSION") == "1":
+                pytest.fail("the vo_archive_cone extension is not in the database")
+            pytest.skip("the vo_archive_cone extension is not installed")
+    set_cover_in_server(request.param == "server")
+    yield request.param
+    set_cover_in_server(None)
+
+
 def _indexed(region: Region) -> statements.ShapedQuery:
     bound, values = bind_region(region, "r")
 
@@ -88,8 +110,11 @@ def _indexed(region: Region) -> statements.ShapedQuery:
                 .select_from(range_join(points, points.c.healpix29, None))
                 .where(bound.contains(points.c.ra, points.c.dec)))
 
-    return statements.ShapedQuery(("test-points", bound), build, {
-        **values, **range_values(covering_ranges(region, rows=ROWS))}, from_ranges=True)
+    def resolve(scalar: Any) -> dict[str, Any]:
+        return {**values, **region_values(scalar, [region], rows=ROWS)}
+
+    return statements.ShapedQuery(("test-points", bound), build, resolve,
+                                  from_ranges=True)
 
 
 def _cone(conn: Connection, c: Region) -> set[int]:
@@ -167,7 +192,7 @@ def test_explain_uses_the_healpix_btree(sky: tuple[Archive, np.ndarray, np.ndarr
 
 @pytest.mark.parametrize("radius", [1 / 3600, 1.0, 10.0])
 def test_prepared_generic_plan_uses_the_healpix_btree(
-        sky: tuple[Archive, np.ndarray, np.ndarray], radius: float) -> None:
+        sky: tuple[Archive, np.ndarray, np.ndarray], radius: float, cover: str) -> None:
     """The statement the services prepare, with its generic plan (the values
     unknown to the planner), starts from the ranges and gives the brute-force
     rows."""
@@ -195,9 +220,13 @@ def test_prepared_generic_plan_uses_the_healpix_btree(
         raw.rollback()
     finally:
         raw.close()
-    assert "$3" in plan, plan  # a generic plan: the centre is a parameter
+    # a generic plan: the centre is a parameter
+    assert re.search(r"spoint\(\$\d+, \$\d+\)", plan), plan
     assert "sky_points_hpx" in plan, plan
     assert "Seq Scan on sky_points" not in plan, plan
+    made_by = ("Function Scan on healpix_cone_ranges hpx" if cover == "server"
+               else "Function Scan on hpx")
+    assert made_by in plan, plan
 
 
 def test_region_footprints_equal_brute_force(sky: tuple[Archive, np.ndarray,
@@ -259,3 +288,36 @@ def test_prepared_run_survives_dropped_connections(
         ).scalar_one()
     assert ended >= 1
     assert statements.run(engine, q, False) == first
+
+
+def test_server_ranges_equal_the_archive_ranges(
+        sky: tuple[Archive, np.ndarray, np.ndarray], cover: str) -> None:
+    """The extension's ranges are the Python cover's, range for range: cones of
+    every kind (poles, belt edges, RA 0/360, quarter boundaries), radii from
+    1 mas to 80°, tables of 1 to 10^10 rows, and the edge values."""
+    if cover != "server":
+        pytest.skip("compares the extension with the Python cover")
+    from tests.unit.test_conecover import _cones
+
+    archive, _, _ = sky
+    rng = np.random.default_rng(17)
+    cases = [(ra, dec, r, float(10 ** rng.uniform(0, 10)))
+             for seed in (1, 2, 3, 4) for ra, dec, r, _ in _cones(seed, 500)]
+    cases += [(ra, dec, r, rows) for ra in (0.0, 360.0, -1e-12, 90.0, 725.3)
+              for dec in (90.0, -90.0, 41.8103148957786, 0.0, 95.0)
+              for r in (0.0, 1e-9, 1 / 3600, 1.0, 45.0, 89.9999999, 90.0, 120.0)
+              for rows in (1.0, 2e4, 1e10)]
+    raw = archive.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            for ra, dec, r, rows in cases:
+                cur.execute("SELECT lo, hi FROM archive.healpix_cone_ranges(%s, %s, "
+                            "%s, %s)", (ra, dec, r, rows))
+                made = [tuple(x) for x in cur.fetchall()]
+                assert made == covering_ranges(Circle(ra, dec, r), rows=rows), (
+                    ra, dec, r, rows)
+            with pytest.raises(Exception, match="radius at least 0"):
+                cur.execute("SELECT * FROM archive.healpix_cone_ranges(1, 2, -1, 10)")
+        raw.rollback()
+    finally:
+        raw.close()

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, exc, text
 
 from schema import SCHEMA_DIR
 
@@ -51,6 +51,40 @@ def check_extensions(conn: Connection) -> None:
         )
 
 
+def optional_extensions(conn: Connection) -> bool:
+    """Create the archive's own ``vo_archive_cone`` extension where it can be.
+
+    The extension (``schema/ext/vo_archive_cone``) makes the HEALPix ranges of
+    cone searches in the server. Without it (not installed on the server, or
+    the archive's role may not create C extensions) the archive makes the same
+    ranges itself; nothing else changes. Run at every ``db init``/``upgrade``,
+    so an extension installed later is taken up then.
+
+    Returns
+    -------
+    bool
+        Whether the extension is in the database.
+    """
+    have = conn.execute(text(
+        "SELECT 1 FROM pg_extension WHERE extname = 'vo_archive_cone'")).first()
+    if have is not None:
+        return True
+    offered = conn.execute(text(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'vo_archive_cone'")).first()
+    if offered is None:
+        log.info("extension vo_archive_cone not installed on the server: cone "
+                 "ranges are made by the archive (see schema/ext/vo_archive_cone)")
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION vo_archive_cone SCHEMA archive"))
+    except exc.DBAPIError as e:
+        log.warning("extension vo_archive_cone not created (%s): cone ranges are "
+                    "made by the archive", str(e.orig).strip().splitlines()[0])
+        return False
+    return True
+
+
 def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
     """Bring the schema to the newest revision of every migration branch.
 
@@ -72,6 +106,7 @@ def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
         # One upgrader at a time, even from several hosts.
         conn.execute(text("SELECT pg_advisory_xact_lock(7355608, 1)"))
         command.upgrade(alembic_config(conn), "heads")
+        optional_extensions(conn)
         if authority:
             conn.execute(
                 text(

@@ -30,6 +30,36 @@ install_system() {
     fi
 }
 
+install_cone_extension() {
+    # The archive's own PostgreSQL extension (schema/ext/vo_archive_cone): cone
+    # searches get their HEALPix ranges from the server. It is built against the
+    # headers of the installed server's very version: an unpinned
+    # postgresql-server-dev-15 would upgrade the server with it. Without it the
+    # archive makes the same ranges itself (set VO_ARCHIVE_NO_CONE_EXTENSION=1
+    # to skip it).
+    [ "${VO_ARCHIVE_NO_CONE_EXTENSION:-0}" = "1" ] && return 0
+    local sudo="" pg_config=/usr/lib/postgresql/15/bin/pg_config version
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! dpkg -s postgresql-server-dev-15 >/dev/null 2>&1; then
+        version=$(dpkg-query -W -f='${Version}' postgresql-15)
+        echo "installing postgresql-server-dev-15=$version" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+            "postgresql-server-dev-15=$version" >&2
+    fi
+    local libdir ext=schema/ext/vo_archive_cone
+    libdir=$("$pg_config" --pkglibdir)
+    if [ ! -f "$libdir/vo_archive_cone.so" ] \
+            || [ "$ext/vo_archive_cone.c" -nt "$libdir/vo_archive_cone.so" ] \
+            || ! cmp -s "$ext/vo_archive_cone--1.0.sql" \
+                 "$("$pg_config" --sharedir)/extension/vo_archive_cone--1.0.sql"; then
+        echo "building the vo_archive_cone extension" >&2
+        make -s -C "$ext" PG_CONFIG="$pg_config" >&2
+        $sudo make -s -C "$ext" PG_CONFIG="$pg_config" install >&2
+        make -s -C "$ext" PG_CONFIG="$pg_config" clean >&2
+    fi
+}
+
 install_python() {
     if [ "${VO_ARCHIVE_NO_VENV:-0}" = "1" ]; then
         PY=${PYTHON:-python3}
@@ -59,12 +89,12 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     setup)
-        install_system; install_python ;;
+        install_system; install_cone_extension; install_python ;;
     demo)
-        install_system; install_python
+        install_system; install_cone_extension; install_python
         exec "$PY" -m vo_archive demo "$@" ;;
     test)
-        install_system; install_python; check_code
+        install_system; install_cone_extension; install_python; check_code
         exec "$PY" -m pytest "$@" ;;
     *)
         sed -n '2,12p' "$0"; exit 2 ;;

@@ -51,6 +51,34 @@ def check_extensions(conn: Connection) -> None:
         )
 
 
+def create_pgsphere(conn: Connection) -> None:
+    """Create pgSphere, or say plainly why the server cannot.
+
+    Raises
+    ------
+    SchemaError
+        If the extension's script fails: pgSphere 1.1.1 (Debian bookworm) does
+        on PostgreSQL 15.20, which refuses its operator declarations
+        ("commutator operator @> is already the commutator of operator <@").
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_sphere"))
+    except exc.DBAPIError as e:
+        versions = conn.execute(text(
+            "SELECT current_setting('server_version'), (SELECT default_version "
+            "FROM pg_available_extensions WHERE name = 'pg_sphere')")).one()
+        first = str(e.orig).strip().splitlines()[0]
+        if getattr(e.orig, "pgcode", None) != "42P13":  # invalid_function_definition
+            raise SchemaError(f"cannot create pgSphere: {first}") from e
+        raise SchemaError(
+            f"PostgreSQL {versions[0]} cannot create pgSphere {versions[1]}: "
+            f"{first}. pgSphere 1.1.1 installs on PostgreSQL 15.18 (Debian bookworm) "
+            "but not on 15.20 (bookworm-security); install a server version it "
+            "accepts or a newer pgSphere, then run 'vo-archive db init' again"
+        ) from e
+
+
 def optional_extensions(conn: Connection) -> bool:
     """Create the archive's own ``vo_archive_cone`` extension where it can be.
 
@@ -102,6 +130,7 @@ def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
     """
     with engine.begin() as conn:
         check_extensions(conn)
+        create_pgsphere(conn)
         conn.execute(text("CREATE SCHEMA IF NOT EXISTS archive_meta"))
         # One upgrader at a time, even from several hosts.
         conn.execute(text("SELECT pg_advisory_xact_lock(7355608, 1)"))

@@ -289,35 +289,3 @@ def test_prepared_run_survives_dropped_connections(
     assert ended >= 1
     assert statements.run(engine, q, False) == first
 
-
-def test_server_ranges_equal_the_archive_ranges(
-        sky: tuple[Archive, np.ndarray, np.ndarray], cover: str) -> None:
-    """The extension's ranges are the Python cover's, range for range: cones of
-    every kind (poles, belt edges, RA 0/360, quarter boundaries), radii from
-    1 mas to 80°, tables of 1 to 10^10 rows, and the edge values."""
-    if cover != "server":
-        pytest.skip("compares the extension with the Python cover")
-    from tests.unit.test_conecover import _cones
-
-    archive, _, _ = sky
-    rng = np.random.default_rng(17)
-    cases = [(ra, dec, r, float(10 ** rng.uniform(0, 10)))
-             for seed in (1, 2, 3, 4) for ra, dec, r, _ in _cones(seed, 500)]
-    cases += [(ra, dec, r, rows) for ra in (0.0, 360.0, -1e-12, 90.0, 725.3)
-              for dec in (90.0, -90.0, 41.8103148957786, 0.0, 95.0)
-              for r in (0.0, 1e-9, 1 / 3600, 1.0, 45.0, 89.9999999, 90.0, 120.0)
-              for rows in (1.0, 2e4, 1e10)]
-    raw = archive.engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            for ra, dec, r, rows in cases:
-                cur.execute("SELECT lo, hi FROM archive.healpix_cone_ranges(%s, %s, "
-                            "%s, %s)", (ra, dec, r, rows))
-                made = [tuple(x) for x in cur.fetchall()]
-                assert made == covering_ranges(Circle(ra, dec, r), rows=rows), (
-                    ra, dec, r, rows)
-            with pytest.raises(Exception, match="radius at least 0"):
-                cur.execute("SELECT * FROM archive.healpix_cone_ranges(1, 2, -1, 10)")
-        raw.rollback()
-    finally:
-        raw.close()

@@ -43,6 +43,9 @@ def test_demo_brings_up_a_serving_app() -> None:
                                 env=env, capture_output=True, text=True, check=True)
         assert "embedded" in status.stdout and "products: 80" in status.stdout.replace(
             "    ", "")
+        required = os.environ.get("VO_ARCHIVE_REQUIRE_CONE_EXTENSION") == "1"
+        made = "made in the server" if required else "made "
+        assert f"cone ranges: {made}" in status.stdout, status.stdout
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

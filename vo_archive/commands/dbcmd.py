@@ -105,6 +105,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     text("SELECT count(*) FROM archive.version")).scalar_one()
                 info["runs"] = conn.execute(
                     text("SELECT count(*) FROM archive.run")).scalar_one()
+                cone = conn.execute(text(
+                    "SELECT extversion FROM pg_extension "
+                    "WHERE extname = 'vo_archive_cone'")).scalar()
+                info["cone ranges"] = (
+                    f"made in the server (vo_archive_cone {cone})" if cone
+                    else "made by the archive (vo_archive_cone not installed)")
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:

@@ -50,10 +50,23 @@ from vo_archive.sky import (
     merge_ranges,
 )
 
-__all__ = ["BoundRegion", "Box", "Circle", "Polygon", "Region", "RegionKind",
-           "bind_region", "cover_in_server", "detect_cover", "range_join",
-           "range_values", "region_ranges", "region_values", "set_cover_in_server",
-           "table_rows"]
+__all__ = [
+    "BoundRegion",
+    "Box",
+    "Circle",
+    "Polygon",
+    "Region",
+    "RegionKind",
+    "bind_region",
+    "cover_in_server",
+    "database_covers",
+    "detect_cover",
+    "range_join",
+    "range_values",
+    "region_values",
+    "set_cover_in_server",
+    "table_rows",
+]
 
 
 class SphereType(UserDefinedType[str]):
@@ -77,12 +90,16 @@ _cover_in_server: bool | None = None
 _COVER_FUNCTION = "archive.healpix_cone_ranges(float8, float8, float8, float8)"
 
 
+def database_covers(scalar: Callable[[str], Any]) -> bool:
+    """Return whether the database has the extension's covering function."""
+    return bool(scalar(f"SELECT to_regprocedure('{_COVER_FUNCTION}') IS NOT NULL"))
+
+
 def detect_cover(scalar: Callable[[str], Any]) -> None:
     """Ask the database, once per process, whether it makes covering ranges."""
     global _cover_in_server
     if _cover_in_server is None:
-        found = scalar(f"SELECT to_regprocedure('{_COVER_FUNCTION}') IS NOT NULL")
-        _cover_in_server = bool(found)
+        _cover_in_server = database_covers(scalar)
 
 
 def cover_in_server() -> bool:
@@ -315,12 +332,6 @@ def table_rows(scalar: Callable[[str], Any], table: str = "archive.version",
     with _rows_lock:
         _rows_cache[table] = (now, max(int(rows), 1000))
     return max(int(rows), 1000)
-
-
-def region_ranges(scalar: Callable[[str], Any], region: Region, widen: float = 0.0
-                  ) -> list[tuple[int, int]]:
-    """Return the covering ranges of a region, sized for the archive's table."""
-    return covering_ranges(region, widen, rows=table_rows(scalar))
 
 
 def region_values(scalar: Callable[[str], Any], regions: Sequence[Region],

@@ -30,6 +30,7 @@ from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster, free_port
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.pipeline import Ingestor
+from vo_archive.positional import database_covers
 
 DEMO_PRODUCTS = int(os.environ.get("VO_ARCHIVE_TEST_DEMO", "400"))
 
@@ -168,3 +169,16 @@ def live_server(demo_archive: Archive) -> Iterator[LiveServer]:
     server = start_server(demo_archive)
     yield server
     stop_server(server.process)
+
+
+def cone_extension_or_skip(archive: Archive) -> None:
+    """Skip unless the archive's database has the vo_archive_cone extension.
+
+    Where CI requires it (``VO_ARCHIVE_REQUIRE_CONE_EXTENSION=1``), fail instead.
+    """
+    with archive.engine.connect() as conn:
+        have = database_covers(lambda sql: conn.exec_driver_sql(sql).scalar_one())
+    if not have:
+        if os.environ.get("VO_ARCHIVE_REQUIRE_CONE_EXTENSION") == "1":
+            pytest.fail("the vo_archive_cone extension is not in the database")
+        pytest.skip("the vo_archive_cone extension is not installed")

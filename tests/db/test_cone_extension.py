@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from tests.conftest import Archive
+from tests.conftest import Archive, cone_extension_or_skip
 from tests.unit.test_conecover import _cones
 from vo_archive.sky import Circle, covering_ranges
-
-
-def _have_extension(archive: Archive) -> bool:
-    with archive.engine.connect() as conn:
-        return bool(conn.exec_driver_sql(
-            "SELECT to_regprocedure('archive.healpix_cone_ranges(float8, float8, "
-            "float8, float8)') IS NOT NULL").scalar_one())
 
 
 def test_server_ranges_equal_the_archive_ranges(
@@ -26,10 +18,7 @@ def test_server_ranges_equal_the_archive_ranges(
     every kind (poles, belt edges, RA 0/360, quarter boundaries), radii from
     1 mas to 80°, tables of 1 to 10^10 rows, and the edge values."""
     archive = make_archive()
-    if not _have_extension(archive):
-        if os.environ.get("VO_ARCHIVE_REQUIRE_CONE_EXTENSION") == "1":
-            pytest.fail("the vo_archive_cone extension is not in the database")
-        pytest.skip("the vo_archive_cone extension is not installed")
+    cone_extension_or_skip(archive)
     rng = np.random.default_rng(17)
     cases = [(ra, dec, r, float(10 ** rng.uniform(0, 10)))
              for seed in (1, 2, 3, 4) for ra, dec, r, _ in _cones(seed, 500)]
@@ -65,8 +54,7 @@ def test_a_role_that_may_not_create_it_goes_on_without(
     from vo_archive.db.migrate import optional_extensions
 
     archive = make_archive()
-    if not _have_extension(archive):
-        pytest.skip("the server does not offer the vo_archive_cone extension")
+    cone_extension_or_skip(archive)
     name = f"cone_{secrets.token_hex(4)}"
     password = secrets.token_hex(8)
     admin = archive.engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import BigInteger, Column, Connection, Float, MetaData, Table, select
 
-from tests.conftest import Archive
+from tests.conftest import Archive, cone_extension_or_skip
 from vo_archive import statements
 from vo_archive.positional import (
     Circle,
@@ -89,14 +88,7 @@ def cover(request: pytest.FixtureRequest, sky: tuple[Archive, np.ndarray, np.nda
     """Every test twice: ranges made by the database's extension, and here."""
     archive, _, _ = sky
     if request.param == "server":
-        with archive.engine.connect() as conn:
-            have = conn.exec_driver_sql(
-                "SELECT to_regprocedure('archive.healpix_cone_ranges(float8, float8, "
-                "float8, float8)') IS NOT NULL").scalar_one()
-        if not have:
-            if os.environ.get("VO_ARCHIVE_REQUIRE_CONE_EXTENSION") == "1":
-                pytest.fail("the vo_archive_cone extension is not in the database")
-            pytest.skip("the vo_archive_cone extension is not installed")
+        cone_extension_or_skip(archive)
     set_cover_in_server(request.param == "server")
     yield request.param
     set_cover_in_server(None)

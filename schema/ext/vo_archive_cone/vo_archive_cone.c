@@ -99,30 +99,6 @@ belt_face(int64 ifp, int64 ifm)
 	return ifp < ifm ? ifp : ifm + 8;
 }
 
-static inline double
-dmin(double a, double b)
-{
-	return a < b ? a : b;
-}
-
-static inline double
-dmax(double a, double b)
-{
-	return a > b ? a : b;
-}
-
-static inline int64
-imin(int64 a, int64 b)
-{
-	return a < b ? a : b;
-}
-
-static inline int64
-imax(int64 a, int64 b)
-{
-	return a > b ? a : b;
-}
-
 typedef struct Shape
 {
 	double		z0;
@@ -135,10 +111,10 @@ typedef struct Shape
 static double
 half_width(double za, double zb, const Shape *s)
 {
-	double		z = dmin(dmax(s->z_wide, za), zb);
-	double		c = (s->cos_r - z * s->z0) / (sqrt(dmax(1e-300, 1.0 - z * z)) * s->cos_d);
+	double		z = Min(Max(s->z_wide, za), zb);
+	double		c = (s->cos_r - z * s->z0) / (sqrt(Max(1e-300, 1.0 - z * z)) * s->cos_d);
 
-	return acos(dmax(-1.0, dmin(1.0, c))) * TWO_OVER_PI + PAD;
+	return acos(Max(-1.0, Min(1.0, c))) * TWO_OVER_PI + PAD;
 }
 
 static void
@@ -158,8 +134,8 @@ belt_rows(Cells *cells, int order, double t, double z_lo, double z_hi,
 
 	for (d = (int64) ceil(2.0 * u0 - 1.0); d <= d_last; d++)
 	{
-		double		ua = dmax(0.5 * (d - 1), u0),
-					ub = dmin(0.5 * (d + 1), u1);
+		double		ua = Max(0.5 * (d - 1), u0),
+					ub = Min(0.5 * (d + 1), u1);
 		double		sa,
 					sb,
 					u,
@@ -174,8 +150,8 @@ belt_rows(Cells *cells, int order, double t, double z_lo, double z_hi,
 		}
 		else
 		{
-			double		za = dmin(dmax(ua / k, z_lo), z_hi);
-			double		zb = dmax(dmin(ub / k, z_hi), za);
+			double		za = Min(Max(ua / k, z_lo), z_hi);
+			double		zb = Max(Min(ub / k, z_hi), za);
 			double		half = half_width(za, zb, shape);
 
 			if (half >= 2.0)
@@ -190,8 +166,8 @@ belt_rows(Cells *cells, int order, double t, double z_lo, double z_hi,
 			}
 		}
 		/* the cell (jp, jp + d) spans s from jp + g to jp + 1 + d - g */
-		u = dmin(dmax(0.5 * d, ua), ub);
-		g = dmax(u, d - u);
+		u = Min(Max(0.5 * d, ua), ub);
+		g = Max(u, d - u);
 		first = 2 * (int64) ceil(sa - 1.0 - d + g) + d;
 		last = 2 * (int64) floor(sb - g) + d;
 		if (((first - d) >> 1) > n && ((last + d) >> 1) < n4 - 1)
@@ -208,7 +184,7 @@ belt_rows(Cells *cells, int order, double t, double z_lo, double z_hi,
 							y = n - (jp & mask) - 1;
 				uint64		sx = spread(x),
 							sy = spread(y) << 1;
-				int64		run = imin(steps, imin(mask - x, y));
+				int64		run = Min(steps, Min(mask - x, y));
 				int64		i;
 
 				cells_add(cells, base | (int64) (sx | sy));
@@ -253,16 +229,16 @@ cap_rows(Cells *cells, int order, bool north, double t, double z_lo,
 	int			shift = 2 * order;
 	double		a_lo = north ? z_lo : -z_hi;
 	double		a_hi = north ? z_hi : -z_lo;
-	double		w0 = n * sqrt(dmax(0.0, 3.0 * (1.0 - a_hi))) - PAD;
-	double		w1 = n * sqrt(dmax(0.0, 3.0 * (1.0 - a_lo))) + PAD;
+	double		w0 = n * sqrt(Max(0.0, 3.0 * (1.0 - a_hi))) - PAD;
+	double		w1 = n * sqrt(Max(0.0, 3.0 * (1.0 - a_lo))) + PAD;
 	double		inv3n2 = 1.0 / (3.0 * n * n);
 	int64		total,
-				total_last = imin(2 * n - 2, (int64) floor(w1));
+				total_last = Min(2 * n - 2, (int64) floor(w1));
 
-	for (total = imax(0, (int64) floor(w0) - 1); total <= total_last; total++)
+	for (total = Max(0, (int64) floor(w0) - 1); total <= total_last; total++)
 	{
-		double		wa = dmax((double) total, w0),
-					wb = dmin(total + 2.0, w1);
+		double		wa = Max((double) total, w0),
+					wb = Min(total + 2.0, w1);
 		double		t_lo,
 					t_hi;
 		int64		q,
@@ -276,7 +252,7 @@ cap_rows(Cells *cells, int order, bool north, double t, double z_lo,
 		else
 		{
 			double		za = 1.0 - wb * wb * inv3n2;
-			double		wa0 = dmax(wa, 0.0);
+			double		wa0 = Max(wa, 0.0);
 			double		zb = 1.0 - wa0 * wa0 * inv3n2;
 			double		half;
 
@@ -287,8 +263,8 @@ cap_rows(Cells *cells, int order, bool north, double t, double z_lo,
 				za = -zb;
 				zb = -tmp;
 			}
-			za = dmin(dmax(za, z_lo), z_hi);
-			zb = dmax(dmin(zb, z_hi), za);
+			za = Min(Max(za, z_lo), z_hi);
+			zb = Max(Min(zb, z_hi), za);
 			half = half_width(za, zb, shape);
 			if (half >= 2.0)
 			{
@@ -304,8 +280,8 @@ cap_rows(Cells *cells, int order, bool north, double t, double z_lo,
 		q_last = (int64) floor(t_hi);
 		for (q = (int64) floor(t_lo); q <= q_last; q++)
 		{
-			double		tp0 = dmax(t_lo - q, 0.0);
-			double		tp1 = dmin(t_hi - q, 1.0);
+			double		tp0 = Max(t_lo - q, 0.0);
+			double		tp1 = Min(t_hi - q, 1.0);
 			int64		base,
 						jm_lo,
 						jm_hi,
@@ -316,10 +292,10 @@ cap_rows(Cells *cells, int order, bool north, double t, double z_lo,
 			if (tp0 > tp1)
 				continue;
 			base = (north ? (q & 3) : 8 + (q & 3)) << shift;
-			jm_lo = imax(0, (int64) floor((1.0 - tp1) * wa - PAD));
-			jm_hi = imin(n - 1, (int64) floor((1.0 - tp0) * wb + PAD));
-			lo = imax(imax(0, (int64) floor(tp0 * wa - PAD)), total - jm_hi);
-			hi = imin(imin(n - 1, (int64) floor(tp1 * wb + PAD)), total - jm_lo);
+			jm_lo = Max(0, (int64) floor((1.0 - tp1) * wa - PAD));
+			jm_hi = Min(n - 1, (int64) floor((1.0 - tp0) * wb + PAD));
+			lo = Max(Max(0, (int64) floor(tp0 * wa - PAD)), total - jm_hi);
+			hi = Min(Min(n - 1, (int64) floor(tp1 * wb + PAD)), total - jm_lo);
 			for (jp = lo; jp <= hi; jp++)
 			{
 				int64		jm = total - jp;
@@ -340,7 +316,7 @@ static bool
 few_cells(Cells *out, int order, int64 n, double t, double z_lo, double z_hi,
 		  double r, double cos_d)
 {
-	double		half = asin(dmin(1.0, sin(r) / cos_d)) * TWO_OVER_PI + PAD;
+	double		half = asin(Min(1.0, sin(r) / cos_d)) * TWO_OVER_PI + PAD;
 
 	if (z_lo > -TWO_THIRDS && z_hi < TWO_THIRDS)
 	{
@@ -399,10 +375,10 @@ few_cells(Cells *out, int order, int64 n, double t, double z_lo, double z_hi,
 		za_hi = north ? z_hi : -z_lo;
 		w0 = n * sqrt(3.0 * (1.0 - za_hi)) - PAD;
 		w1 = n * sqrt(3.0 * (1.0 - za_lo)) + PAD;
-		p_lo = imax(0, (int64) floor(tp0 * w0 - PAD));
-		p_hi = imin(n - 1, (int64) floor(tp1 * w1 + PAD));
-		m_lo = imax(0, (int64) floor((1.0 - tp1) * w0 - PAD));
-		m_hi = imin(n - 1, (int64) floor((1.0 - tp0) * w1 + PAD));
+		p_lo = Max(0, (int64) floor(tp0 * w0 - PAD));
+		p_hi = Min(n - 1, (int64) floor(tp1 * w1 + PAD));
+		m_lo = Max(0, (int64) floor((1.0 - tp1) * w0 - PAD));
+		m_hi = Min(n - 1, (int64) floor((1.0 - tp0) * w1 + PAD));
 		if (p_hi - p_lo > 1 || m_hi - m_lo > 1)
 			return false;
 		base = (north ? q : q + 8) << (2 * order);
@@ -443,7 +419,7 @@ cone_cells(Cells *cells, double ra, double dec, double radius_deg, int order)
 	cells->n = 0;
 	if (r >= HALF_PI)
 		return false;
-	d = dmax(-90.0, dmin(90.0, dec)) * DEG;
+	d = Max(-90.0, Min(90.0, dec)) * DEG;
 	z0 = sin(d);
 	z_lo = d - r <= -HALF_PI ? -1.0 : sin(d - r);
 	z_hi = d + r >= HALF_PI ? 1.0 : sin(d + r);
@@ -455,7 +431,7 @@ cone_cells(Cells *cells, double ra, double dec, double radius_deg, int order)
 	shape.z0 = z0;
 	shape.cos_r = cos(r);
 	shape.z_wide = z0 / shape.cos_r;
-	shape.cos_d = sqrt(dmax(0.0, 1.0 - z0 * z0));
+	shape.cos_d = sqrt(Max(0.0, 1.0 - z0 * z0));
 	if (!pole && r * n < 0.5)
 	{
 		if (few_cells(cells, order, n, t, z_lo, z_hi, r, shape.cos_d))
@@ -470,13 +446,13 @@ cone_cells(Cells *cells, double ra, double dec, double radius_deg, int order)
 			return false;
 	}
 	if (z_lo < TWO_THIRDS && z_hi > -TWO_THIRDS)
-		belt_rows(cells, order, t, dmax(z_lo, -TWO_THIRDS), dmin(z_hi, TWO_THIRDS),
+		belt_rows(cells, order, t, Max(z_lo, -TWO_THIRDS), Min(z_hi, TWO_THIRDS),
 				  pole ? NULL : &shape);
 	if (z_hi > TWO_THIRDS)
-		cap_rows(cells, order, true, t, dmax(z_lo, TWO_THIRDS), z_hi,
+		cap_rows(cells, order, true, t, Max(z_lo, TWO_THIRDS), z_hi,
 				 pole ? NULL : &shape);
 	if (z_lo < -TWO_THIRDS)
-		cap_rows(cells, order, false, t, z_lo, dmin(z_hi, -TWO_THIRDS),
+		cap_rows(cells, order, false, t, z_lo, Min(z_hi, -TWO_THIRDS),
 				 pole ? NULL : &shape);
 	cells_finish(cells);
 	return cells->n <= 2 * MAX_CELLS;
@@ -491,7 +467,7 @@ static const double SKY_DEG2 = 41252.96125;
 static int
 order_for(double radius_deg, double rows)
 {
-	double		radius = dmax(radius_deg, 1e-9);
+	double		radius = Max(radius_deg, 1e-9);
 	double		expected = rows * M_PI * radius * radius / SKY_DEG2;
 	double		cell = 0.125 * radius;
 	double		order;
@@ -503,7 +479,7 @@ order_for(double radius_deg, double rows)
 			break;
 		}
 	order = rint(log2(58.6 / cell));	/* half to even, as Python's round */
-	return (int) dmax(0.0, dmin((double) ORDER, order));
+	return (int) Max(0.0, Min((double) ORDER, order));
 }
 
 /* cells_to_ranges: the number of ranges, written to lo/hi when given */
@@ -565,6 +541,7 @@ healpix_cone_ranges(PG_FUNCTION_ARGS)
 	int64		lo[2 * MAX_CELLS + 1],
 				hi[2 * MAX_CELLS + 1];
 	int			count;
+	int			k = -1;			/* the cells' order; -1: the whole sky */
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (isnan(ra) || isnan(dec) || isnan(radius) || isnan(rows)
@@ -572,32 +549,25 @@ healpix_cone_ranges(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("healpix_cone_ranges: the centre must be finite and the radius at least 0")));
-	if (radius >= 90.0)
-	{
-		lo[0] = 0;
-		hi[0] = INT64CONST(12) << (2 * ORDER);
-		count = 1;
-	}
-	else
+	if (radius < 90.0)
 	{
 		Cells		cells;
-		int			k = order_for(radius, rows);
 
 		cells.cap = 64;
 		cells.n = 0;
 		cells.v = palloc(cells.cap * sizeof(int64));
-		k = cone_cells_from(&cells, ra, dec, radius, k);
+		k = cone_cells_from(&cells, ra, dec, radius, order_for(radius, rows));
 		if (k >= 0 && to_ranges(&cells, k, NULL, NULL) > MAX_RANGES)
 			k = cone_cells_from(&cells, ra, dec, radius, order_for(radius, rows) - 1);
 		if (k >= 0)
 			count = to_ranges(&cells, k, lo, hi);
-		else
-		{
-			lo[0] = 0;
-			hi[0] = INT64CONST(12) << (2 * ORDER);
-			count = 1;
-		}
 		pfree(cells.v);
+	}
+	if (k < 0)
+	{
+		lo[0] = 0;
+		hi[0] = INT64CONST(12) << (2 * ORDER);
+		count = 1;
 	}
 	for (int i = 0; i < count; i++)
 	{

@@ -65,12 +65,12 @@ def create_pgsphere(conn: Connection) -> None:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_sphere"))
     except exc.DBAPIError as e:
-        versions = conn.execute(text(
-            "SELECT current_setting('server_version'), (SELECT default_version "
-            "FROM pg_available_extensions WHERE name = 'pg_sphere')")).one()
         first = str(e.orig).strip().splitlines()[0]
         if getattr(e.orig, "pgcode", None) != "42P13":  # invalid_function_definition
             raise SchemaError(f"cannot create pgSphere: {first}") from e
+        versions = conn.execute(text(
+            "SELECT current_setting('server_version'), (SELECT default_version "
+            "FROM pg_available_extensions WHERE name = 'pg_sphere')")).one()
         raise SchemaError(
             f"PostgreSQL {versions[0]} cannot create pgSphere {versions[1]}: "
             f"{first}. pgSphere 1.1.1 installs on PostgreSQL 15.18 (Debian bookworm) "

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, g, render_template, request
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
@@ -20,10 +20,10 @@ from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import (
     FatalFault,
     Fault,
-    TransientFault,
     UsageFault,
     render_fault,
 )
+from vo_archive.db.outage import database_unavailable, unavailable_fault
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,13 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
-    if isinstance(exc, OperationalError):
-        # the database is down, restarting or out of connections: try later
+    if database_unavailable(exc):
+        # down, restarting, in recovery or out of connections, whichever way
+        # the route reached it (SQLAlchemy, the pool, psycopg2): try later
         log.error("database unavailable on %s %s: %s [%s]", request.method,
-                  request.path, str(exc).splitlines()[0], g.get("request_id"))
-        return _fault_response(TransientFault(
-            "the archive database is unavailable; try again later", retry_after=30))
+                  request.path, (str(exc).strip() or repr(exc)).splitlines()[0],
+                  g.get("request_id"))
+        return _fault_response(unavailable_fault())
     if isinstance(exc, DataError):
         # a value the database cannot hold (an identifier past bigint...)
         log.info("data error on %s %s: %s [%s]", request.method, request.path,

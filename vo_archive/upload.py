@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import psycopg2
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +32,7 @@ from vo_archive import web
 from vo_archive.access import Caller
 from vo_archive.auth import UPLOAD_ROLES, require_roles
 from vo_archive.dali.errors import FaultStyle, TransientFault, UsageFault
+from vo_archive.db.outage import database_unavailable
 from vo_archive.ingest.pipeline import FileResult, Ingestor, Outcome
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
     Raises
     ------
     TransientFault
-        If the database cannot be reached.
+        If the database cannot be reached (:mod:`vo_archive.db.outage`).
     """
     engine = web.engine()
     results: list[dict[str, Any]] = []
@@ -106,7 +108,9 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
                     r = ing.ingest_bytes(name, data)
                 _log_upload(engine, caller, r, len(data))
                 results.append(_result_json(r, len(data)))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, psycopg2.Error) as exc:
+        if not database_unavailable(exc):
+            raise
         log.error("upload failed: %s [%s]", exc, g.get("request_id"))
         raise TransientFault("the archive database is unavailable; nothing more "
                              "was ingested, retry the upload") from None

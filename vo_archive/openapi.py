@@ -150,6 +150,10 @@ def build_spec(app: Flask, base_url: str = "") -> dict[str, Any]:
             }
             if rule.endpoint in BODIES and method in ("POST", "PUT"):
                 op["requestBody"] = BODIES[rule.endpoint]
+                # a body to archive (uploads) needs room in the storage
+                op["responses"]["507"] = {
+                    "description": "the archive's storage takes no more files",
+                    "content": _error_content(style)}
             elif method == "POST" and rule.endpoint in PARAMETERS:
                 op["requestBody"] = {"content": {
                     t: {"schema": {"type": "object"}}

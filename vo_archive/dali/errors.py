@@ -97,6 +97,16 @@ class PayloadTooLarge(UsageFault):
     status = 413
 
 
+class InsufficientStorage(TransientFault):
+    """The archive's storage takes no more files (RFC 4918 §11.5: 507).
+
+    Full, over quota or read-only: a state of the archive that its operator
+    ends, after which the same upload succeeds; so a TransientFault.
+    """
+
+    status = 507
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedFault:
     """Body, status, and headers of a fault response."""

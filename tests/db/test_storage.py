@@ -101,7 +101,7 @@ def test_ingest_stops_at_a_full_storage_and_resumes(small_storage: Archive,
     # one message, naming the folder and its room; no file blamed for it
     assert "unreadable" not in full.stderr and "rejected:" not in full.stderr
     errors = [line for line in full.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, full.stderr
+    assert len(errors) == 1 and full.stderr.count("No space left") == 1, full.stderr
     assert f"storage folder {folder}: No space left on device (" in errors[0]
     assert re.search(r"\(\d+(\.\d)? [KM]?i?B free of 1\.0 MiB\)", errors[0]), errors
     archived = _archived(archive)

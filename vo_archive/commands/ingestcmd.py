@@ -82,8 +82,9 @@ def _report_stop(stop: IngestStopped, total: int | None = None) -> int:
     done = len(stop.summary.results)
     of = f" of {total}" if total is not None else ""
     print(f"vo-archive: error: ingest stopped after {done}{of} files: {stop.cause}; "
-          "what was recorded is kept: make room there and run the same ingest "
-          "again for the rest", file=sys.stderr)
+          "what was recorded is kept: once the folder takes files again (room "
+          "made, or mounted writable), run the same ingest again for the rest",
+          file=sys.stderr)
     return EXIT_STORAGE_FULL
 
 

@@ -361,8 +361,9 @@ class Ingestor:
             if pending is not None:
                 self._record_batch(pending(), summary)
         except StorageFull as full:
-            # every later file would meet the same full disk: stop here
-            log.error("ingest stopped after %d files: %s", len(summary.results), full)
+            # every later file would meet the same full disk: stop here (the
+            # caller reports it, once)
+            log.info("ingest stopped after %d files: %s", len(summary.results), full)
             raise IngestStopped(full, summary) from full
         return summary
 

@@ -47,11 +47,16 @@ NEED_DATABASE = ("/scs", "/siap", "/sia2/query", "/ssap", "/tap/sync", "/tap/asy
 CONE = (("RA", "20"), ("DEC", "-30"), ("SR", "2"))
 ADQL = (("REQUEST", "doQuery"), ("LANG", "ADQL"),
         ("QUERY", "SELECT TOP 5 obs_publisher_did FROM ivoa.obscore"))
+#: Past this MAXREC the DAL services stream from a server-side cursor
+#: (vo_archive.dal.BUFFERED_MAXREC) instead of running a prepared statement.
+STREAMED = (("MAXREC", "6000"),)
 #: The parameters of a plausible request, by (method or "" for any, path).
 QUERIES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("", "/scs"): CONE,
+    ("get", "/scs"): CONE,
+    ("post", "/scs"): (*CONE, *STREAMED),
     ("", "/siap"): (("POS", "20,-30"), ("SIZE", "4")),
-    ("", "/sia2/query"): (("POS", "CIRCLE 20 -30 2"),),
+    ("get", "/sia2/query"): (("POS", "CIRCLE 20 -30 2"),),
+    ("post", "/sia2/query"): (("POS", "CIRCLE 20 -30 2"), *STREAMED),
     ("", "/ssap"): (("REQUEST", "queryData"), ("POS", "20,-30"), ("SIZE", "4")),
     ("", "/tap/sync"): ADQL,
     ("post", "/tap/async"): ADQL,

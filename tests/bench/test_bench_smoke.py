@@ -1,0 +1,129 @@
+"""Every benchmark script runs in its small mode and prints its figures' lines.
+
+Each ``bench/*.py`` (but ``common.py``) is run once with ``--smoke`` (a few
+hundred products, a few seconds) from a scratch folder, as a user would run it,
+and must exit 0 and print each of its figure lines in the form its docstring and
+the README document. The figures' values are not checked: timing targets stay in
+the benchmarks. A new script is picked up by itself and fails here until it has a
+``--smoke`` mode and the form of its lines is written in ``FIGURES``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py")
+                 if p.name not in ("common.py", "__init__.py"))
+
+#: A figure: a number, or ``nan`` where a column is left out.
+N = r"(?:-?\d+(?:\.\d+)?|nan)"
+
+#: For each script, its figure lines (regular expressions matched against whole
+#: lines of standard output) and how many lines of each its smoke run prints.
+FIGURES: dict[str, list[tuple[str, int]]] = {
+    "dal.py": [
+        (r"service +conn +clients +median ms +p95 ms +req/s", 1),
+        (rf"(SCS|SIA2|SSAP) +(new|keep-alive) +\d+ +{N} +{N} +{N}", 18),
+        (r"radius +rows +HEALPix ms +client ms +\(ranges\) +GiST ms +q3c ms +"
+         r"HEALPix/GiST +client/GiST +\(query only\) +q3c/GiST", 1),
+        (r" *(1″|1′|10′|1°)" + rf" +{N}" * 10, 4),
+    ],
+    "download.py": [
+        (r" +run MB +files +tar\|cat MB/s +tar>null MB/s +HTTP tar MB/s +ratio +"
+         r"HTTP zip MB/s +worker RSS before/peak MB", 1),
+        (rf" *{N} +\d+ +{N} +{N} +{N} +{N} +{N} +{N} / {N}", 2),
+        (rf"load average before: {N} {N} {N}; after: {N} {N} {N}", 1),
+    ],
+    "ingest.py": [
+        (rf"(first ingest|identical re-ingest): \d+ files, {N} MB in {N} s = {N} "
+         rf"products/s, {N} MB/s \(new \d+, versions \d+, unchanged \d+, rejected "
+         r"\d+\)", 2),
+        (rf"  CPU per file: recording {N} ms, readers {N} ms, PostgreSQL {N} ms, "
+         rf"total {N} ms \(load average {N}\)", 2),
+    ],
+    "load.py": [
+        (rf"requests: \d+ in {N} s = {N} requests/s", 1),
+        (rf"latency: p50 {N} ms, p99 {N} ms, max {N} ms", 1),
+        (r"errors: \d+", 1),
+        (r"kind +requests +req/s +p50 ms +p99 ms +errors", 1),
+    ],
+    "replication.py": [
+        (rf"steady \d+ changes/s for {N} s: \d+ rows, lag p50 {N} s, p95 {N} s, "
+         rf"max {N} s \(sampled every 50 ms\)", 1),
+        (rf"backlog of \d+ changes cleared in {N} s \({N} changes/s, replicator "
+         r"start included\)", 1),
+        (r"verify: identical", 1),
+    ],
+    "tap.py": [
+        (rf"\[\d+ rows\] sync cone \(TOP 100, r=0\.5 deg\): median {N} ms, p90 {N} "
+         r"ms \(\d+ queries\)", 1),
+        (rf"\[\d+ rows\] full-table aggregate: median {N} ms \(\d+ queries\)", 1),
+        (rf"\[\d+ rows\] async small job, creation to COMPLETED: median {N} ms, "
+         rf"max {N} ms \(\d+ jobs\)", 1),
+    ],
+}
+
+#: The per-kind rows of bench/load.py, at least one (the kinds drawn vary).
+LOAD_KIND = re.compile(
+    rf"(cone|sia2|ssap|tap|datalink|download|landing|runs) +\d+ +{N} +{N} +{N} +\d+"
+)
+
+
+def run_script(script: str, *args: str, cwd: Path, timeout: float
+               ) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/script`` as a user would; kill its process group on timeout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VO_ARCHIVE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, str(BENCH / script), *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"bench/{script} {' '.join(args)} did not finish in {timeout:.0f} "
+                    f"s:\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_every_script_is_listed() -> None:
+    """The parametrisation finds the benchmarks (a wrong folder would test none)."""
+    assert {"download.py", "ingest.py", "tap.py"} <= set(SCRIPTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_smoke(script: str, tmp_path: Path) -> None:
+    """``bench/<script> --smoke`` exits 0 and prints its figures in their form."""
+    helped = run_script(script, "--help", cwd=tmp_path, timeout=60)
+    assert helped.returncode == 0, helped.stderr[-3000:]
+    assert "--smoke" in helped.stdout, (
+        f"bench/{script} has no --smoke mode: every benchmark needs one (a few "
+        "hundred products, a few seconds) for this test")
+    assert script in FIGURES, (
+        f"bench/{script}: write the form of its figure lines in FIGURES of "
+        f"{Path(__file__).relative_to(ROOT)}")
+    done = run_script(script, "--smoke", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, (
+        f"bench/{script} --smoke exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+        f"{done.stderr[-3000:]}")
+    lines = done.stdout.splitlines()
+    for pattern, count in FIGURES[script]:
+        found = [line for line in lines if re.fullmatch(pattern, line)]
+        assert len(found) == count, (
+            f"bench/{script}: {len(found)} lines of the form {pattern!r}, expected "
+            f"{count}; it printed:\n{done.stdout}")
+    if script == "load.py":
+        assert any(LOAD_KIND.fullmatch(line) for line in lines), done.stdout
+    # the scratch folder it ran in holds nothing it left behind
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())

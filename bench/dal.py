@@ -156,7 +156,7 @@ def bench_http(settings: Settings, seconds: float, workers: int,
               f"{'p95 ms':>8} {'req/s':>8}")
         for service in services:
             paths = request_paths(service, pos)
-            run_clients(port, paths, 2, True, 1.0)  # warm up every worker
+            run_clients(port, paths, 2, True, min(1.0, seconds))  # warm up
             for keepalive in (False, True):
                 for clients in (1, 4, 16):
                     lat, elapsed = run_clients(port, paths, clients, keepalive, seconds)

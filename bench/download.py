@@ -14,7 +14,7 @@ The scratch home (made open to the embedded cluster's server user, as the tests
 do) is removed at the end unless ``--keep`` or ``--home``; its cluster is
 stopped. ``--smoke`` builds runs of 2 and 6 MB of small files, once each: a
 check that the script works, not a measurement. Prints one row per size, then
-the load averages (1, 5 and 15 minutes) before and after:
+the load averages (1, 5 and 15 minutes) before and after::
 
     run MB  files  tar|cat MB/s  tar>null MB/s  HTTP tar MB/s  ratio  HTTP zip MB/s
         worker RSS before/peak MB

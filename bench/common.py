@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from vo_archive.config import Settings
+from vo_archive.db.engine import cluster_for
 
 #: The repository the benchmarks belong to (its code, not an installed copy, is
 #: what they measure, also in the servers they start).
@@ -48,9 +49,7 @@ def prepare_archive(home: Path, products: int) -> Settings:
 
 def stop_embedded(home: Path) -> None:
     """Stop the embedded cluster of the archive under ``home``, if it runs."""
-    subprocess.run([sys.executable, "-m", "vo_archive", "db", "stop"],
-                   env=child_env(VO_ARCHIVE_HOME=str(home)), capture_output=True,
-                   timeout=120, check=False)
+    cluster_for(Settings(home=home)).stop()
 
 
 def _cmdline(pid: int) -> list[str]:

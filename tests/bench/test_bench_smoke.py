@@ -123,9 +123,8 @@ def test_every_script_is_listed() -> None:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_smoke(script: str, tmp_path: Path) -> None:
     """``bench/<script> --smoke`` exits 0 and prints its figures in their form."""
-    helped = run_script(script, "--help", cwd=tmp_path, timeout=60)
-    assert helped.returncode == 0, helped.stderr[-3000:]
-    assert "--smoke" in helped.stdout, (
+    # read, not run with --help: a script without options would run in full
+    assert '"--smoke"' in (BENCH / script).read_text(), (
         f"bench/{script} has no --smoke mode: every benchmark needs one (a few "
         "hundred products, a few seconds) for this test")
     assert script in FIGURES, (

@@ -42,6 +42,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("tap.async_routes", "/tap/async"),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
+    ("vo_archive.oai", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
 from vo_archive.auth import load_caller
+from vo_archive.compression import GzipMiddleware
 from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import (
     FatalFault,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
     app.add_url_rule("/", "landing", landing)
+    app.wsgi_app = GzipMiddleware(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

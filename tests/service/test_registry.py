@@ -196,8 +196,8 @@ def test_errors_are_oai_errors(registry_server: LiveServer, params: dict[str, st
 
 def test_repeated_arguments_are_refused(registry_server: LiveServer) -> None:
     schemata_folder()
-    r = requests.get(registry_server.url + "/oai?verb=ListRecords&metadataPrefix=ivo_vor"
-                     "&metadataPrefix=oai_dc", timeout=60)
+    r = requests.get(registry_server.url + "/oai?verb=ListRecords"
+                     "&metadataPrefix=ivo_vor&metadataPrefix=oai_dc", timeout=60)
     assert error_code(assert_valid(r.content)) == "badArgument"
     r = requests.get(registry_server.url + "/oai?verb=Identify&verb=Identify",
                      timeout=60)

@@ -187,16 +187,24 @@ def service_descriptor(id_: str, access_path: str, standard_id: str | None,
 
 
 def datalink_descriptor(id_field: str,
-                        absolute: Callable[[str], str] | None = None) -> str:
+                        absolute: Callable[[str], str] | None = None,
+                        preferred_format: str | None = None) -> str:
     """Return the DataLink descriptor of a result with publisher DIDs.
 
     The FIELD ``id_field`` (by XML ID) holds the DIDs: TOPCAT and pyvo then
-    offer each row's links.
+    offer each row's links. ``preferred_format`` (a MIME type) becomes a fixed
+    ``PREFERRED_FORMAT`` input, which clients send along: the links document
+    then lists the ``#this`` link of that format first.
     """
     ref = Field("ID", "char", "*", ucd="meta.id;meta.main", ref=id_field)
+    inputs = [ref.element("PARAM", "")]
+    if preferred_format:
+        inputs.append(string_param(
+            "PREFERRED_FORMAT", preferred_format, "meta.code.mime",
+            description="Format whose #this link comes first").element())
     return service_descriptor(
         "datalink", "/datalink/links", DATALINK_STANDARD,
-        [ref.element("PARAM", "")], name="links",
+        inputs, name="links",
         description="Files, previews, provenance and versions of each dataset",
         content_type=DATALINK_FORMAT, absolute=absolute,
     )

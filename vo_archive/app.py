@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
 from vo_archive.auth import load_caller
+from vo_archive.compression import GzipMiddleware
 from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import (
     FatalFault,
@@ -42,8 +43,10 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("tap.async_routes", "/tap/async"),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
+    ("vo_archive.oai", ""),
 )
 
+_SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
                  "/products")
@@ -75,7 +78,28 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
     app.add_url_rule("/", "landing", landing)
+    app.wsgi_app = GzipMiddleware(  # type: ignore[method-assign]
+        _PathNormaliser(app.wsgi_app))
     return app
+
+
+class _PathNormaliser:
+    """Serve ``/tap/`` as ``/tap`` and ``/tap//sync`` as ``/tap/sync``.
+
+    Clients given a base URL with a trailing slash append their own paths to it
+    (STILTS ``tapurl=.../tap/`` asks ``/tap//sync``); a redirect would make them
+    repeat a POST or fail. No route of the archive ends with a slash.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path or (len(path) > 1 and path.endswith("/")):
+            path = _SLASHES.sub("/", path)
+            environ["PATH_INFO"] = path.rstrip("/") or "/"
+        return self.app(environ, start_response)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")

@@ -24,6 +24,7 @@ from vo_archive.dali.errors import (
     UsageFault,
     render_fault,
 )
+from vo_archive.twin import AuthTwin, protect_response
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("tap.async_routes", "/tap/async"),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
+    ("vo_archive.signin", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
@@ -71,6 +73,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.before_request(load_caller)
     app.after_request(_after)
+    app.after_request(protect_response)
+    app.wsgi_app = AuthTwin(app.wsgi_app)  # type: ignore[method-assign]
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -21,9 +21,9 @@ from flask import Blueprint, Response, g
 from sqlalchemy import Connection, and_, select
 
 from vo_archive import web
-from vo_archive.access import caller_connection, visible
+from vo_archive.access import caller_connection, current_caller, visible
 from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.obscore import DATALINK_FORMAT
@@ -83,13 +83,13 @@ class Link:
     content_qualifier: str | None = None
     local_semantics: str | None = None
 
-    def row(self) -> list[Any]:
-        """Return the TABLEDATA row."""
+    def row(self, link_auth: str = "false") -> list[Any]:
+        """Return the TABLEDATA row (``link_auth``: DataLink 1.1 §3.2.12)."""
         ok = self.error_message is None
         return [self.id, self.access_url, None, self.error_message, self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
-                "false" if ok else None, True if ok else None]
+                link_auth if ok else None, True if ok else None]
 
 
 def _qualifier(mode: str) -> str:
@@ -137,6 +137,11 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
         .where(v.c.product_id == pid, v.c.version_no == vno,
                visible(p.c.release_date))).first()
     if row is None:
+        if current_caller().anonymous:
+            # as for the files: the same answer whether it exists or not
+            raise AuthorizationFault(f"dataset {did} is not public (or does not "
+                                     "exist); members sign in to see proprietary "
+                                     "data", authenticate=True)
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
                      "not public)", semantics="#this")]
     version_id, filename, size, mode, product_type = row
@@ -237,9 +242,12 @@ def links() -> Response:
     maxrec = parse_maxrec(params, s.maxrec_hard, s.maxrec_hard)
     rows: list[list[Any]] = []
     overflow = False
+    # links to the twin (the answer of an authenticated caller) need credentials
+    link_auth = "false" if web.base_url() == web.public_base_url() else "true"
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row() for link in links_of(conn, did, s.publisher_authority)]
+            batch = [link.row(link_auth)
+                     for link in links_of(conn, did, s.publisher_authority)]
             if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break

@@ -95,7 +95,7 @@ def test_stilts_downloads_a_proprietary_file(access_site: AccessSite) -> None:
     assert anon.returncode != 0
 
 
-# -- pyvo AuthSession ---------------------------------------------------------------------
+# -- pyvo AuthSession ------------------------------------------------------------------
 
 def _basic(site: AccessSite) -> AuthSession:
     auth = AuthSession()

@@ -37,6 +37,8 @@ web.set_fault_style(bp.name, FaultStyle.DALI)
 
 #: Most IDs one request may name.
 MAX_IDS = 1000
+#: local_semantics of the error row of a dataset the caller may not see.
+NOT_VISIBLE = "not-visible"
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
@@ -137,13 +139,8 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
         .where(v.c.product_id == pid, v.c.version_no == vno,
                visible(p.c.release_date))).first()
     if row is None:
-        if current_caller().anonymous:
-            # as for the files: the same answer whether it exists or not
-            raise AuthorizationFault(f"dataset {did} is not public (or does not "
-                                     "exist); members sign in to see proprietary "
-                                     "data", authenticate=True)
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
-                     "not public)", semantics="#this")]
+                     "not public)", semantics="#this", local_semantics=NOT_VISIBLE)]
     version_id, filename, size, mode, product_type = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type))
     for ovno, ofile, osize, current in conn.execute(
@@ -244,14 +241,24 @@ def links() -> Response:
     overflow = False
     # links to the twin (the answer of an authenticated caller) need credentials
     link_auth = "false" if web.base_url() == web.public_base_url() else "true"
+    hidden = 0
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row(link_auth)
-                     for link in links_of(conn, did, s.publisher_authority)]
+            found = links_of(conn, did, s.publisher_authority)
+            hidden += found[0].local_semantics == NOT_VISIBLE
+            batch = [link.row(link_auth) for link in found]
             if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break
             rows += batch
+    if hidden and hidden == len(ids) and current_caller().anonymous:
+        # Signing in may show them. The same answer whether they exist or not,
+        # as for the files; a request that also names public datasets gets
+        # their links and error rows for the others.
+        raise AuthorizationFault(
+            f"{'dataset ' + ids[0] if hidden == 1 else 'these datasets'}: not "
+            "public (or no such dataset); members sign in to see proprietary data",
+            authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
     doc = TableDocument(FIELDS, infos, table_name="links")
     # stream_votable flags OVERFLOW when it is offered a row past its limit

@@ -13,6 +13,14 @@ through :func:`vo_archive.access.current_caller`.
   anonymous, which would hide proprietary rows without telling it why.
 - VOSI ``/capabilities`` and ``/availability`` are anonymous (VOSI 1.1 §2): the
   header is not even read there.
+- Without an ``Authorization`` header, the session cookie of the sign-in form
+  (:mod:`vo_archive.signin`) counts; a stale one is cleared, never refused.
+- Under the authenticated twin (``/auth/...``, :mod:`vo_archive.twin`) an
+  anonymous caller gets 401.
+
+``/login`` hands out login tokens (``archive.token.kind = 'login'``, 24 hours)
+and browser sessions (``archive.session``); both are random secrets stored as
+their SHA-256, in the database, so every web node sees them.
 
 Tokens are 32 random bytes, shown once and stored as their SHA-256 (a fast hash
 is enough for random secrets). Passwords are stored with scrypt (RFC 7914); a

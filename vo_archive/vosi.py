@@ -70,6 +70,8 @@ ANONYMOUS_ONLY = frozenset({
     "ivo://ivoa.net/std/VOSI#tables", "ivo://ivoa.net/std/VOSI#tables-1.1",
     "ivo://ivoa.net/std/DALI#examples",
 })
+#: standardID of the capability of the whole archive, after the publisher authority.
+ARCHIVE_STANDARD = "/pessto#archive"
 #: Capabilities anonymous even in the twin (VOSI 1.1 §2).
 VOSI_OPEN = frozenset({"ivo://ivoa.net/std/VOSI#capabilities",
                        "ivo://ivoa.net/std/VOSI#availability"})
@@ -111,14 +113,16 @@ def archive_capability() -> str:
     previews, DataLink, SSA getData) under the twin; this lets a client that
     learnt the capabilities of one service (pyvo's ``AuthSession`` matches URLs
     against the access URLs of ``use="base"`` interfaces) send its credentials
-    there too. It has no standardID: it is no IVOA protocol, just the root of
-    the archive.
+    there too. It is no IVOA protocol: its standardID is the archive's own
+    (clients such as STILTS's taplint need one on every capability).
     """
     root = escape(web.public_base_url() + "/")
+    std = quoteattr(web.settings().publisher_authority.rstrip("/") + ARCHIVE_STANDARD)
     return (
-        "<capability><description>Every URL of this archive: anonymous, or with "
-        "an account's credentials (HTTP Basic or a bearer token from /login) to "
-        "see proprietary data; under /auth/ credentials are always asked for."
+        f"<capability standardID={std}><description>Every URL of this archive: "
+        "anonymous, or with an account's credentials (HTTP Basic or a bearer "
+        "token from /login) to see proprietary data; under /auth/ credentials are "
+        "always asked for."
         "</description>"
         f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
         "</accessURL></interface>"

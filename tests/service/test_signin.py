@@ -13,6 +13,7 @@ from sqlalchemy import text
 from tests.auth_fixtures import AccessSite, access_site  # noqa: F401
 
 BASIC_AA = "ivo://ivoa.net/sso#BasicAA"
+ARCHIVE = "ivo://pessto.ia2.inaf.it/pessto#archive"
 TLS_PW = "ivo://ivoa.net/sso#tls-with-password"
 
 
@@ -220,7 +221,8 @@ def test_capabilities_declare_the_twin(access_site: AccessSite) -> None:
             else:
                 assert (f"{url}/{service}" in (ifaces[0][0] or "")
                         and ifaces[0][1] == []), ifaces
-            root = [c for c in doc.findall("capability") if c.get("standardID") is None]
+            root = [c for c in doc.findall("capability")
+                    if c.get("standardID") == ARCHIVE]
             assert [i.findtext("accessURL") for i in root[0].findall("interface")
                     ] == [url + "/", url + "/"]
 

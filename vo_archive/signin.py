@@ -41,6 +41,7 @@ from vo_archive.auth import (
     session_csrf,
 )
 from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
+from vo_archive.openapi import Param, declare
 from vo_archive.twin import clear_session_cookie
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,15 @@ web.set_fault_style(bp.name, FaultStyle.TEXT)
 #: Cookie and form field of the sign-in form's CSRF token (double submit).
 CSRF_COOKIE = "vo_archive_csrf"
 CSRF_FIELD = "csrf_token"
+
+declare("signin.login",
+        Param("username", "account name (IVOA SSO tls-with-password)"),
+        Param("password", "the account's password or one of its API tokens"),
+        Param("FORMAT", "json (default) or text", {"type": "string",
+                                                   "enum": ["json", "text"]}),
+        Param("next", "path to go to after the sign-in form", examples=("/runs",)))
+declare("signin.logout", Param(CSRF_FIELD, "the CSRF token of the signed-in page"),
+        auth_required=True)
 
 
 def _wants_html() -> bool:

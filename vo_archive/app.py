@@ -24,7 +24,11 @@ from vo_archive.dali.errors import (
     UsageFault,
     render_fault,
 )
+<<<<<<< HEAD
 from vo_archive.db.outage import database_unavailable, unavailable_fault
+=======
+from vo_archive.twin import AuthTwin, protect_response
+>>>>>>> signin
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,11 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("tap.async_routes", "/tap/async"),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
+<<<<<<< HEAD
     ("vo_archive.oai", ""),
+=======
+    ("vo_archive.signin", ""),
+>>>>>>> signin
 )
 
 _SLASHES = re.compile(r"/{2,}")
@@ -74,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.before_request(load_caller)
     app.after_request(_after)
+    app.after_request(protect_response)
+    app.wsgi_app = AuthTwin(app.wsgi_app)  # type: ignore[method-assign]
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -281,6 +282,33 @@ def load_library(path: str | Path | None = None) -> TemplateLibrary:
     """
     target = DEFAULT_LIBRARY if path is None else Path(path)
     return _load(str(target.resolve()))
+
+
+#: Environment variable naming another library (a folder of ``.lnw`` files or .npz).
+LIBRARY_ENV = "VO_ARCHIVE_CLASSIFY_TEMPLATES"
+
+
+def configured_library(extra: Mapping[str, object] | None = None,
+                       path: str | Path | None = None) -> TemplateLibrary:
+    """Return the library the configuration names, else the shipped one.
+
+    Parameters
+    ----------
+    extra
+        The configuration's extra tables (``Settings.extra``): ``[classify]
+        templates = "/path/to/lnw/folder"`` names a library.
+    path
+        An explicit library, before the environment and configuration.
+
+    Raises
+    ------
+    TemplateError
+        If the named library cannot be read.
+    """
+    table = (extra or {}).get("classify")
+    configured = table.get("templates") if isinstance(table, Mapping) else None
+    chosen = path or os.environ.get(LIBRARY_ENV) or configured
+    return load_library(str(chosen) if chosen else None)
 
 
 def build(src: Path, out: Path) -> dict[str, object]:

@@ -40,13 +40,16 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("classify", "/classify"),
+    ("classify.async_routes", "/classify/async"),
+    ("classify.stats_routes", ""),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
 )
 
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products")
+                 "/products", "/classify")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

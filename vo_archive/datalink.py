@@ -18,11 +18,16 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, select, text
 
 from vo_archive import web
 from vo_archive.access import caller_connection, visible
-from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
+from vo_archive.dal import (
+    DATALINK_STANDARD,
+    parse_publisher_did,
+    publisher_did,
+    service_descriptor,
+)
 from vo_archive.dali.errors import FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
@@ -40,10 +45,13 @@ MAX_IDS = 1000
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
+#: XML ID of the classification service descriptor, and its standard.
+CLASSIFY_SERVICE = "classify"
+CLASSIFY_STANDARD = "ivo://pessto.ia2.inaf.it/std/classify#sync-1.0"
 _CALIBRATION_SEMANTICS = {"ZEROCOR": "#bias", "FLATCOR": "#flat"}
 
 FIELDS: tuple[Field, ...] = (
-    Field("ID", "char", "*", ucd="meta.id;meta.main",
+    Field("ID", "char", "*", ucd="meta.id;meta.main", id="dl_id",
           description="Identifier of the dataset the link belongs to"),
     Field("access_url", "char", "*", ucd="meta.ref.url", description="Link URL"),
     Field("service_def", "char", "*", ucd="meta.ref",
@@ -82,11 +90,13 @@ class Link:
     content_length: int | None = None
     content_qualifier: str | None = None
     local_semantics: str | None = None
+    service_def: str | None = None
 
     def row(self) -> list[Any]:
         """Return the TABLEDATA row."""
         ok = self.error_message is None
-        return [self.id, self.access_url, None, self.error_message, self.description,
+        return [self.id, self.access_url, self.service_def, self.error_message,
+                self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
                 "false" if ok else None, True if ok else None]
@@ -132,15 +142,17 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
     p, v = product, version
     row = conn.execute(
         select(v.c.version_id, v.c.filename, v.c.file_size, p.c.mode,
-               p.c.product_type)
+               p.c.product_type, p.c.category)
         .select_from(v.join(p, p.c.product_id == v.c.product_id))
         .where(v.c.product_id == pid, v.c.version_no == vno,
                visible(p.c.release_date))).first()
     if row is None:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
                      "not public)", semantics="#this")]
-    version_id, filename, size, mode, product_type = row
+    version_id, filename, size, mode, product_type, category = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type))
+    if product_type in SPECTRUM_TYPES and category == "science":
+        out += _classification_links(conn, did, version_id)
     for ovno, ofile, osize, current in conn.execute(
             select(v.c.version_no, v.c.filename, v.c.file_size, v.c.is_current)
             .where(v.c.product_id == pid, v.c.version_no != vno)
@@ -155,6 +167,55 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
     out += _provenance_links(conn, did, version_id)
     out += _derived_links(conn, did, filename, authority)
     return out
+
+
+def _classification_links(conn: Connection, did: str, version_id: int
+                          ) -> list[Link]:
+    """Return the classification service and the stored classification, if any.
+
+    The stored classification is read through ``pessto.classifications``, so
+    it follows the access rule of its spectrum.
+    """
+    out = [Link(did, service_def=CLASSIFY_SERVICE, semantics="#proc",
+                description="Classify this spectrum (template cross-correlation: "
+                "type, redshift, age)", content_type="application/x-votable+xml",
+                local_semantics="classify")]
+    stored = conn.execute(text(
+        "SELECT sn_type, good, redshift FROM pessto.classifications "
+        "WHERE version_id = :v AND is_latest ORDER BY classification_id DESC "
+        "LIMIT 1"), {"v": version_id}).first()
+    if stored is not None:
+        sn_type, good, z = stored
+        what = f"{sn_type} at z = {z:.4f}" if good and z is not None else (
+            "no good match" if not good else str(sn_type))
+        out.append(Link(did, web.absolute(
+            f"/classify/stored?ID={quote(did, safe='')}"),
+            description=f"Stored classification of this spectrum: {what}",
+            semantics="#auxiliary", content_type="application/x-votable+xml",
+            local_semantics="classification"))
+    return out
+
+
+def classify_descriptor() -> str:
+    """Return the service descriptor of ``/classify/sync`` for the links rows."""
+    def param(name: str, datatype: str, description: str, unit: str | None = None,
+              ref: str | None = None) -> str:
+        return Field(name, datatype, "*" if datatype == "char" else None, unit,
+                     description=description, ref=ref).element("PARAM", "")
+
+    inputs = [
+        param("ID", "char", "The spectrum (dataset identifier)", ref="dl_id"),
+        param("ZMIN", "double", "Smallest redshift searched"),
+        param("ZMAX", "double", "Largest redshift searched"),
+        param("Z", "double", "Fixed redshift (e.g. of the host)"),
+        param("TYPES", "char", "Template types, separated by commas (Ia,II,...)"),
+        param("RLAPMIN", "double", "Smallest rlap of a good match (default 5)"),
+        param("TOP", "int", "Number of best matches returned"),
+    ]
+    return service_descriptor(
+        CLASSIFY_SERVICE, "/classify/sync", CLASSIFY_STANDARD, inputs,
+        name="classify", description="Classify a spectrum by template "
+        "cross-correlation", content_type="application/x-votable+xml")
 
 
 def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]:
@@ -245,7 +306,10 @@ def links() -> Response:
                 break
             rows += batch
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
-    doc = TableDocument(FIELDS, infos, table_name="links")
+    descriptors = [classify_descriptor()] if any(
+        r[2] == CLASSIFY_SERVICE for r in rows) else []
+    doc = TableDocument(FIELDS, infos, table_name="links",
+                        trailing_resources=descriptors)
     # stream_votable flags OVERFLOW when it is offered a row past its limit
     body = b"".join(stream_votable(doc, rows + rows[-1:], len(rows)) if overflow
                     else stream_votable(doc, rows, None))

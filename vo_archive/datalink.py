@@ -196,20 +196,26 @@ def _classification_links(conn: Connection, did: str, version_id: int
     return out
 
 
+#: Defaults of the classifier's numeric options (classify.core.ClassifyOptions),
+#: given as the descriptor's values: clients (pyvo) send a PARAM's value as is.
+CLASSIFY_DEFAULTS = {"ZMIN": "-0.01", "ZMAX": "1.2", "RLAPMIN": "5.0", "TOP": "10"}
+
+
 def classify_descriptor() -> str:
     """Return the service descriptor of ``/classify/sync`` for the links rows."""
-    def param(name: str, datatype: str, description: str, unit: str | None = None,
-              ref: str | None = None) -> str:
-        return Field(name, datatype, "*" if datatype == "char" else None, unit,
-                     description=description, ref=ref).element("PARAM", "")
+    def param(name: str, datatype: str, description: str, ref: str | None = None
+              ) -> str:
+        return Field(name, datatype, "*" if datatype == "char" else None,
+                     description=description, ref=ref).element(
+            "PARAM", CLASSIFY_DEFAULTS.get(name, ""))
 
     inputs = [
         param("ID", "char", "The spectrum (dataset identifier)", ref="dl_id"),
         param("ZMIN", "double", "Smallest redshift searched"),
         param("ZMAX", "double", "Largest redshift searched"),
-        param("Z", "double", "Fixed redshift (e.g. of the host)"),
+        param("Z", "char", "Fixed redshift (e.g. of the host); empty: searched"),
         param("TYPES", "char", "Template types, separated by commas (Ia,II,...)"),
-        param("RLAPMIN", "double", "Smallest rlap of a good match (default 5)"),
+        param("RLAPMIN", "double", "Smallest rlap of a good match"),
         param("TOP", "int", "Number of best matches returned"),
     ]
     return service_descriptor(

@@ -137,6 +137,9 @@ DROP TABLE IF EXISTS archive.classification;
 def upgrade() -> None:
     """Create the classification table, its published views and the arrival queue."""
     op.execute(UPGRADE)
+    from tap.tap_schema import sync_tap_schema
+
+    sync_tap_schema(op.get_bind())
 
 
 def downgrade() -> None:

@@ -51,7 +51,7 @@ CLASSIFY_STANDARD = "ivo://pessto.ia2.inaf.it/std/classify#sync-1.0"
 _CALIBRATION_SEMANTICS = {"ZEROCOR": "#bias", "FLATCOR": "#flat"}
 
 FIELDS: tuple[Field, ...] = (
-    Field("ID", "char", "*", ucd="meta.id;meta.main", id="dl_id",
+    Field("ID", "char", "*", ucd="meta.id;meta.main", id="ID",
           description="Identifier of the dataset the link belongs to"),
     Field("access_url", "char", "*", ucd="meta.ref.url", description="Link URL"),
     Field("service_def", "char", "*", ucd="meta.ref",
@@ -210,7 +210,7 @@ def classify_descriptor() -> str:
             "PARAM", CLASSIFY_DEFAULTS.get(name, ""))
 
     inputs = [
-        param("ID", "char", "The spectrum (dataset identifier)", ref="dl_id"),
+        param("ID", "char", "The spectrum (dataset identifier)", ref="ID"),
         param("ZMIN", "double", "Smallest redshift searched"),
         param("ZMAX", "double", "Largest redshift searched"),
         param("Z", "char", "Fixed redshift (e.g. of the host); empty: searched"),

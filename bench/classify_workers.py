@@ -36,14 +36,14 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classify.synth import template_spectrum  # noqa: E402
-from classify.templates import load_library  # noqa: E402
-from vo_archive.config import Settings  # noqa: E402
-from vo_archive.db import migrate  # noqa: E402
-from vo_archive.db.cluster import EmbeddedCluster  # noqa: E402
-from vo_archive.db.engine import get_engine  # noqa: E402
-from vo_archive.demo import generate  # noqa: E402
-from vo_archive.ingest.pipeline import Ingestor  # noqa: E402
+from classify.synth import template_spectrum
+from classify.templates import load_library
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.engine import get_engine
+from vo_archive.demo import generate
+from vo_archive.ingest.pipeline import Ingestor
 
 
 def make_spectra(out: Path, count: int, seed: int) -> dict[str, tuple[str, float]]:

@@ -21,6 +21,7 @@ from tests.classify_fixtures import phase3_spectra, write_template_product
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller, caller_connection
 
+
 def _templates() -> Path:
     """Return ``shared/data/snid-templates`` beside the repository (or further up)."""
     for up in Path(__file__).resolve().parents[2:]:

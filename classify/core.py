@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.fft import irfft, rfft
 from scipy.interpolate import LSQUnivariateSpline
+from scipy.ndimage import median_filter
 
 from classify.spectrum import Spectrum, SpectrumError
 from classify.templates import TemplateLibrary, load_library
@@ -58,6 +59,15 @@ RECORRELATE = 300
 MIN_BINS = 100
 #: Relative rms below which a flattened spectrum has no features at all.
 FEATURELESS = 1e-5
+#: Running windows (bins) of the noise estimate and of the spike filter.
+NOISE_WINDOW = 41
+SPIKE_WINDOW = 9
+#: A bin this many local noise from the running median is a spike.
+SPIKE_SIGMA = 4.0
+#: Relative noise below which no weighting is needed (S/N 30 per bin).
+NOISE_FLOOR = 1.0 / 30
+#: Ends of the spectrum with less noise weight than this are cut off.
+TRIM_WEIGHT = 0.1
 #: Highest redshift searched.
 ZMAX_LIMIT = 1.5
 #: Tonry & Davis (1979): redshift error ≈ K·FWHM/(1 + r).
@@ -274,26 +284,62 @@ def rebin_log(spectrum: Spectrum, library: TemplateLibrary,
     return out, first, last
 
 
-def flatten(flux: F64, first: int, last: int) -> F64:
-    """Divide by a spline continuum and subtract one over [first, last]; 0 outside."""
+def _running_median(x: F64, width: int) -> F64:
+    out: F64 = median_filter(x, size=width, mode="nearest")
+    return out
+
+
+def flatten(flux: F64, first: int, last: int) -> tuple[F64, int, int]:
+    """Remove the continuum of a rebinned spectrum; weight it by its noise.
+
+    The flux over [first, last] is cleaned of narrow spikes (sky-line residuals,
+    host emission lines, cosmic rays: more than ``SPIKE_SIGMA`` local noise from a
+    running median narrower than any supernova feature), divided by a least-squares
+    cubic spline continuum, less one. Where the noise of the result is above its
+    median (the faint ends of a spectrum, the blue end of a red one), it is
+    weighted down by (median noise / noise)^2, the weight of a matched filter; the
+    ends where the weight falls below ``TRIM_WEIGHT`` are cut off.
+
+    Returns
+    -------
+    tuple
+        The flattened spectrum (zero outside), and its first and last bins.
+    """
     x = np.arange(first, last + 1, dtype=np.float64)
-    y = flux[first:last + 1]
+    y = flux[first:last + 1].copy()
+    out = np.zeros_like(flux)
+    # the local noise, from second differences (white noise: var = 1.5 sigma^2)
+    d2 = np.zeros_like(y)
+    d2[1:-1] = y[1:-1] - 0.5 * (y[:-2] + y[2:])
+    d2[0], d2[-1] = d2[1], d2[-2]
+    noise = 1.4826 / math.sqrt(1.5) * _running_median(np.abs(d2), NOISE_WINDOW)
+    smooth = _running_median(y, SPIKE_WINDOW)
+    spikes = np.abs(y - smooth) > SPIKE_SIGMA * np.maximum(noise, 1e-300)
+    y[spikes] = smooth[spikes]
     knots = np.linspace(x[0], x[-1], CONTINUUM_KNOTS + 2)[1:-1]
     try:
         cont = LSQUnivariateSpline(x, y, knots, k=3)(x)
     except ValueError:
         cont = np.full_like(y, np.mean(y))
     scale = np.max(np.abs(cont))
-    out = np.zeros_like(flux)
     if not np.isfinite(scale) or scale == 0:
-        return out
+        return out, first, last
     cont = np.maximum(cont, 0.05 * scale)
     flat = y / cont - 1.0
-    flat -= np.mean(flat)
+    rel_noise = noise / cont
+    ref = max(float(np.median(rel_noise)), NOISE_FLOOR)
+    weight = np.clip((ref / np.maximum(rel_noise, 1e-300)) ** 2, 0.0, 1.0)
+    usable = np.flatnonzero(weight >= TRIM_WEIGHT)
+    if usable.size < MIN_BINS:
+        return out, first, last
+    lo, hi = int(usable[0]), int(usable[-1])
+    flat, weight = flat[lo:hi + 1], weight[lo:hi + 1]
+    flat -= np.average(flat, weights=weight)
+    flat *= weight
     if np.sqrt(np.mean(flat**2)) < FEATURELESS:
-        return out  # rounding errors of a featureless spectrum, nothing to correlate
-    out[first:last + 1] = flat
-    return out
+        return out, first, last  # rounding errors of a featureless spectrum
+    out[first + lo:first + hi + 1] = flat
+    return out, first + lo, first + hi
 
 
 def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
@@ -458,7 +504,7 @@ def classify_spectrum(spectrum: Spectrum,
     prep = prepare(lib)
     nbin, dw = lib.nbin, lib.dwlog
     flux, s_lo, s_hi = rebin_log(spectrum, lib, opts.wmin, opts.wmax)
-    flat = flatten(flux, s_lo, s_hi)
+    flat, s_lo, s_hi = flatten(flux, s_lo, s_hi)
     idx = _select(prep, opts)
     empty = Verdict(None, None, None, None, None, None, None, None, False,
                     library_version=lib.version, spectrum=spectrum.name)

@@ -39,7 +39,7 @@ from scipy.interpolate import LSQUnivariateSpline
 from scipy.ndimage import median_filter
 
 from classify.spectrum import Spectrum, SpectrumError
-from classify.templates import TemplateLibrary, load_library
+from classify.templates import TemplateLibrary, canonical_sn, load_library
 
 CLASSIFIER_VERSION = "snid-xc 1.0"
 
@@ -62,12 +62,16 @@ FEATURELESS = 1e-5
 #: Running windows (bins) of the noise estimate and of the spike filter.
 NOISE_WINDOW = 41
 SPIKE_WINDOW = 9
-#: A bin this many local noise from the running median is a spike.
-SPIKE_SIGMA = 4.0
+#: A bin this many times the local scatter from the running median is a spike.
+SPIKE_SIGMA = 5.0
 #: Relative noise below which no weighting is needed (S/N 30 per bin).
 NOISE_FLOOR = 1.0 / 30
 #: Ends of the spectrum with less noise weight than this are cut off.
 TRIM_WEIGHT = 0.1
+#: The best good matches (one per supernova) that vote on the type.
+VOTERS = 10
+#: Lags either side of a peak over which sigma_a is taken, as a share of the grid.
+ANTI_SPAN = 0.5
 #: Highest redshift searched.
 ZMAX_LIMIT = 1.5
 #: Tonry & Davis (1979): redshift error ≈ K·FWHM/(1 + r).
@@ -93,7 +97,7 @@ class ClassifyOptions:
     #: least overlap in ln λ (SNID's lapmin)
     lap_min: float = 0.4
     top: int = 10
-    #: supernovae (template names) to leave out
+    #: supernovae to leave out (template names, in any spelling)
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -314,7 +318,11 @@ def flatten(flux: F64, first: int, last: int) -> tuple[F64, int, int]:
     d2[0], d2[-1] = d2[1], d2[-2]
     noise = 1.4826 / math.sqrt(1.5) * _running_median(np.abs(d2), NOISE_WINDOW)
     smooth = _running_median(y, SPIKE_WINDOW)
-    spikes = np.abs(y - smooth) > SPIKE_SIGMA * np.maximum(noise, 1e-300)
+    # the scatter about the running median: noise, and the narrowest features of
+    # a spectrum without noise, which must stay
+    resid = np.abs(y - smooth)
+    scatter = 1.4826 * _running_median(resid, NOISE_WINDOW)
+    spikes = resid > SPIKE_SIGMA * np.maximum(scatter, 1e-300)
     y[spikes] = smooth[spikes]
     knots = np.linspace(x[0], x[-1], CONTINUUM_KNOTS + 2)[1:-1]
     try:
@@ -353,7 +361,8 @@ def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
     if options.agemax is not None:
         keep &= lib.phase <= options.agemax
     if options.exclude:
-        keep &= ~np.isin(lib.sn, list(options.exclude))
+        gone = [canonical_sn(n) for n in options.exclude]
+        keep &= ~np.isin(lib.family, gone)
     return np.flatnonzero(keep)
 
 
@@ -402,11 +411,12 @@ def _measure(c: F32, p: I64, nbin: int) -> _Peaks:
     width = 2.3548 * sigma
     # Tonry & Davis (1979) section III: sigma_a, rms of the antisymmetric part about
     # the peak, over half a grid either side (a correlation of SNID's unpadded length)
-    t = np.arange(1, nbin // 2 + 1)
+    t = np.arange(1, int(nbin * ANTI_SPAN) + 1)
     plus = c[rows[:, None], (p[:, None] + t[None, :]) % n]
     minus = c[rows[:, None], (p[:, None] - t[None, :]) % n]
     anti = plus - minus
-    sigma_a = np.sqrt(np.einsum("ij,ij->i", anti, anti, dtype=np.float64) / nbin)
+    sigma_a = np.sqrt(np.einsum("ij,ij->i", anti, anti, dtype=np.float64)
+                      / (2 * t.size))
     r = h / (np.sqrt(2.0) * np.maximum(sigma_a, 1e-12))
     return _Peaks(p + delta, h, width, r)
 
@@ -562,23 +572,28 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
             rank: npt.NDArray[np.intp], matches: list[Match], best_rlap: float | None,
             opts: ClassifyOptions, name: str) -> Verdict:
     """Turn the good matches into a type, subtype, redshift and age."""
-    # the good matches, best first, one epoch per supernova (SNID counts templates)
+    # the best good matches, one epoch per supernova, at most VOTERS of them
     seen: set[str] = set()
     chosen: list[int] = []
     for i in rank:
         if not good[i]:
             continue
-        sn = str(lib.sn[cand[i]])
+        sn = str(lib.family[cand[i]])
         if sn in seen:
             continue
         seen.add(sn)
         chosen.append(int(i))
+        if len(chosen) == VOTERS:
+            break
     types = Counter(str(lib.type[cand[i]]) for i in chosen)
     best_first = {str(lib.type[cand[i]]): k
                   for k, i in reversed(list(enumerate(chosen)))}
     top_type = max(types, key=lambda t: (types[t], -best_first[t]))
     fraction = types[top_type] / len(chosen)
-    of_type = np.array([i for i in rank if good[i] and lib.type[cand[i]] == top_type])
+    # redshift and age from the good epochs of the voters of that type
+    voters = {str(lib.family[cand[i]]) for i in chosen if lib.type[cand[i]] == top_type}
+    of_type = np.array([i for i in rank if good[i] and lib.type[cand[i]] == top_type
+                        and lib.family[cand[i]] in voters])
     subtypes = Counter(str(lib.subtype[cand[i]]) for i in chosen
                        if lib.type[cand[i]] == top_type)
     top_sub = max(subtypes, key=lambda s: subtypes[s])

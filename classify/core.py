@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.fft import irfft, rfft
 from scipy.interpolate import LSQUnivariateSpline
+from scipy.ndimage import median_filter
 
 from classify.spectrum import Spectrum, SpectrumError
-from classify.templates import TemplateLibrary, load_library
+from classify.templates import TemplateLibrary, canonical_sn, load_library
 
 CLASSIFIER_VERSION = "snid-xc 1.0"
 
@@ -48,8 +49,8 @@ I64 = npt.NDArray[np.int64]
 
 #: Cosine taper at each end, as a share of the covered range (SNID: 5 %).
 APODIZE = 0.05
-#: Interior knots of the continuum spline over the covered range (SNID: 13 knots).
-CONTINUUM_KNOTS = 11
+#: Continuum spline intervals over the whole grid (SNID: 13; the .lnw knots agree).
+CONTINUUM_INTERVALS = 13
 #: Band-pass filter corners, in cycles over the whole grid (SNID: 1, 4, nw/12, nw/10).
 FILTER_K = (1.0, 4.0, 1024 / 12, 1024 / 10)
 #: Candidates correlated again on their overlap (step 5), best initial rlap first.
@@ -58,6 +59,19 @@ RECORRELATE = 300
 MIN_BINS = 100
 #: Relative rms below which a flattened spectrum has no features at all.
 FEATURELESS = 1e-5
+#: Running windows (bins) of the noise estimate and of the spike filter.
+NOISE_WINDOW = 41
+SPIKE_WINDOW = 9
+#: A bin this many times the local scatter from the running median is a spike.
+SPIKE_SIGMA = 5.0
+#: Relative noise below which no weighting is needed (S/N 30 per bin).
+NOISE_FLOOR = 1.0 / 30
+#: Ends of the spectrum with less noise weight than this are cut off.
+TRIM_WEIGHT = 0.1
+#: The best good matches (one per supernova) that vote on the type.
+VOTERS = 10
+#: Lags either side of a peak over which sigma_a is taken, as a share of the grid.
+ANTI_SPAN = 0.5
 #: Highest redshift searched.
 ZMAX_LIMIT = 1.5
 #: Tonry & Davis (1979): redshift error ≈ K·FWHM/(1 + r).
@@ -83,7 +97,7 @@ class ClassifyOptions:
     #: least overlap in ln λ (SNID's lapmin)
     lap_min: float = 0.4
     top: int = 10
-    #: supernovae (template names) to leave out
+    #: supernovae to leave out (template names, in any spelling)
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -274,26 +288,70 @@ def rebin_log(spectrum: Spectrum, library: TemplateLibrary,
     return out, first, last
 
 
-def flatten(flux: F64, first: int, last: int) -> F64:
-    """Divide by a spline continuum and subtract one over [first, last]; 0 outside."""
+def _running_median(x: F64, width: int) -> F64:
+    out: F64 = median_filter(x, size=width, mode="nearest")
+    return out
+
+
+def flatten(flux: F64, first: int, last: int) -> tuple[F64, F64, int, int]:
+    """Remove the continuum of a rebinned spectrum; weight it by its noise.
+
+    The flux over [first, last] is cleaned of narrow spikes (sky-line residuals,
+    host emission lines, cosmic rays: more than ``SPIKE_SIGMA`` local noise from a
+    running median narrower than any supernova feature), divided by a least-squares
+    cubic spline continuum, less one. Where the noise of the result is above its
+    median (the faint ends of a spectrum, the blue end of a red one), it is
+    weighted down by (median noise / noise)^2, the weight of a matched filter; the
+    ends where the weight falls below ``TRIM_WEIGHT`` are cut off.
+
+    Returns
+    -------
+    tuple
+        The flattened spectrum and the weight of each bin (both zero outside),
+        the first and last bins.
+    """
     x = np.arange(first, last + 1, dtype=np.float64)
-    y = flux[first:last + 1]
-    knots = np.linspace(x[0], x[-1], CONTINUUM_KNOTS + 2)[1:-1]
+    y = flux[first:last + 1].copy()
+    out = np.zeros_like(flux)
+    out_w = np.zeros_like(flux)
+    # the local noise, from second differences (white noise: var = 1.5 sigma^2)
+    d2 = np.zeros_like(y)
+    d2[1:-1] = y[1:-1] - 0.5 * (y[:-2] + y[2:])
+    d2[0], d2[-1] = d2[1], d2[-2]
+    noise = 1.4826 / math.sqrt(1.5) * _running_median(np.abs(d2), NOISE_WINDOW)
+    smooth = _running_median(y, SPIKE_WINDOW)
+    # the scatter about the running median: noise, and the narrowest features of
+    # a spectrum without noise, which must stay
+    resid = np.abs(y - smooth)
+    scatter = 1.4826 * _running_median(resid, NOISE_WINDOW)
+    spikes = resid > SPIKE_SIGMA * np.maximum(scatter, 1e-300)
+    y[spikes] = smooth[spikes]
+    # SNID's knot spacing (13 intervals over the whole grid), whatever the coverage
+    intervals = max(round((x[-1] - x[0]) / (flux.size / CONTINUUM_INTERVALS)), 2)
+    knots = np.linspace(x[0], x[-1], intervals + 1)[1:-1]
     try:
         cont = LSQUnivariateSpline(x, y, knots, k=3)(x)
     except ValueError:
         cont = np.full_like(y, np.mean(y))
     scale = np.max(np.abs(cont))
-    out = np.zeros_like(flux)
     if not np.isfinite(scale) or scale == 0:
-        return out
+        return out, out_w, first, last
     cont = np.maximum(cont, 0.05 * scale)
     flat = y / cont - 1.0
-    flat -= np.mean(flat)
+    rel_noise = noise / cont
+    ref = max(float(np.median(rel_noise)), NOISE_FLOOR)
+    weight = np.clip(ref / np.maximum(rel_noise, 1e-300), 0.0, 1.0)
+    usable = np.flatnonzero(weight**2 >= TRIM_WEIGHT)
+    if usable.size < MIN_BINS:
+        return out, out_w, first, last
+    lo, hi = int(usable[0]), int(usable[-1])
+    flat, weight = flat[lo:hi + 1], weight[lo:hi + 1]
+    flat -= np.average(flat, weights=weight)
     if np.sqrt(np.mean(flat**2)) < FEATURELESS:
-        return out  # rounding errors of a featureless spectrum, nothing to correlate
-    out[first:last + 1] = flat
-    return out
+        return out, out_w, first, last  # rounding errors of a featureless spectrum
+    out[first + lo:first + hi + 1] = flat
+    out_w[first + lo:first + hi + 1] = weight
+    return out, out_w, first + lo, first + hi
 
 
 def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
@@ -307,7 +365,8 @@ def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
     if options.agemax is not None:
         keep &= lib.phase <= options.agemax
     if options.exclude:
-        keep &= ~np.isin(lib.sn, list(options.exclude))
+        gone = [canonical_sn(n) for n in options.exclude]
+        keep &= ~np.isin(lib.family, gone)
     return np.flatnonzero(keep)
 
 
@@ -340,8 +399,11 @@ def _window_max(c: F32, lag_lo: int, lag_hi: int) -> tuple[I64, F32]:
     return best_lag, best_h
 
 
-def _measure(c: F32, p: I64, nbin: int) -> _Peaks:
-    """Measure each row's correlation peak at lag ``p``: position, height, width, r."""
+def _measure(c: F32, p: I64, nbin: int, span: I64) -> _Peaks:
+    """Measure each row's correlation peak at lag ``p``: position, height, width, r.
+
+    sigma_a is taken over ``span`` lags either side of the peak.
+    """
     n = c.shape[1]
     rows = np.arange(c.shape[0])
     y0 = c[rows, p % n].astype(np.float64)
@@ -356,11 +418,12 @@ def _measure(c: F32, p: I64, nbin: int) -> _Peaks:
     width = 2.3548 * sigma
     # Tonry & Davis (1979) section III: sigma_a, rms of the antisymmetric part about
     # the peak, over half a grid either side (a correlation of SNID's unpadded length)
-    t = np.arange(1, nbin // 2 + 1)
+    t = np.arange(1, int(span.max()) + 1)
     plus = c[rows[:, None], (p[:, None] + t[None, :]) % n]
     minus = c[rows[:, None], (p[:, None] - t[None, :]) % n]
-    anti = plus - minus
-    sigma_a = np.sqrt(np.einsum("ij,ij->i", anti, anti, dtype=np.float64) / nbin)
+    anti = np.where(t[None, :] <= span[:, None], plus - minus, 0.0)
+    sigma_a = np.sqrt(np.einsum("ij,ij->i", anti, anti, dtype=np.float64)
+                      / (2 * span))
     r = h / (np.sqrt(2.0) * np.maximum(sigma_a, 1e-12))
     return _Peaks(p + delta, h, width, r)
 
@@ -373,10 +436,15 @@ def _overlap(s_lo: int, s_hi: int, t_lo: I64, t_hi: I64, lag: F64) -> F64:
     return out
 
 
-def _recorrelate(prep: Prepared, flat: F64, s_lo: int, s_hi: int,
+def _recorrelate(prep: Prepared, flat: F64, weight: F64, s_lo: int, s_hi: int,
                  idx: npt.NDArray[np.intp], lag: F64, lag_lo: int, lag_hi: int,
                  ) -> tuple[_Peaks, F64]:
-    """Correlate again on the overlap only (SNID §2.3); return peaks and overlaps."""
+    """Correlate again on the overlap only (SNID §2.3); return peaks and overlaps.
+
+    Spectrum and template both get the spectrum's noise weight 1/noise (shifted
+    to the template's bins), so that the product is weighted by 1/noise^2 and a
+    perfect match still correlates 1.
+    """
     lib = prep.library
     nbin, n = lib.nbin, prep.n
     shift = np.rint(lag).astype(np.int64)
@@ -385,20 +453,28 @@ def _recorrelate(prep: Prepared, flat: F64, s_lo: int, s_hi: int,
     hi = np.minimum(s_hi, t_hi + shift)
     hi = np.maximum(hi, lo + 16)
     bins = np.arange(nbin)[None, :]
+    w32 = weight.astype(np.float32)
     inside = (bins >= lo[:, None]) & (bins <= hi[:, None])
     spec_rows = np.where(inside, flat[None, :], 0.0).astype(np.float32)
-    spec_rows = _demean(spec_rows, inside) * _taper(nbin, lo, hi)
+    spec_rows = _demean(spec_rows, inside) * _taper(nbin, lo, hi) * w32[None, :]
     # the template's part of the overlap, in its own bins
     tlo, thi = lo - shift, hi - shift
     t_inside = (bins >= tlo[:, None]) & (bins <= thi[:, None])
     tmpl_rows = np.where(t_inside, lib.flux[idx], 0.0).astype(np.float32)
-    tmpl_rows = _demean(tmpl_rows, t_inside) * _taper(nbin, tlo, thi)
+    # the spectrum's weight at the template's bins: weight[bin + shift]
+    src = bins + shift[:, None]
+    t_weight = np.where((src >= 0) & (src < nbin), w32[np.clip(src, 0, nbin - 1)],
+                        np.float32(0.0))
+    tmpl_rows = _demean(tmpl_rows, t_inside) * _taper(nbin, tlo, thi) * t_weight
     s_spec, s_norm = _transform(spec_rows, prep.filt, n)
     t_spec, t_norm = _transform(tmpl_rows, prep.filt, n)
     denom = np.maximum(s_norm * t_norm, 1e-30)[:, None].astype(np.float32)
     c = irfft(s_spec * np.conj(t_spec) / denom, n=n, axis=1, overwrite_x=True)
     # the peak near the first pass's shift
-    peaks = _peaks_near(c, shift, lag_lo, lag_hi, nbin)
+    # sigma_a over half a grid either side (SNID's correlation, of one grid,
+    # goes round in half a grid either way)
+    span = np.full(idx.size, int(nbin * ANTI_SPAN), dtype=np.int64)
+    peaks = _peaks_near(c, shift, lag_lo, lag_hi, nbin, span)
     overlap = _overlap(s_lo, s_hi, prep.lo[idx], prep.hi[idx], peaks.lag)
     return peaks, overlap
 
@@ -409,13 +485,14 @@ def _demean(rows: F32, inside: npt.NDArray[np.bool_]) -> F32:
     return np.where(inside, rows - mean[:, None], 0.0).astype(np.float32)
 
 
-def _peaks_near(c: F32, shift: I64, lag_lo: int, lag_hi: int, nbin: int) -> _Peaks:
+def _peaks_near(c: F32, shift: I64, lag_lo: int, lag_hi: int, nbin: int,
+                span: I64) -> _Peaks:
     """Like :func:`_peaks`, within 8 bins of each row's expected shift."""
     rows = np.arange(c.shape[0])
     off = np.arange(-8, 9)
     lags = np.clip(shift[:, None] + off[None, :], lag_lo, lag_hi)
     j = np.argmax(c[rows[:, None], lags % c.shape[1]], axis=1)
-    return _measure(c, lags[rows, j], nbin)
+    return _measure(c, lags[rows, j], nbin, span)
 
 
 def _weighted_stats(values: F64, weights: F64) -> tuple[float, float]:
@@ -458,12 +535,13 @@ def classify_spectrum(spectrum: Spectrum,
     prep = prepare(lib)
     nbin, dw = lib.nbin, lib.dwlog
     flux, s_lo, s_hi = rebin_log(spectrum, lib, opts.wmin, opts.wmax)
-    flat = flatten(flux, s_lo, s_hi)
+    flat, weight, s_lo, s_hi = flatten(flux, s_lo, s_hi)
     idx = _select(prep, opts)
     empty = Verdict(None, None, None, None, None, None, None, None, False,
                     library_version=lib.version, spectrum=spectrum.name)
     taper = _taper(nbin, np.array([s_lo]), np.array([s_hi]))[0]
-    s_spec, s_norm = _transform((flat * taper)[None, :].astype(np.float32),
+    # a matched filter: the product weighted by 1/noise^2 (the template has none)
+    s_spec, s_norm = _transform((flat * weight**2 * taper)[None, :].astype(np.float32),
                                 prep.filt, prep.n)
     if idx.size == 0 or not s_norm[0] > 0:
         return empty
@@ -483,7 +561,7 @@ def classify_spectrum(spectrum: Spectrum,
     # step 5: the best candidates again, on their overlap only; r from there
     order = np.argsort(-score, kind="stable")[:RECORRELATE]
     cand = idx[order]
-    peaks, overlap = _recorrelate(prep, flat, s_lo, s_hi, cand,
+    peaks, overlap = _recorrelate(prep, flat, weight, s_lo, s_hi, cand,
                                   lag0[order].astype(np.float64), lag_lo, lag_hi)
     lap2 = overlap * dw
     rlap2 = np.where(peaks.h > 0, peaks.r * lap2, 0.0)
@@ -503,7 +581,7 @@ def classify_spectrum(spectrum: Spectrum,
               good=bool(good[i]))
         for i in rank[:opts.top]
     ]
-    best_rlap = float(rlap2[rank[0]]) if rank.size else None
+    best_rlap = round(float(rlap2[rank[0]]), 3) if rank.size else None
     if not good.any():
         return Verdict(None, None, None, None, None, None, None, best_rlap, False,
                        matches, 0, library_version=lib.version, spectrum=spectrum.name)
@@ -516,31 +594,33 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
             rank: npt.NDArray[np.intp], matches: list[Match], best_rlap: float | None,
             opts: ClassifyOptions, name: str) -> Verdict:
     """Turn the good matches into a type, subtype, redshift and age."""
-    # the good matches, best first, one epoch per supernova (SNID counts templates)
+    # the best good matches, one epoch per supernova, at most VOTERS of them
     seen: set[str] = set()
     chosen: list[int] = []
     for i in rank:
         if not good[i]:
             continue
-        sn = str(lib.sn[cand[i]])
+        sn = str(lib.family[cand[i]])
         if sn in seen:
             continue
         seen.add(sn)
         chosen.append(int(i))
+        if len(chosen) == VOTERS:
+            break
     types = Counter(str(lib.type[cand[i]]) for i in chosen)
     best_first = {str(lib.type[cand[i]]): k
                   for k, i in reversed(list(enumerate(chosen)))}
     top_type = max(types, key=lambda t: (types[t], -best_first[t]))
     fraction = types[top_type] / len(chosen)
-    of_type = np.array([i for i in rank if good[i] and lib.type[cand[i]] == top_type])
-    subtypes = Counter(str(lib.subtype[cand[i]]) for i in chosen
-                       if lib.type[cand[i]] == top_type)
+    # redshift and age from the voters of that type (the best epoch of each)
+    of_type = np.array([i for i in chosen if lib.type[cand[i]] == top_type])
+    subtypes = Counter(str(lib.subtype[cand[i]]) for i in of_type)
     top_sub = max(subtypes, key=lambda s: subtypes[s])
-    weights = rlap[of_type]
+    weights = rlap[of_type] ** 2
     z_mean, z_spread = _weighted_stats(z[of_type], weights)
     z_err_best = float(np.median(z_err[of_type]))
     of_sub = np.array([i for i in of_type if lib.subtype[cand[i]] == top_sub])
-    age, age_err = _weighted_stats(lib.phase[cand[of_sub]], rlap[of_sub])
+    age, age_err = _weighted_stats(lib.phase[cand[of_sub]], rlap[of_sub] ** 2)
     z_value = opts.z if opts.z is not None else z_mean
     z_error = 0.0 if opts.z is not None else max(z_spread, z_err_best)
     return Verdict(

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,27 @@ class LnwTemplate:
     phases: npt.NDArray[np.float64]
     #: flattened flux, one row per epoch
     flux: npt.NDArray[np.float64]
+
+
+_SHORT_NAME = re.compile(r"sn(\d{2})([a-z]+)", re.IGNORECASE)
+_LONG_NAME = re.compile(r"sn(\d{4})([a-z]+)", re.IGNORECASE)
+
+
+def canonical_sn(name: str) -> str:
+    """Return one spelling of a supernova's name (``sn02bo`` and ``sn2002bo`` agree).
+
+    The library holds some supernovae twice, from SNID's and BSNIP's sets, under
+    two-digit and four-digit years; votes and the leave-one-out must see one.
+    """
+    base = name.removesuffix("_bsnip")
+    m = _SHORT_NAME.fullmatch(base)
+    if m:
+        yy = int(m.group(1))
+        return f"sn{1900 + yy if yy >= 50 else 2000 + yy}{m.group(2).lower()}"
+    m = _LONG_NAME.fullmatch(base)
+    if m:
+        return f"sn{m.group(1)}{m.group(2).lower()}"
+    return base.lower()
 
 
 def main_type(subtype: str, type_code: int) -> str:
@@ -145,6 +167,8 @@ class TemplateLibrary:
     subtype: npt.NDArray[np.str_]
     #: days from maximum light, per epoch
     phase: npt.NDArray[np.float64]
+    #: the supernova's one spelling (:func:`canonical_sn`), per epoch
+    family: npt.NDArray[np.str_]
     #: grid: nbin bins from w0 to w1 (Å), equal in ln(wavelength)
     w0: float
     w1: float
@@ -234,8 +258,9 @@ def build_arrays(folder: Path) -> dict[str, npt.NDArray[np.generic]]:
 def _from_arrays(arrays: dict[str, npt.NDArray[np.generic]]) -> TemplateLibrary:
     meta = json.loads(str(arrays["meta"]))
     flux = (np.asarray(arrays["flux"], dtype=np.float32) / np.float32(_SCALE))
+    sn = np.asarray(arrays["sn"]).astype(str)
     return TemplateLibrary(
-        flux=flux, sn=np.asarray(arrays["sn"]).astype(str),
+        flux=flux, sn=sn, family=np.array([canonical_sn(n) for n in sn.tolist()]),
         type=np.asarray(arrays["type"]).astype(str),
         subtype=np.asarray(arrays["subtype"]).astype(str),
         phase=np.asarray(arrays["phase"], dtype=np.float64),

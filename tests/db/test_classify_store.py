@@ -64,8 +64,8 @@ def test_a_new_library_adds_a_classification_and_keeps_the_old(
     folder = tmp_path / "own-library"
     folder.mkdir()
     templates = _templates()
-    for name in sorted(p.name for p in templates.glob("*.lnw"))[:60] + [
-            "sn1994D.lnw", "sn1999em.lnw"]:
+    names = sorted(p.name for p in templates.glob("*.lnw"))[:60]
+    for name in {*names, "sn1994D.lnw", "sn1999em.lnw"}:
         shutil.copy(templates / name, folder / name)
     own = dataclasses.replace(archive.settings,
                               extra={"classify": {"templates": str(folder)}})

@@ -467,3 +467,19 @@ def test_openapi_describes_the_services(site: Site) -> None:
     assert {"ID", "ZMIN", "Z", "TYPES", "RLAPMIN", "TOP"} <= names
     assert "/classify/async/{job_id}" in spec["paths"]
     assert json.dumps(spec["paths"]["/statistics"])
+
+
+def test_run_and_object_pages_show_the_classification(site: Site) -> None:
+    with site.archive.engine.connect() as conn:
+        run, obj = conn.execute(text(
+            "SELECT r.name, t.name FROM archive.product p JOIN archive.run r "
+            "USING (run_id) JOIN archive.target t USING (target_id) "
+            "WHERE p.product_id = :p"), {"p": site.ia[0]}).one()
+    for path in (f"/runs/{run}", f"/objects/{obj}"):
+        data = requests.get(site.url + path, params={"FORMAT": "json"},
+                            timeout=30).json()
+        mine = [p for p in data["products"] if p["product_id"] == site.ia[0]]
+        assert len(mine) == 1 and mine[0]["classification"]["type"] == "Ia"
+        assert mine[0]["classification"]["label"].startswith("Ia")
+        page = requests.get(site.url + path, timeout=30).text
+        assert f'<a href="/classify/stored?ID={site.ia[0]}">Ia' in page

@@ -24,11 +24,8 @@ from vo_archive.dali.errors import (
     UsageFault,
     render_fault,
 )
-<<<<<<< HEAD
 from vo_archive.db.outage import database_unavailable, unavailable_fault
-=======
 from vo_archive.twin import AuthTwin, protect_response
->>>>>>> signin
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +42,19 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("classify", "/classify"),
+    ("classify.async_routes", "/classify/async"),
+    ("classify.stats_routes", ""),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
-<<<<<<< HEAD
     ("vo_archive.oai", ""),
-=======
     ("vo_archive.signin", ""),
->>>>>>> signin
 )
 
 _SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products")
+                 "/products", "/classify")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -49,6 +49,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.openapi", ""),
     ("vo_archive.oai", ""),
     ("vo_archive.signin", ""),
+    ("vo_archive.pages", ""),
 )
 
 _SLASHES = re.compile(r"/{2,}")

@@ -8,6 +8,7 @@ anonymous caller sees public products only. No Flask here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -134,6 +135,8 @@ class RunInfo:
     instrument: str
     first_night: date
     last_night: date
+    #: the archive's runs this stands for (several when named by an ESO run id)
+    run_ids: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """Return the JSON form."""
@@ -243,27 +246,43 @@ def _has_visible_product(link: ColumnElement[bool]) -> ColumnElement[bool]:
     return exists().where(link, visible(PRODUCT.c.release_date))
 
 
+#: An ESO run id: period, programme type, programme number and run letter.
+ESO_RUN_ID = re.compile(r"\d{2,3}\.[A-Z]-\d{4}\([A-Z]\)\Z")
+
+
 def find_run(conn: Connection, name: str) -> RunInfo:
-    """Return the run called ``name``.
+    """Return the run called ``name``, or every run of an ESO run id.
+
+    An ESO run id (``199.D-0143(G)``) stands for all the archive's runs
+    observed under it: one :class:`RunInfo` spanning their nights.
 
     Raises
     ------
     NotFoundFault
         If there is no such run.
     """
-    row = conn.execute(select(RUN.c.run_id, RUN.c.name, RUN.c.eso_run,
-                              RUN.c.programme, RUN.c.instrument, RUN.c.first_night,
-                              RUN.c.last_night).where(
-        RUN.c.name == name, _has_visible_product(PRODUCT.c.run_id == RUN.c.run_id))
-    ).first()
-    if row is None:
-        raise NotFoundFault(f"no observing run {name!r}")
-    return RunInfo(*row)
+    seen = _has_visible_product(PRODUCT.c.run_id == RUN.c.run_id)
+    cols = (RUN.c.run_id, RUN.c.name, RUN.c.eso_run, RUN.c.programme,
+            RUN.c.instrument, RUN.c.first_night, RUN.c.last_night)
+    row = conn.execute(select(*cols).where(RUN.c.name == name, seen)).first()
+    if row is not None:
+        return RunInfo(*row, run_ids=(row[0],))
+    if ESO_RUN_ID.match(name.strip()):
+        rows = conn.execute(select(*cols).where(RUN.c.eso_run == name.strip(), seen)
+                            .order_by(RUN.c.first_night)).all()
+        if rows:
+            return RunInfo(
+                rows[0][0], name.strip(), name.strip(), rows[0][3],
+                "+".join(sorted({r[4] for r in rows})),
+                min(r[5] for r in rows), max(r[6] for r in rows),
+                run_ids=tuple(r[0] for r in rows))
+    raise NotFoundFault(f"no observing run {name!r}")
 
 
 def run_files(conn: Connection, run: RunInfo, sel: Selection) -> list[ProductFile]:
     """Return the visible product versions of a run that ``sel`` selects."""
-    where = [PRODUCT.c.run_id == run.run_id, _version_condition(sel),
+    where = [PRODUCT.c.run_id.in_(list(run.run_ids or (run.run_id,))),
+             _version_condition(sel),
              *_kind_conditions(sel)]
     rows = [ProductFile(*r) for r in conn.execute(_select_files(where))]
     _check_explicit(sel, rows, f"run {run.name}")

@@ -175,14 +175,19 @@ def object_page(name: str) -> Response | str:
     with caller_connection(web.engine()) as conn:
         target = query.find_target(conn, name)
         files = query.object_files(conn, target, search, sel)
-    data = {"object": target.as_json(), "radius_arcsec": search.radius_arcsec,
-            "selection": sel.query_items(), "count": len(files),
-            "bytes": sum(f.file_size for f in files),
-            "products": [f.as_json() for f in files]}
-    return _page("run.html", params, data, sel=sel, facets=FACETS,
-                 types=sorted(KNOWN_PRODUCT_TYPES), kind="object",
-                 title=target.name, radius=search.radius_arcsec,
-                 download_url=f"/objects/{target.name}/download")
+        data = {"object": target.as_json(), "radius_arcsec": search.radius_arcsec,
+                "selection": sel.query_items(), "count": len(files),
+                "bytes": sum(f.file_size for f in files),
+                "products": [f.as_json() for f in files]}
+        if wants_json(params):
+            return Response(_json(data), mimetype="application/json")
+        from vo_archive.pages.routes import render_object
+
+        return render_object(conn, target, files, data=data, sel=sel,
+                             facets=FACETS, types=sorted(KNOWN_PRODUCT_TYPES),
+                             kind="object", title=target.name,
+                             radius=search.radius_arcsec,
+                             download_url=f"/objects/{target.name}/download")
 
 
 @bp.route("/objects/<path:name>/download", methods=["GET", "POST"])

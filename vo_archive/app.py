@@ -207,6 +207,8 @@ def landing() -> str:
             "count(p.product_id) FROM pessto.runs r "
             "LEFT JOIN pessto.products p ON p.run_id = r.run_id "
             "GROUP BY 1, 2, 3, 4, 5 ORDER BY r.first_night DESC")).all()
-    services = [(p, m) for m, p in BLUEPRINTS]
-    return render_template("landing.html", counts=counts, services=services,
-                           base=web.base_url(), version=__version__)
+        from vo_archive.pages.routes import landing_context
+
+        extra = landing_context(conn)
+    return render_template("landing.html", counts=counts, base=web.base_url(),
+                           version=__version__, **extra)

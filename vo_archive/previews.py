@@ -55,6 +55,30 @@ def _stretch(data: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
+#: Largest long/short side ratio of a preview: a 2D spectrum (a long, narrow
+#: frame) has its short side stretched to this.
+MAX_ASPECT = 4.0
+
+
+def readable(img: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Return a long, narrow frame (a 2D spectrum) lying down, at most 4:1.
+
+    The dispersion of a 2D spectrum runs along its long side: that side goes
+    horizontal, and the short (spatial) side is repeated until the preview is
+    no flatter than :data:`MAX_ASPECT`, so that a thumbnail shows the spectrum
+    rather than a one-pixel strip. Other images are returned unchanged.
+    """
+    h, w = img.shape
+    if max(h, w) < MAX_ASPECT * min(h, w):
+        return img
+    if h > w:
+        img = img.T  # the dispersion along x, in the same direction
+        h, w = w, h
+    repeat = max(1, int(np.ceil(w / MAX_ASPECT / h)))
+    out: npt.NDArray[np.float64] = np.repeat(img, repeat, axis=0)
+    return out
+
+
 def _image_png(path: Path, out: Path) -> None:
     from matplotlib.image import imsave
 
@@ -71,7 +95,7 @@ def _image_png(path: Path, out: Path) -> None:
         step = int(np.ceil(1.0 / f))
         h, w = (img.shape[0] // step) * step, (img.shape[1] // step) * step
         img = img[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    imsave(out, _stretch(img), cmap="gray", origin="lower", format="png")
+    imsave(out, _stretch(readable(img)), cmap="gray", origin="lower", format="png")
 
 
 def _spectrum_png(path: Path, out: Path) -> None:

@@ -20,6 +20,7 @@ Errors are ``text/plain`` starting with the fault name.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Iterable
@@ -32,8 +33,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vo_archive import web
 from vo_archive.access import Caller
-from vo_archive.auth import UPLOAD_ROLES, require_roles
+from vo_archive.auth import UPLOAD_ROLES, require_roles, session_csrf
 from vo_archive.dali.errors import (
+    AuthorizationFault,
     FaultStyle,
     InsufficientStorage,
     TransientFault,
@@ -138,6 +140,25 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
     return results
 
 
+def check_page_csrf() -> None:
+    """Refuse an upload authenticated by the session cookie without its CSRF token.
+
+    The upload page sends the token of the signed-in session in the
+    ``X-CSRF-Token`` header; scripts that send ``Authorization`` need none.
+
+    Raises
+    ------
+    AuthorizationFault
+        403 when the token is missing or wrong.
+    """
+    if g.get("auth_scheme") != "cookie":
+        return
+    sent = request.headers.get("X-CSRF-Token", "")
+    if not hmac.compare_digest(sent, session_csrf(g.session_value)):
+        raise AuthorizationFault("an upload from the page needs the page's CSRF "
+                                 "token (X-CSRF-Token)")
+
+
 def _summary(results: list[dict[str, Any]]) -> dict[str, int]:
     counts = {o.value: 0 for o in Outcome}
     for r in results:
@@ -149,6 +170,7 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, int]:
 def upload_many() -> Response:
     """Ingest the file parts of a multipart POST."""
     caller = require_roles(UPLOAD_ROLES, "uploading products")
+    check_page_csrf()
     if request.mimetype != "multipart/form-data":
         raise UsageFault("POST /upload takes multipart/form-data with file parts; "
                          "PUT /upload/<filename> takes one file as the body")
@@ -166,6 +188,7 @@ def upload_many() -> Response:
 def upload_one(filename: str) -> Response:
     """Ingest one file sent as the raw body."""
     caller = require_roles(UPLOAD_ROLES, "uploading products")
+    check_page_csrf()
     if not SAFE_NAME.match(filename):
         raise UsageFault("unsafe file name: use letters, digits and ._+- (no "
                          "folders), at most 200 characters")

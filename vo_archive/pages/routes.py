@@ -163,3 +163,19 @@ def render_object(conn: Connection, target: TargetInfo, files: list[ProductFile]
     view = object_view(conn, target, files)
     return render_template("object.html", view=view, bokeh_version=bokeh_version(),
                            target=target, **html)
+
+
+def landing_context(conn: Connection) -> dict[str, Any]:
+    """Return the landing page's services (registry descriptions) and counters.
+
+    Each service by its human name, standard, base URL and capabilities URL;
+    the classification counters of the spectra the caller may see.
+    """
+    from classify.counters import count_classifications
+    from vo_archive.registry import services
+
+    base = web.public_base_url()
+    listed = [{"title": s.title, "standard": s.standard, "base": base + s.base,
+               "capabilities": base + s.base + "/capabilities"}
+              for s in services()]
+    return {"services": listed, "counters": count_classifications(conn)}

@@ -170,7 +170,8 @@ def build_plot(spectra: Sequence[PlotSpectrum], template: TemplateCurve | None,
                   line_dash="dotted", line_width=1, name=f"marker:{key}",
                   tags=[rest])
         lab = Label(x=at, y=4, y_units="screen", text=label, text_font_size="9px",
-                    text_color="#666", angle=1.5708, name=f"label:{key}")
+                    text_color="#555", angle=1.5708, x_offset=-2,
+                    name=f"label:{key}")
         fig.add_layout(mark)
         fig.add_layout(lab)
         spans.append(mark)
@@ -178,7 +179,9 @@ def build_plot(spectra: Sequence[PlotSpectrum], template: TemplateCurve | None,
     if fig.legend:
         fig.legend.click_policy = "hide"
         fig.legend.location = "top_right"
-        fig.legend.label_text_font_size = "10px"
+        fig.legend.label_text_font_size = "9px"
+        fig.legend.background_fill_alpha = 0.6
+        fig.legend.spacing = 0
     zin = NumericInput(value=round(redshift, 5), mode="float", title="Redshift z",
                        name="redshift", width=110, low=-0.5, high=10)
     vin = NumericInput(value=0, mode="float", title="Expansion velocity (km/s)",
@@ -207,7 +210,8 @@ if (r.visible !== on) {
   checks.active = r.visible ? checks.active.concat([i]).sort((a, b) => a - b)
                             : checks.active.filter(j => j !== i);
 }"""))
-    controls = row(zin, vin, column(frame, stack), sizing_mode="stretch_width")
-    layout = column(controls, fig, checks, sizing_mode="stretch_width")
+    # two short rows: the controls fit a phone's width
+    layout = column(row(zin, vin), row(frame, stack), fig, checks,
+                    sizing_mode="stretch_width")
     script, div = components(layout)
     return script, div

@@ -83,7 +83,7 @@ def test_browse_filter_select_download(live_server: LiveServer,
             "SELECT filename FROM pessto.products WHERE run_name = :r AND level = "
             "'final' AND category = 'science' AND mode = 'spectroscopy'"),
             {"r": run}).scalars())
-    shown = {r.find_element(By.CSS_SELECTOR, "td:nth-child(2) a").text for r in rows}
+    shown = {r.find_element(By.CSS_SELECTOR, "td.fn a").text for r in rows}
     assert shown == expected and len(expected) > 5
     picked = rows[1:6]
     for r in picked:
@@ -93,7 +93,7 @@ def test_browse_filter_select_download(live_server: LiveServer,
         box.click()
     assert driver.find_element(By.ID, "nsel").text == "5"  # type: ignore[attr-defined]
     chosen = {
-        r.find_element(By.CSS_SELECTOR, "td:nth-child(2) a").text: r.get_attribute(
+        r.find_element(By.CSS_SELECTOR, "td.fn a").text: r.get_attribute(
             "data-product"
         )
         for r in picked

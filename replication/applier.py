@@ -43,7 +43,12 @@ from replication.db import (
     close_quietly,
     connect,
 )
-from replication.install import configure_queue, master_identity
+from replication.install import (
+    SetupError,
+    check_support,
+    configure_queue,
+    master_identity,
+)
 from replication.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -151,6 +156,7 @@ class StreamReplicator:
         self._lock_key = zlib.crc32(cfg.queue.encode())
         self._next_maint = 0.0
         self._master_id: str | None = None
+        self._support_ok: dict[str, Connection | None] = {"master": None, "slave": None}
 
     # -- connections -------------------------------------------------------
     @contextlib.contextmanager
@@ -192,6 +198,22 @@ class StreamReplicator:
             self.slave = connect(self.cfg.slave, self.cfg, replica=True)
             log.info("stream %s: connected to slave", self.cfg.name)
         return self.slave
+
+    def _check_support(self, master: Connection, slave: Connection) -> None:
+        """Halt unless both sides have this code's support functions (once a link)."""
+        for side, conn in (("master", master), ("slave", slave)):
+            if self._support_ok[side] is conn:
+                continue
+            conn.rollback()
+            try:
+                with self._guard(conn):
+                    check_support(conn, side)
+            except SetupError as exc:
+                raise StreamHalted(str(exc)) from None
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+            self._support_ok[side] = conn
 
     def close(self) -> None:
         """Close both connections."""
@@ -429,6 +451,7 @@ class StreamReplicator:
             raise SkipError(f"batch {skip.batch_id} is not the open batch of stream "
                             f"{self.cfg.name} (that is batch {batch.batch_id})")
         master, slave = self._master(), self._slave()
+        self._check_support(master, slave)
         name = self.cfg.name
         with self._guard(slave), slave.cursor() as scur:
             marker, generation, _ = self._lock_marker(scur)
@@ -605,8 +628,11 @@ class StreamReplicator:
         names: list[str] = []
         data: list[str | None] = []
         keys: list[str | None] = []
+        formats: list[str | None] = []
         skipped = 0
-        for ev_id, _time, txid, _retry, ev_type, ev_data, table, key, *_ in rows:
+        for ev_id, _time, txid, _retry, ev_type, ev_data, table, key, _origin, fmt in (
+            r[:10] for r in rows
+        ):
             known = tables.get(table)
             if known is None:
                 raise StreamHalted(
@@ -623,11 +649,15 @@ class StreamReplicator:
             names.append(table)
             data.append(ev_data)
             keys.append(key)
+            formats.append(fmt)
         if ids:
             with self._guard(scur.connection):
                 try:
-                    scur.execute("SELECT replication.apply_events(%s, %s, %s, %s, %s)",
-                                 (ids, types, names, data, keys))
+                    scur.execute(
+                        "SELECT replication.apply_events(%s, %s, %s, %s, %s, "
+                        "%s::text[])",
+                        (ids, types, names, data, keys, formats),
+                    )
                 except psycopg2.Error as exc:
                     if scur.connection.closed:
                         raise
@@ -692,6 +722,7 @@ class StreamReplicator:
         once keeps foreign keys between them consistent on the slave.
         """
         master, slave = self._master(), self._slave()
+        self._check_support(master, slave)
         master.rollback()
         with self._guard(master), master.cursor() as mcur:
             mcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -91,13 +91,42 @@ def master_identity(conn: Connection, queue: str) -> str:
     return f"{row[0]}/{row[1]}"
 
 
+SUPPORT_VERSION = 2
+"""Version of ``replication.sql`` this code needs (``replication.support_version``)."""
+
+
+def check_support(conn: Connection, side: str) -> None:
+    """Raise `SetupError` unless ``conn`` has this version's support functions.
+
+    A replicator newer than the functions `init` installed would misread the
+    row images; an older one finds its functions gone and halts.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT to_regprocedure('replication.support_version()') IS NOT NULL"
+        )
+        row = cur.fetchone()
+        version = 1
+        if row and row[0]:
+            cur.execute("SELECT replication.support_version()")
+            got = cur.fetchone()
+            version = int(got[0]) if got else 1
+    if version != SUPPORT_VERSION:
+        raise SetupError(
+            f"the {side}'s replication functions are version {version}, this code "
+            f"needs {SUPPORT_VERSION}: stop the replicator and run `replicate init` "
+            "(replication/README.md, Upgrading)"
+        )
+
+
 def prepare_exact(conn: Connection, table: str) -> str | None:
     """Check ``table``'s pgSphere columns and create the casts their codec needs.
 
     Returns
     -------
     str or None
-        The capture trigger's exact-encoder expression (over ``$1``), or None.
+        The capture trigger's row encoder (format "t", over ``$1``); None
+        only for a table without stored columns.
 
     Raises
     ------
@@ -109,7 +138,7 @@ def prepare_exact(conn: Connection, table: str) -> str | None:
         try:
             cur.execute("SAVEPOINT exact")
             cur.execute("SELECT replication.ensure_byte_casts(%s::regclass)", (ref,))
-            cur.execute("SELECT replication.exact_encoder(%s::regclass, '$1')", (ref,))
+            cur.execute("SELECT replication.row_encoder(%s::regclass, '$1')", (ref,))
             row = cur.fetchone()
             cur.execute("RELEASE SAVEPOINT exact")
         except psycopg2.Error as exc:
@@ -159,7 +188,9 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
             pk = "{" + ",".join(cols) + "}"
             args = [sql.Literal(cfg.queue), sql.Literal(cfg.origin), sql.Literal(pk)]
             encoder = prepare_exact(conn, table)
-            row_args = args + ([sql.Literal(encoder)] if encoder else [])
+            row_args = args + (
+                [sql.Literal("t"), sql.Literal(encoder)] if encoder else []
+            )
             cur.execute(
                 sql.SQL(
                     "CREATE OR REPLACE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE "

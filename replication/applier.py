@@ -50,6 +50,7 @@ from replication.install import (
     master_identity,
 )
 from replication.snapshot import Snapshot
+from replication.status import RESUME_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,11 @@ class StreamReplicator:
         if self.slave is None or self.slave.closed:
             close_quietly(self.slave)
             self.slave = connect(self.cfg.slave, self.cfg, replica=True)
+            with self._guard(self.slave), self.slave.cursor() as cur:
+                # `replicate resume` (and `status` of a halted stream) notify
+                # here, so a fixed stream retries at once, not after backoff.
+                cur.execute(f"LISTEN {RESUME_CHANNEL}")
+                self.slave.commit()
             log.info("stream %s: connected to slave", self.cfg.name)
         return self.slave
 
@@ -237,8 +243,7 @@ class StreamReplicator:
                 log.error("stream %s halted: %s", self.cfg.name, exc)
                 self._record_error(str(exc))
                 self._rollback_both()
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
             except (psycopg2.OperationalError, psycopg2.InterfaceError,
                     WatchdogTimeout) as exc:
                 if not self._connection_broken():
@@ -249,8 +254,7 @@ class StreamReplicator:
                     log.warning("stream %s: connection problem: %s (retry in %.1f s)",
                                 self.cfg.name, str(exc).strip(), backoff)
                 self._rollback_both()
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
             except Exception as exc:
                 # A database error on a live link, or a bug: never skip, halt
                 # and retry the same batch later.
@@ -262,10 +266,15 @@ class StreamReplicator:
                     )
                 self._rollback_both()
                 self._record_error(f"{type(exc).__name__}: {str(exc).strip()}")
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
         self.close()
         log.info("stream %s: replicator stopped", self.cfg.name)
+
+    def _backoff(self, backoff: float) -> float:
+        """Wait ``backoff`` seconds (or until resumed); return the next backoff."""
+        if self._wait(backoff):
+            return self.cfg.backoff_min
+        return min(backoff * 2, self.cfg.backoff_max)
 
     def _connection_broken(self) -> bool:
         return any(c is not None and c.closed for c in (self.master, self.slave))
@@ -279,16 +288,41 @@ class StreamReplicator:
                 except psycopg2.Error:
                     close_quietly(conn)
 
-    def _wait(self, seconds: float) -> None:
-        """Wait, but keep the master's queue ticking (the slave may be away)."""
+    def _wait(self, seconds: float) -> bool:
+        """Wait, but keep the master's queue ticking (the slave may be away).
+
+        Returns
+        -------
+        bool
+            True when an operator's ``replicate resume`` cut the wait short.
+        """
         deadline = time.monotonic() + seconds
         while not self.stop.is_set():
             with contextlib.suppress(psycopg2.Error, WatchdogTimeout):
                 self.tick()
+            if self._resume_requested():
+                log.info("stream %s: resume requested; retrying now", self.cfg.name)
+                return True
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return False
             self.stop.wait(min(left, max(self.cfg.ticker_max_lag, 0.1)))
+        return False
+
+    def _resume_requested(self) -> bool:
+        """Whether a resume was notified on the slave for this stream."""
+        slave = self.slave
+        if slave is None or slave.closed:
+            return False
+        try:
+            with self._guard(slave):
+                slave.poll()
+        except (psycopg2.Error, WatchdogTimeout):
+            return False
+        asked = any(n.channel == RESUME_CHANNEL and n.payload in ("", self.cfg.name)
+                    for n in slave.notifies)
+        slave.notifies.clear()
+        return asked
 
     def _record_error(self, message: str) -> None:
         """Store the error in the slave's stream state for `status` (best effort)."""

@@ -91,6 +91,24 @@ def master_identity(conn: Connection, queue: str) -> str:
     return f"{row[0]}/{row[1]}"
 
 
+MIN_SERVER = 140000
+"""PostgreSQL 14: ``CREATE OR REPLACE TRIGGER`` (and the archive's lz4 columns)."""
+
+
+def check_server(version_num: int, side: str) -> None:
+    """Raise `SetupError` if ``server_version_num`` is below what replication needs."""
+    if version_num < MIN_SERVER:
+        raise SetupError(
+            f"the {side} runs PostgreSQL {version_num // 10000}; replication needs "
+            f"{MIN_SERVER // 10000} or later (CREATE OR REPLACE TRIGGER)"
+        )
+
+
+def server_version(conn: Connection) -> int:
+    """Return the server's ``server_version_num``."""
+    return int(conn.info.server_version)
+
+
 SUPPORT_VERSION = 2
 """Version of ``replication.sql`` this code needs (``replication.support_version``)."""
 
@@ -312,6 +330,8 @@ def init_stream(cfg: StreamConfig) -> list[str]:
     master = connect(cfg.master, cfg, purpose="init")
     slave = connect(cfg.slave, cfg, purpose="init")
     try:
+        check_server(server_version(master), "master")
+        check_server(server_version(slave), "slave")
         start = install_master(master, cfg)
         return install_slave(slave, cfg, master_identity(master, cfg.queue), start)
     finally:

@@ -54,18 +54,17 @@ BEGIN
         RETURN NULL;
     END IF;
     keys := TG_ARGV[2]::text[];
+    -- The key stays to_jsonb (its columns are integers, text, dates: exact in
+    -- JSON, and a key of -0.0 equals one of 0 anyway), as in version 1.
+    IF TG_OP <> 'INSERT' THEN
+        oldrow := to_jsonb(OLD);
+    END IF;
     IF TG_NARGS > 4 AND TG_ARGV[3] = 't' THEN
         fmt := 't';
-        IF TG_OP <> 'INSERT' THEN
-            EXECUTE 'SELECT ' || TG_ARGV[4] INTO oldrow USING OLD;
-        END IF;
         IF TG_OP <> 'DELETE' THEN
             EXECUTE 'SELECT ' || TG_ARGV[4] INTO newrow USING NEW;
         END IF;
     ELSE
-        IF TG_OP <> 'INSERT' THEN
-            oldrow := to_jsonb(OLD);
-        END IF;
         IF TG_OP <> 'DELETE' THEN
             newrow := to_jsonb(NEW);
             IF TG_NARGS > 3 THEN
@@ -405,13 +404,31 @@ CREATE TABLE IF NOT EXISTS replication.dead_letter (
     PRIMARY KEY (stream, generation, ev_id)
 );
 
--- The primary key of table tab (quoted schema.table) in row image data.
+-- The primary key of table tab (quoted schema.table) in row image data, its
+-- values typed as the columns are (a format "t" image holds their text), so
+-- that it reads as the keys of U/D events and of verify do: {"id": 2}.
 CREATE OR REPLACE FUNCTION replication.row_key(tab text, data jsonb) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_object_agg(a.attname, data -> a.attname::text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    k jsonb;
+    typed jsonb;
+BEGIN
+    SELECT jsonb_object_agg(a.attname, data -> a.attname::text) INTO k
     FROM pg_index x
     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
-    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary
+    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary;
+    IF k IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT to_jsonb(r) FROM jsonb_populate_record(NULL::%s, $1) r',
+                       to_regclass(tab)) INTO typed USING k;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN k;  -- a value its column refuses: show it as it came
+    END;
+    RETURN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(typed) e
+            WHERE k ? e.key);
+END;
 $$;
 
 -- Apply one chunk of a batch, in event order.  Runs inside the replicator's
@@ -540,7 +557,8 @@ BEGIN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
                                 state = RETURNED_SQLSTATE;
         RAISE EXCEPTION 'event % (%) on table %, key %: %', p_ids[i], p_types[i],
-              p_tables[i], coalesce(p_keys[i], p_data[i]), msg
+              p_tables[i], coalesce(p_keys[i], replication.row_key(p_tables[i],
+              p_data[i]::jsonb)::text, p_data[i]), msg
               USING ERRCODE = state, DETAIL = coalesce(det, '');
     END;
     RETURN n;

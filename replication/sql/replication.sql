@@ -1,8 +1,9 @@
 -- Replication support objects, applied by `vo-archive replicate init` to every
 -- database that takes part in a stream (master or slave).  Idempotent.
 --
--- Capture: replication.capture() is a row trigger (and a statement trigger for
--- TRUNCATE) that queues one PgQ event per change, in the writer's transaction:
+-- Capture: a row trigger per table (made by `init`, see below) and a statement
+-- trigger for TRUNCATE queue one PgQ event per change, in the writer's
+-- transaction:
 --   ev_type   I / U / D / R (R = truncate)
 --   ev_data   the new row image (I, U), the key (D), NULL (R): JSON objects
 --   ev_extra1 the table, schema-qualified and quoted
@@ -21,25 +22,28 @@ CREATE SCHEMA IF NOT EXISTS replication;
 
 -- Row images (format "t", anchors P12): a JSON object with, for every stored
 -- column, its text output as a JSON string (or null), built by the expression
--- that replication.row_encoder made for the table and `init` passed to the
--- trigger.  PostgreSQL's text I/O is exact for every type the archive
--- replicates: floats print their shortest exact digits (negative zero, NaN,
--- Infinity, subnormals included) with extra_float_digits >= 1, numeric keeps
--- its scale, timestamps keep their microseconds and infinities, json keeps its
--- text, bytea its bytes.  JSON numbers would not do: they have no negative zero.
--- The settings below pin every text form whatever the writer's session says.
--- pgSphere columns, whose text has only 15 digits, carry an exact encoding.
+-- replication.row_encoder makes for the table.  PostgreSQL's text I/O is exact
+-- for every type the archive replicates: floats print their shortest exact
+-- digits (negative zero, NaN, Infinity, subnormals included) with
+-- extra_float_digits >= 1, numeric keeps its scale, timestamps keep their
+-- microseconds and infinities, json keeps its text, bytea its bytes.  JSON
+-- numbers would not do: they have no negative zero.  pgSphere columns, whose
+-- text has only 15 digits, carry an exact encoding.
 --
--- Events written by triggers of an older `init` (TG_ARGV[3] absent or not 't')
--- are in the legacy JSON format (to_jsonb of the row, ev_extra4 NULL); the
--- applier still reads them, so a queue may hold both across an upgrade.
+-- `init` writes one capture function per table (replication.capture_<stream>_
+-- <hash>, install.py), with the encoder in its body so that PL/pgSQL plans it
+-- once per session, and settings that pin every text form whatever the
+-- writer's session says; its events have ev_extra4 = 't'.
+--
+-- replication.capture() below is the TRUNCATE trigger, and the row trigger of
+-- version 1 (TG_ARGV: queue, origin, key columns, [pgSphere encoder]), which
+-- queued legacy images (to_jsonb of the row, ev_extra4 NULL).  It stays so that
+-- a trigger of an older `init` keeps working until `init` replaces it; the
+-- applier reads both formats, so a queue may hold both across an upgrade.
 CREATE OR REPLACE FUNCTION replication.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET extra_float_digits = 3
-SET IntervalStyle = postgres SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC'
-SET bytea_output = hex AS $$
--- TG_ARGV: queue name, origin site, key columns ({a,b}), then either
--- 't' and the row encoder (format "t"), or [legacy exact encoder].
+SET IntervalStyle = postgres AS $$
 DECLARE
     tbl  text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
     keys text[];
@@ -47,43 +51,31 @@ DECLARE
     oldkey text;
     newrow jsonb;
     exact jsonb;
-    fmt  text;
 BEGIN
     IF TG_LEVEL = 'STATEMENT' THEN
         PERFORM pgq.insert_event(TG_ARGV[0], 'R', NULL, tbl, NULL, TG_ARGV[1], NULL);
         RETURN NULL;
     END IF;
     keys := TG_ARGV[2]::text[];
-    -- The key stays to_jsonb (its columns are integers, text, dates: exact in
-    -- JSON, and a key of -0.0 equals one of 0 anyway), as in version 1.
     IF TG_OP <> 'INSERT' THEN
         oldrow := to_jsonb(OLD);
-    END IF;
-    IF TG_NARGS > 4 AND TG_ARGV[3] = 't' THEN
-        fmt := 't';
-        IF TG_OP <> 'DELETE' THEN
-            EXECUTE 'SELECT ' || TG_ARGV[4] INTO newrow USING NEW;
-        END IF;
-    ELSE
-        IF TG_OP <> 'DELETE' THEN
-            newrow := to_jsonb(NEW);
-            IF TG_NARGS > 3 THEN
-                EXECUTE 'SELECT ' || TG_ARGV[3] INTO exact USING NEW;
-                newrow := newrow || exact;
-            END IF;
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
         SELECT jsonb_object_agg(k, oldrow -> k)::text INTO oldkey FROM unnest(keys) AS k;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        newrow := to_jsonb(NEW);
+        IF TG_NARGS > 3 THEN
+            EXECUTE 'SELECT ' || TG_ARGV[3] INTO exact USING NEW;
+            newrow := newrow || exact;
+        END IF;
     END IF;
     IF TG_OP = 'INSERT' THEN
         PERFORM pgq.insert_event(TG_ARGV[0], 'I', newrow::text, tbl, NULL,
-                                 TG_ARGV[1], fmt);
+                                 TG_ARGV[1], NULL);
     ELSIF TG_OP = 'UPDATE' THEN
         PERFORM pgq.insert_event(TG_ARGV[0], 'U', newrow::text, tbl, oldkey,
-                                 TG_ARGV[1], fmt);
+                                 TG_ARGV[1], NULL);
     ELSE
-        PERFORM pgq.insert_event(TG_ARGV[0], 'D', oldkey, tbl, oldkey, TG_ARGV[1], fmt);
+        PERFORM pgq.insert_event(TG_ARGV[0], 'D', oldkey, tbl, oldkey, TG_ARGV[1], NULL);
     END IF;
     RETURN NULL;
 END;
@@ -240,7 +232,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- SQL expression building rel's row image (format "t") of the row `rowref`.
--- The capture trigger runs it with rowref '$1'; the copy with the table alias.
+-- The capture functions use it with rowref 'NEW'; the copy with the table alias.
 CREATE OR REPLACE FUNCTION replication.row_encoder(rel regclass, rowref text)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT replication.object_expr(array_agg(col::text), array_agg(expr))

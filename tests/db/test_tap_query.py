@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg2
 import pytest
 from sqlalchemy import text
 
@@ -12,6 +16,7 @@ from tap.uploads import load_votable
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller
 from vo_archive.dali.errors import TransientFault, UsageFault
+from vo_archive.db.outage import database_unavailable
 
 MEMBER = Caller("alice", frozenset({"member"}))
 
@@ -183,3 +188,32 @@ def test_stale_tap_schema_is_resynchronised(make_archive) -> None:
     with archive.engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM tap_schema.columns")).scalar_one()
     assert n == sum(len(t.columns) for s in SCHEMAS for t in s.tables)
+
+
+def test_a_connection_lost_mid_query_is_no_usage_fault(demo_archive: Archive) -> None:
+    """The server ending the query's connection (a restart) is not the query's
+    fault: it is not a UsageFault (400) but an error the app answers with 503."""
+    adql = ("SELECT COUNT(*) FROM ivoa.ObsCore AS a, ivoa.ObsCore AS b, "
+            "ivoa.ObsCore AS c, ivoa.ObsCore AS d")
+    assert demo_archive.settings.dsn
+    admin = psycopg2.connect(demo_archive.settings.dsn)
+    admin.autocommit = True
+
+    def terminate_soon(pid: int) -> None:
+        def later() -> None:
+            time.sleep(0.5)
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        threading.Thread(target=later, daemon=True).start()
+
+    t = translate(adql, set())
+    try:
+        with pytest.raises(psycopg2.Error) as caught:
+            rs = execute(demo_archive.engine, ANONYMOUS, t, [], Limits(30, 10),
+                         lambda p: p, on_backend=terminate_soon)
+            list(rs.rows())
+        assert database_unavailable(caught.value)
+    finally:
+        admin.close()
+    assert run(demo_archive, "SELECT COUNT(*) FROM ivoa.ObsCore")[0][0] > 0

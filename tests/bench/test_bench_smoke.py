@@ -80,6 +80,8 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
     "replication.py": [
         (rf"steady \d+ changes/s for {N} s: \d+ rows, lag p50 {N} s, p95 {N} s, "
          rf"max {N} s \(sampled every 50 ms\)", exactly(1)),
+        (rf"\d+ changes written on the master in {N} s \({N} rows/s, capture "
+         r"trigger included\)", exactly(1)),
         (rf"backlog of \d+ changes cleared in {N} s \({N} changes/s, replicator "
          r"start included\)", exactly(1)),
         (r"verify: identical", exactly(1)),

@@ -25,6 +25,7 @@ from vo_archive.dali.errors import (
     render_fault,
 )
 from vo_archive.db.outage import database_unavailable, unavailable_fault
+from vo_archive.twin import AuthTwin, protect_response
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
     ("vo_archive.oai", ""),
+    ("vo_archive.signin", ""),
 )
 
 _SLASHES = re.compile(r"/{2,}")
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.before_request(load_caller)
     app.after_request(_after)
+    app.after_request(protect_response)
+    app.wsgi_app = AuthTwin(app.wsgi_app)  # type: ignore[method-assign]
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -22,9 +22,9 @@ from flask import Blueprint, Response, g
 from sqlalchemy import Connection, and_, select
 
 from vo_archive import web
-from vo_archive.access import caller_connection, visible
+from vo_archive.access import caller_connection, current_caller, visible
 from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.obscore import DATALINK_FORMAT
@@ -38,6 +38,8 @@ web.set_fault_style(bp.name, FaultStyle.DALI)
 
 #: Most IDs one request may name.
 MAX_IDS = 1000
+#: local_semantics of the error row of a dataset the caller may not see.
+NOT_VISIBLE = "not-visible"
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
@@ -84,13 +86,13 @@ class Link:
     content_qualifier: str | None = None
     local_semantics: str | None = None
 
-    def row(self) -> list[Any]:
-        """Return the TABLEDATA row."""
+    def row(self, link_auth: str = "false") -> list[Any]:
+        """Return the TABLEDATA row (``link_auth``: DataLink 1.1 §3.2.12)."""
         ok = self.error_message is None
         return [self.id, self.access_url, None, self.error_message, self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
-                "false" if ok else None, True if ok else None]
+                link_auth if ok else None, True if ok else None]
 
 
 def _qualifier(mode: str) -> str:
@@ -148,7 +150,7 @@ def links_of(conn: Connection, did: str, authority: str,
                visible(p.c.release_date))).first()
     if row is None:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
-                     "not public)", semantics="#this")]
+                     "not public)", semantics="#this", local_semantics=NOT_VISIBLE)]
     version_id, filename, size, mode, product_type = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
                            preferred_format))
@@ -271,14 +273,26 @@ def links() -> Response:
     preferred = params.single("PREFERRED_FORMAT")
     rows: list[list[Any]] = []
     overflow = False
+    # links to the twin (the answer of an authenticated caller) need credentials
+    link_auth = "false" if web.base_url() == web.public_base_url() else "true"
+    hidden = 0
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row() for link in links_of(conn, did, s.publisher_authority,
-                                                     preferred)]
+            found = links_of(conn, did, s.publisher_authority, preferred)
+            hidden += found[0].local_semantics == NOT_VISIBLE
+            batch = [link.row(link_auth) for link in found]
             if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break
             rows += batch
+    if hidden and hidden == len(ids) and current_caller().anonymous:
+        # Signing in may show them. The same answer whether they exist or not,
+        # as for the files; a request that also names public datasets gets
+        # their links and error rows for the others.
+        raise AuthorizationFault(
+            f"{'dataset ' + ids[0] if hidden == 1 else 'these datasets'}: not "
+            "public (or no such dataset); members sign in to see proprietary data",
+            authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
     doc = TableDocument(FIELDS, infos, table_name="links")
     # stream_votable flags OVERFLOW when it is offered a row past its limit

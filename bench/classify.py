@@ -2,7 +2,8 @@
 
 1. The 40 real OzDES spectra of ``../shared/data/ozdes-atel/`` (faint, z = 0.1-0.9,
    host light) against the survey's published ATel classifications: broad type
-   (Ia / Ib-c / II / SLSN / other; "SNIa?" counts as Ia), confusion matrix,
+   (Ia / Ib-c / II / SLSN / other; "SNIa?" counts as Ia; a IIb, which SNID files
+   under Ib, counts as II), confusion matrix,
    redshift difference, share with no good match.
 2. Leave-one-supernova-out on the template library: a sample of epochs, each
    redshifted to z = 0.02-0.2 with noise at S/N 10 and classified against the
@@ -78,6 +79,8 @@ def broad_verdict(v: Verdict) -> str:
     """Return the broad type of a verdict ('none' for no good match)."""
     if not v.good or v.type is None:
         return "none"
+    if v.subtype == "IIb":  # hydrogen: a type II by name, though SNID files it under Ib
+        return "II"
     if v.type == "Ia":
         return "Ia"
     if v.type in ("Ib", "Ic"):

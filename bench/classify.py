@@ -142,6 +142,8 @@ def ozdes(folder: Path, lib: TemplateLibrary, limit: int | None) -> None:
     figure("ozdes_z_within_0.01_of_agreeing", z_ok / agree if agree else 0.0)
     figure("ozdes_median_abs_dz", statistics.median(dzs) if dzs else float("nan"))
     figure("ozdes_no_good_match", nomatch / n)
+    figure("ozdes_type_agreement_of_classified",
+           agree / (n - nomatch) if n > nomatch else float("nan"))
 
 
 def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
@@ -181,6 +183,8 @@ def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
     figure("loo_type_correct", type_ok / n)
     figure("loo_subtype_correct", sub_ok / n)
     figure("loo_no_good_match", nomatch / n)
+    figure("loo_ia_vs_not_correct_of_classified",
+           ia_ok / (n - nomatch) if n > nomatch else float("nan"))
     figure("loo_median_abs_dz", statistics.median(dzs) if dzs else float("nan"))
     figure("loo_ia_median_abs_dage_days",
            statistics.median(ages) if ages else float("nan"))

@@ -7,6 +7,7 @@ running: ingest queues each for classification. Then ``--workers`` processes of
 ``vo-archive worker`` (one job at a time each) classify the queue, and the
 script prints:
 
+- the classifier's own time per spectrum in one process, for reference;
 - spectra per second from the first stored verdict to the last (the workers'
   throughput), and from the workers' start (with their start-up: loading the
   template library);
@@ -36,6 +37,8 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classify.core import ClassifyOptions, classify_spectrum
+from classify.spectrum import read_spectrum
 from classify.synth import template_spectrum
 from classify.templates import load_library
 from vo_archive.config import Settings
@@ -127,6 +130,17 @@ def main() -> int:
         env = dict(os.environ, VO_ARCHIVE_HOME=str(root),
                    VO_ARCHIVE_DSN=settings.dsn or "", OMP_NUM_THREADS="1",
                    OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # the classifier alone, in this process, on one core: the reference
+        paths = sorted(files.glob("BENCH*.fits"))[:20]
+        lib = load_library()
+        spectra = [read_spectrum(p) for p in paths]
+        classify_spectrum(spectra[0], ClassifyOptions(), lib)
+        c0 = time.perf_counter()
+        for sp in spectra:
+            classify_spectrum(sp, ClassifyOptions(), lib)
+        alone = (time.perf_counter() - c0) / len(spectra)
+        print(f"the classifier alone: {alone:.3f} s per spectrum in one process "
+              f"({1 / alone:.1f} spectra/s on one core)")
         print(f"load average before measuring: {os.getloadavg()}")
         started = time.perf_counter()
         procs = [start_worker(env, root / f"worker{i}.log")

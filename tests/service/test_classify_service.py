@@ -312,6 +312,12 @@ def test_tap_publishes_classifications_joinable_and_proprietary(site: Site) -> N
     assert [(r[0], r[1]) for r in anonymous] == [(site.ia[0], "Ia")]
     assert sorted((r[0], r[1]) for r in member) == sorted(
         [(site.ia[0], "Ia"), (site.ii[0], "II")])
+    for table in ("pessto.classifications", "pessto.classification_matches"):
+        rows = _tap(site, f"SELECT * FROM {table}", site.member)
+        assert rows, table
+    every = _tap(site, "SELECT publisher_did, good, is_latest, classified_at, "
+                 "classifier_version FROM pessto.classifications")
+    assert [r[0] for r in every] == [site.ia[2]]
     r = requests.get(site.url + "/tap/tables/pessto.classifications", timeout=60)
     assert r.status_code == 200 and b"src.redshift" in r.content
     names = {row[0] for row in _tap(

@@ -489,3 +489,15 @@ def test_run_and_object_pages_show_the_classification(site: Site) -> None:
         assert mine[0]["classification"]["label"].startswith("Ia")
         page = requests.get(site.url + path, timeout=30).text
         assert f'<a href="/classify/stored?ID={site.ia[0]}">Ia' in page
+
+
+def test_oversized_and_multiple_uploads_are_refused(site: Site) -> None:
+    big = b"4000 1\n" * ((24 << 20) // 7)  # 24 MiB of text
+    r = requests.post(site.url + "/classify/sync", data=big, timeout=60,
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 413 and query_status(strict_votable(r.content)) == [
+        "ERROR"]
+    r = requests.post(site.url + "/classify/async", files={
+        "a": ("a.txt", b"4000 1\n"), "b": ("b.txt", b"4000 1\n")}, timeout=60,
+        allow_redirects=False)
+    assert r.status_code == 400 and r.text.startswith("UsageFault: upload one")

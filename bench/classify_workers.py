@@ -11,6 +11,8 @@ script prints:
 - spectra per second from the first stored verdict to the last (the workers'
   throughput), and from the workers' start (with their start-up: loading the
   template library);
+- the workers' CPU time per spectrum, and the rate the machine's cores give at
+  that cost (the figure that does not depend on other work sharing the cores);
 - the share whose stored type is the template's own type, and the median
   |Δz|, as a check that the verdicts are the right ones.
 
@@ -152,6 +154,11 @@ def main() -> int:
                 done = conn.execute(text(
                     "SELECT count(*) FROM archive.classification")).scalar_one()
         total = time.perf_counter() - started
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = 0.0
+        for p in procs:  # user + system time of each worker process so far
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
         with engine.connect() as conn:
             first, last = conn.execute(text(
                 "SELECT min(classified_at), max(classified_at) FROM "
@@ -167,6 +174,9 @@ def main() -> int:
               f"{(done - 1) / span:.1f} spectra/s from the first verdict to the last "
               f"({span:.1f} s); {done / total:.1f} spectra/s with the workers' "
               f"start-up ({total:.1f} s)")
+        print(f"workers' CPU time: {cpu / done:.3f} s per spectrum (start-up "
+              f"included): {os.cpu_count()} cores would classify "
+              f"{(os.cpu_count() or 1) * done / cpu:.1f} spectra/s")
         print(f"own type for {len(right) / len(rows):.1%} of them "
               f"(no good match: {sum(1 for r in rows if not r.good)}); median |dz| "
               f"{statistics.median(dz) if dz else float('nan'):.4f}")

@@ -501,3 +501,21 @@ def test_oversized_and_multiple_uploads_are_refused(site: Site) -> None:
         "a": ("a.txt", b"4000 1\n"), "b": ("b.txt", b"4000 1\n")}, timeout=60,
         allow_redirects=False)
     assert r.status_code == 400 and r.text.startswith("UsageFault: upload one")
+
+
+def test_job_lists_are_separate_per_service(site: Site) -> None:
+    r = requests.post(site.url + "/classify/async", data={"ID": str(site.ia[0])},
+                      allow_redirects=False, timeout=60)
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    tap = requests.post(site.url + "/tap/async", data={
+        "LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM pessto.runs"},
+        allow_redirects=False, timeout=60)
+    tap_id = tap.headers["Location"].rsplit("/", 1)[1]
+    classify_list = requests.get(site.url + "/classify/async", timeout=60).text
+    tap_list = requests.get(site.url + "/tap/async", timeout=60).text
+    assert job_id in classify_list and tap_id not in classify_list
+    assert tap_id in tap_list and job_id not in tap_list
+    assert requests.get(f"{site.url}/tap/async/{job_id}",
+                        timeout=60).status_code == 404
+    assert requests.get(f"{site.url}/classify/async/{tap_id}",
+                        timeout=60).status_code == 404

@@ -42,6 +42,9 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("classify", "/classify"),
+    ("classify.async_routes", "/classify/async"),
+    ("classify.stats_routes", ""),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
     ("vo_archive.oai", ""),
@@ -51,7 +54,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
 _SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products")
+                 "/products", "/classify")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

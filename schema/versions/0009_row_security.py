@@ -12,15 +12,16 @@ row holds. Now the rows are hidden by the base tables themselves:
 - ``pessto_published`` (NOLOGIN) owns the published views (``ivoa.obscore``
   and ``pessto.*``). A view reads its tables with its owner's rights, and the
   row-level security policies of ``archive.product``, ``version``,
-  ``provenance``, ``run`` and ``target`` apply to that owner: whenever the
-  querying role is the TAP reader (``pessto_tap_reader``, the role user ADQL
-  runs as), a row is visible only under the access rule. PostgreSQL evaluates
-  policy conditions before any condition of the query that is not LEAKPROOF,
-  so the caller's expressions (WHERE, SELECT list, ORDER BY, joins, uploads,
-  aggregates, subqueries) only ever see visible rows. The archive's own role
-  (the tables' owner: ingest, the trusted DAL statements with values the
-  server binds) is not restricted and keeps its filters; other roles get no
-  rows from these tables.
+  ``provenance``, ``run`` and ``target`` apply to that owner: unless the
+  querying role is the archive's own (the tables' owner, which runs this
+  migration: ingest, the trusted DAL statements with values the server
+  binds, which keep their own filters), a row is visible only under the
+  access rule. So for the TAP reader (``pessto_tap_reader``, the role user
+  ADQL runs as) and any other role: PostgreSQL evaluates policy conditions
+  before any condition of the query that is not LEAKPROOF, so the caller's
+  expressions (WHERE, SELECT list, ORDER BY, joins, uploads, aggregates,
+  subqueries) only ever see visible rows. Roles other than the owner reading
+  the tables directly get no rows.
 - ``archive.version.release_date`` repeats its product's release date (kept
   by triggers), so the version's policy is a test of the row itself, not a
   subquery per row; run and target policies ask whether one of their products
@@ -101,32 +102,65 @@ CREATE TRIGGER product_release AFTER UPDATE OF release_date ON archive.product
 FOR EACH ROW WHEN (OLD.release_date IS DISTINCT FROM NEW.release_date)
 EXECUTE FUNCTION archive.product_release();
 
--- Policies restrict the TAP reader (whose queries hold the caller's
--- expressions); for other roles reading through the views, the views' own
--- filters apply as before. current_user is the querying role, not the
--- view's owner.
+-- Policies restrict every role but the one that owns the tables and runs
+-- this migration (the archive's own: ingest, the DAL statements whose values
+-- the server binds), which keeps the views' own filters. The TAP reader, and
+-- any role granted access to the views later, see what the access rule
+-- allows. current_user is the querying role, not the views' owner.
 ALTER TABLE archive.product ENABLE ROW LEVEL SECURITY;
 ALTER TABLE archive.version ENABLE ROW LEVEL SECURITY;
 ALTER TABLE archive.provenance ENABLE ROW LEVEL SECURITY;
 ALTER TABLE archive.run ENABLE ROW LEVEL SECURITY;
 ALTER TABLE archive.target ENABLE ROW LEVEL SECURITY;
+-- Whether a run, a target or a provenance row has a product anyone may see:
+-- a function, not a subquery in the policy, so that a statement that never
+-- needs it (the caller sees everything) does not set up a subplan at every
+-- execution. SECURITY DEFINER: the querying role has no right on the tables.
+CREATE FUNCTION archive.run_public(integer) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE AS $fn$
+    SELECT EXISTS (SELECT 1 FROM archive.product p
+                   WHERE p.run_id OPERATOR(pg_catalog.=) $1
+                   AND p.release_date OPERATOR(pg_catalog.<=) pg_catalog.now())
+$fn$;
+CREATE FUNCTION archive.target_public(integer) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE AS $fn$
+    SELECT EXISTS (SELECT 1 FROM archive.product p
+                   WHERE p.target_id OPERATOR(pg_catalog.=) $1
+                   AND p.release_date OPERATOR(pg_catalog.<=) pg_catalog.now())
+$fn$;
+CREATE FUNCTION archive.version_public(bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE AS $fn$
+    SELECT EXISTS (SELECT 1 FROM archive.version v
+                   WHERE v.version_id OPERATOR(pg_catalog.=) $1
+                   AND v.release_date OPERATOR(pg_catalog.<=) pg_catalog.now())
+$fn$;
 
-CREATE POLICY published ON archive.product FOR SELECT TO pessto_published
-USING (current_user <> 'pessto_tap_reader' OR archive.visible(release_date));
-CREATE POLICY published ON archive.version FOR SELECT TO pessto_published
-USING (current_user <> 'pessto_tap_reader' OR archive.visible(release_date));
-CREATE POLICY published ON archive.provenance FOR SELECT TO pessto_published
-USING (current_user <> 'pessto_tap_reader' OR EXISTS (
-    SELECT 1 FROM archive.version v
-    WHERE v.version_id = provenance.version_id AND archive.visible(v.release_date)));
-CREATE POLICY published ON archive.run FOR SELECT TO pessto_published
-USING (current_user <> 'pessto_tap_reader' OR EXISTS (
-    SELECT 1 FROM archive.product p
-    WHERE p.run_id = run.run_id AND archive.visible(p.release_date)));
-CREATE POLICY published ON archive.target FOR SELECT TO pessto_published
-USING (current_user <> 'pessto_tap_reader' OR EXISTS (
-    SELECT 1 FROM archive.product p
-    WHERE p.target_id = target.target_id AND archive.visible(p.release_date)));
+-- archive.visible() is written out in the policies: the caller's scope (and
+-- whether the role is trusted) is a scalar subquery, read once per query as
+-- an InitPlan instead of once per row (a third of a full-table scan's time)
+DO $do$
+DECLARE
+    everything text := format(
+        '(SELECT current_user = %L OR coalesce(current_setting('
+        '''vo_archive.proprietary'', true), '''') = ''on'')', current_user);
+BEGIN
+    EXECUTE format($p$
+        CREATE POLICY published ON archive.product FOR SELECT TO pessto_published
+        USING (%s OR coalesce(release_date <= now(), false)) $p$, everything);
+    EXECUTE format($p$
+        CREATE POLICY published ON archive.version FOR SELECT TO pessto_published
+        USING (%s OR coalesce(release_date <= now(), false)) $p$, everything);
+    EXECUTE format($p$
+        CREATE POLICY published ON archive.provenance FOR SELECT TO pessto_published
+        USING (%s OR archive.version_public(version_id)) $p$, everything);
+    EXECUTE format($p$
+        CREATE POLICY published ON archive.run FOR SELECT TO pessto_published
+        USING (%s OR archive.run_public(run_id)) $p$, everything);
+    EXECUTE format($p$
+        CREATE POLICY published ON archive.target FOR SELECT TO pessto_published
+        USING (%s OR archive.target_public(target_id)) $p$, everything);
+END
+$do$;
 
 -- POINT(ra, dec) of ADQL on columns. PL/pgSQL so that it is never inlined:
 -- its LEAKPROOF mark (given below where the role may) then holds, and the
@@ -181,7 +215,9 @@ ALTER TABLE archive.run DISABLE ROW LEVEL SECURITY;
 ALTER TABLE archive.target DISABLE ROW LEVEL SECURITY;
 DROP TRIGGER IF EXISTS product_release ON archive.product;
 DROP TRIGGER IF EXISTS version_release ON archive.version;
-DROP FUNCTION IF EXISTS archive.product_release(), archive.version_release();
+DROP FUNCTION IF EXISTS archive.product_release(), archive.version_release(),
+    archive.run_public(integer), archive.target_public(integer),
+    archive.version_public(bigint);
 ALTER TABLE archive.version DROP COLUMN IF EXISTS release_date;
 DO $$
 DECLARE v regclass;

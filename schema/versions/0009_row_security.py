@@ -189,6 +189,35 @@ END
 $do$;
 GRANT EXECUTE ON FUNCTION tap_adql.sky_point(double precision, double precision)
     TO pessto_tap_reader;
+-- A circle around a column position (a TAP_UPLOAD crossmatch): like
+-- scircle(centre, radius), which raises for a radius outside [0, 90°], but
+-- NULL (no match) there instead, so that it never raises and can be LEAKPROOF:
+-- the crossmatch then uses the GiST index of the published positions.
+DO $do$
+DECLARE sphere name := (SELECT n.nspname FROM pg_extension e
+                        JOIN pg_namespace n ON n.oid = e.extnamespace
+                        WHERE e.extname = 'pg_sphere');
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION tap_adql.sky_circle(%1$I.spoint, double precision)
+        RETURNS %1$I.scircle LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+        BEGIN
+            IF $2 >= 0 AND $2 <= pg_catalog.pi() / 2 THEN
+                RETURN %1$I.scircle($1, $2);
+            END IF;
+            RETURN NULL;
+        END
+        $fn$ $f$, sphere);
+END
+$do$;
+GRANT EXECUTE ON FUNCTION tap_adql.sky_circle(spoint, double precision)
+    TO pessto_tap_reader;
+-- DISTANCE(a, b) < r with b a column position
+CREATE FUNCTION tap_adql.sky_dwithin(a spoint, b spoint, r double precision)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT $1 @ tap_adql.sky_circle($2, $3) $$;
+GRANT EXECUTE ON FUNCTION tap_adql.sky_dwithin(spoint, spoint, double precision)
+    TO pessto_tap_reader;
 CREATE INDEX version_sky_point ON archive.version USING gist
     (tap_adql.sky_point(ra, dec));
 CREATE INDEX target_sky_point ON archive.target USING gist
@@ -202,7 +231,9 @@ CREATE INDEX IF NOT EXISTS version_radec_sphere ON archive.version
 CREATE INDEX IF NOT EXISTS target_radec_sphere ON archive.target
     USING gist (spoint(radians(ra), radians(dec)));
 DROP INDEX IF EXISTS archive.version_sky_point, archive.target_sky_point;
-DROP FUNCTION IF EXISTS tap_adql.sky_point(double precision, double precision);
+DROP FUNCTION IF EXISTS tap_adql.sky_dwithin(spoint, spoint, double precision),
+    tap_adql.sky_circle(spoint, double precision),
+    tap_adql.sky_point(double precision, double precision);
 DROP POLICY IF EXISTS published ON archive.product;
 DROP POLICY IF EXISTS published ON archive.version;
 DROP POLICY IF EXISTS published ON archive.provenance;

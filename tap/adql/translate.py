@@ -65,6 +65,44 @@ _COLUMN = r'((?:[A-Za-z_]\w*\.)?(?:[A-Za-z_]\w*|"(?:[^"]|"")+"))'
 _COLUMN_POINT = re.compile(rf"\bspoint\(RADIANS\({_COLUMN}\), RADIANS\({_COLUMN}\)\)")
 
 
+def _second_argument(sql: str, open_paren: int) -> str:
+    """Return the second argument of the call whose ``(`` is at ``open_paren``."""
+    depth, start = 0, None
+    for i in range(open_paren, len(sql)):
+        ch = sql[i]
+        if ch in "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return sql[start:i].strip() if start is not None else ""
+        elif ch == "," and depth == 1:
+            if start is not None:
+                return sql[start:i].strip()
+            start = i + 1
+    return ""
+
+
+def _column_geometry(sql: str) -> str:
+    """Write POINTs and circles around them on columns with the LEAKPROOF helpers.
+
+    ``POINT(ra, dec)`` of two columns becomes ``sky_point``, a circle around
+    such a point ``sky_circle`` and ``DISTANCE(...) < r`` to such a point
+    ``sky_dwithin`` (schema/versions/0009_row_security.py): every function on
+    a column is then LEAKPROOF, and a cone or a TAP_UPLOAD crossmatch can use
+    the positions' GiST index under the row-level policies. A circle whose
+    radius is outside [0, 90°] matches nothing there instead of failing.
+    """
+    sql = _COLUMN_POINT.sub(r"sky_point(\1, \2)", sql)
+    sql = sql.replace("scircle(sky_point(", "sky_circle(sky_point(")
+    out, pos = [], 0
+    for m in re.finditer(r"\bspoint_dwithin\(", sql):
+        if _second_argument(sql, m.end() - 1).startswith("sky_point("):
+            out.append(sql[pos:m.start()] + "sky_dwithin(")
+            pos = m.end()
+    return "".join(out) + sql[pos:]
+
+
 class ADQLError(Exception):
     """A query that is not acceptable ADQL here; ``line``/``column`` are 1-based."""
 
@@ -318,7 +356,7 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
                         ) from None
     sql = _fix_top_before_union(sql.rstrip().rstrip(";"))
     sql = re.sub(r"\bzqfn(lower|upper|coalesce)\b", lambda m: m.group(1).upper(), sql)
-    sql = _COLUMN_POINT.sub(r"sky_point(\1, \2)", sql)
+    sql = _column_geometry(sql)
     sql = _restore(sql, literals)
     return Translation(sql, tuple(dict.fromkeys(checker.tables)),
                        tuple(dict.fromkeys(checker.used_uploads)))

@@ -152,6 +152,45 @@ def test_indexes_serve_cones_under_row_security(demo_archive: Archive, adql: str
     assert "release_date" in plan, "the policy is in the plan"
 
 
+@pytest.mark.parametrize("on", [
+    "1 = CONTAINS(POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",
+    "DISTANCE(POINT(o.s_ra, o.s_dec), POINT(u.ra, u.dec)) < 0.01",
+])
+def test_upload_crossmatch_uses_the_index_under_row_security(
+        demo_archive: Archive, on: str) -> None:
+    """A TAP_UPLOAD crossmatch looks each uploaded position up in the GiST index
+    (a nested loop of index scans), not a scan per uploaded row (#13)."""
+    sql = translate("SELECT u.a, o.obs_id FROM TAP_UPLOAD.t1 AS u JOIN "
+                    f"ivoa.ObsCore AS o ON {on}", {"t1"}).sql
+    with demo_archive.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('vo_archive.proprietary', 'off', true)"))
+        conn.execute(text(
+            "CREATE TEMP TABLE t1 ON COMMIT DROP AS SELECT ra + 0.001 AS ra, dec, "
+            "version_id AS a FROM archive.version ORDER BY version_id LIMIT 1"))
+        conn.execute(text(f"GRANT SELECT ON pg_temp.t1 TO {READER_ROLE}"))
+        conn.execute(text("ANALYZE pg_temp.t1"))
+        conn.execute(text("SET LOCAL search_path = tap_adql, public"))
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        conn.execute(text("SET LOCAL enable_material = off"))
+        conn.execute(text(f"SET LOCAL ROLE {READER_ROLE}"))
+        plan = "\n".join(conn.execute(text("EXPLAIN " + sql)).scalars())
+    assert "Index Scan using version_sky_point" in plan, plan
+
+
+def test_circles_around_columns_never_fail(demo_archive: Archive) -> None:
+    """sky_circle is LEAKPROOF: a radius pgSphere refuses gives no circle."""
+    with demo_archive.engine.connect() as conn:
+        got = conn.execute(text(
+            "SELECT tap_adql.sky_circle(spoint(0, 0), 2), "
+            "tap_adql.sky_circle(spoint(0, 0), -1), "
+            "tap_adql.sky_circle(spoint(0, 0), 'NaN'), "
+            "tap_adql.sky_circle(spoint(0, 0), 0.1) IS NOT NULL, "
+            "tap_adql.sky_point(5e-324, 1e-310) = spoint(0, 0), "
+            "(SELECT bool_and(proleakproof) FROM pg_proc WHERE proname IN "
+            "('sky_point', 'sky_circle', 'spoint_contained_by_circle'))")).one()
+    assert tuple(got) == (None, None, None, True, True, True)
+
+
 def test_policy_runs_before_the_callers_expression(demo_archive: Archive) -> None:
     """A caller's failing expression is filtered after the policy's test (#13)."""
     plan = _reader_plan(demo_archive, "SELECT COUNT(*) FROM ivoa.ObsCore "

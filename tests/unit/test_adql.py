@@ -60,6 +60,17 @@ def test_long_query_limit_is_stated() -> None:
     # POINT of two columns is the indexed, LEAKPROOF sky_point (#13)
     ("SELECT name FROM pessto.targets AS t WHERE 1 = CONTAINS(POINT(t.ra, "
      "t.\"dec\"), CIRCLE(1, 2, 0.5))", 'sky_point(t.ra, t."dec") @ scircle('),
+    # a crossmatch: circles around column positions are sky_circle (#13)
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON 1 = CONTAINS("
+     "POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",
+     "sky_point(o.s_ra, o.s_dec) @ sky_circle(sky_point(u.ra, u.dec), "
+     "RADIANS(0.01))"),
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON "
+     "DISTANCE(POINT(o.s_ra, o.s_dec), POINT(u.ra, u.dec)) < 0.01",
+     "sky_dwithin(sky_point(o.s_ra, o.s_dec), sky_point(u.ra, u.dec), "),
+    # constant circles keep pgSphere's own (and its error for r > 90°)
+    ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), "
+     "POINT(1, 2)) < 0.1", "spoint_dwithin(sky_point(s_ra, s_dec), spoint("),
     ("SELECT COORD1(POINT(s_ra, s_dec)) AS c FROM ivoa.ObsCore",
      "COORD1(sky_point(s_ra, s_dec))"),
     ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), POINT(1, 2))"

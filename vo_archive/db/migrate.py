@@ -118,11 +118,13 @@ def optional_extensions(conn: Connection) -> bool:
 #: (schema/versions/0009_row_security.py). Each returns a value computed from
 #: its arguments alone and raises no error for any argument value, so
 #: evaluating it on a hidden row reveals nothing:
-#: - tap_adql.sky_point: see its definition in the migration;
+#: - tap_adql.sky_point, tap_adql.sky_circle: see their definitions in the
+#:   migration;
 #: - pgSphere's ``spoint @ scircle`` (C function spherepoint_in_circle):
 #:   compares the great-circle distance of two points with the radius; no
 #:   error path.
 LEAKPROOF = ("tap_adql.sky_point(double precision, double precision)",
+             "tap_adql.sky_circle({sphere}.spoint, double precision)",
              "{sphere}.spoint_contained_by_circle({sphere}.spoint, {sphere}.scircle)")
 
 #: Gives the published views to ``pessto_published``, the role the row-level

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import Connection, text
 
@@ -150,3 +153,35 @@ def test_published_views_are_given_back_to_their_owner(
             "SELECT pg_get_userbyid(relowner) FROM pg_class "
             "WHERE oid = 'pessto.runs'::regclass")).scalar_one()
     assert owner == "pessto_published"
+
+
+def test_leakproof_marks_need_a_superuser(make_archive: Callable[..., Archive],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A role that is not a superuser cannot mark functions LEAKPROOF: db init
+    says so and goes on; ADQL cones are then correct but not indexed (#13)."""
+    archive = make_archive()
+    role = "no_super_" + uuid.uuid4().hex[:8]
+    sig = "tap_adql.sky_point(double precision, double precision)"
+    with archive.engine.begin() as conn:
+        conn.execute(text(f"ALTER FUNCTION {sig} NOT LEAKPROOF"))
+        conn.execute(text(f"CREATE ROLE {role} NOLOGIN"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA tap_adql TO {role}"))
+    try:
+        with archive.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL ROLE {role}"))
+            with caplog.at_level(logging.WARNING, logger="vo_archive.db.migrate"):
+                assert migrate.mark_leakproof(conn) is False
+        assert "cannot mark" in caplog.text and "sky_point" in caplog.text
+        with archive.engine.connect() as conn:
+            assert conn.execute(text(
+                f"SELECT proleakproof FROM pg_proc WHERE oid = '{sig}'::regprocedure"
+            )).scalar_one() is False
+        migrate.upgrade(archive.engine)  # as the superuser: marked again
+        with archive.engine.connect() as conn:
+            assert conn.execute(text(
+                f"SELECT proleakproof FROM pg_proc WHERE oid = '{sig}'::regprocedure"
+            )).scalar_one() is True
+    finally:
+        with archive.engine.begin() as conn:
+            conn.execute(text(f"REVOKE USAGE ON SCHEMA tap_adql FROM {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))

@@ -2,7 +2,8 @@
 
 1. The 40 real OzDES spectra of ``../shared/data/ozdes-atel/`` (faint, z = 0.1-0.9,
    host light) against the survey's published ATel classifications: broad type
-   (Ia / Ib-c / II / SLSN / other; "SNIa?" counts as Ia), confusion matrix,
+   (Ia / Ib-c / II / SLSN / other; "SNIa?" counts as Ia; a IIb, which SNID files
+   under Ib, counts as II), confusion matrix,
    redshift difference, share with no good match.
 2. Leave-one-supernova-out on the template library: a sample of epochs, each
    redshifted to z = 0.02-0.2 with noise at S/N 10 and classified against the
@@ -78,6 +79,8 @@ def broad_verdict(v: Verdict) -> str:
     """Return the broad type of a verdict ('none' for no good match)."""
     if not v.good or v.type is None:
         return "none"
+    if v.subtype == "IIb":  # hydrogen: a type II by name, though SNID files it under Ib
+        return "II"
     if v.type == "Ia":
         return "Ia"
     if v.type in ("Ib", "Ic"):
@@ -139,6 +142,8 @@ def ozdes(folder: Path, lib: TemplateLibrary, limit: int | None) -> None:
     figure("ozdes_z_within_0.01_of_agreeing", z_ok / agree if agree else 0.0)
     figure("ozdes_median_abs_dz", statistics.median(dzs) if dzs else float("nan"))
     figure("ozdes_no_good_match", nomatch / n)
+    figure("ozdes_type_agreement_of_classified",
+           agree / (n - nomatch) if n > nomatch else float("nan"))
 
 
 def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
@@ -178,6 +183,8 @@ def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
     figure("loo_type_correct", type_ok / n)
     figure("loo_subtype_correct", sub_ok / n)
     figure("loo_no_good_match", nomatch / n)
+    figure("loo_ia_vs_not_correct_of_classified",
+           ia_ok / (n - nomatch) if n > nomatch else float("nan"))
     figure("loo_median_abs_dz", statistics.median(dzs) if dzs else float("nan"))
     figure("loo_ia_median_abs_dage_days",
            statistics.median(ages) if ages else float("nan"))

@@ -7,9 +7,12 @@ running: ingest queues each for classification. Then ``--workers`` processes of
 ``vo-archive worker`` (one job at a time each) classify the queue, and the
 script prints:
 
+- the classifier's own time per spectrum in one process, for reference;
 - spectra per second from the first stored verdict to the last (the workers'
   throughput), and from the workers' start (with their start-up: loading the
   template library);
+- the workers' CPU time per spectrum, and the rate the machine's cores give at
+  that cost (the figure that does not depend on other work sharing the cores);
 - the share whose stored type is the template's own type, and the median
   |Δz|, as a check that the verdicts are the right ones.
 
@@ -36,6 +39,8 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classify.core import ClassifyOptions, classify_spectrum
+from classify.spectrum import read_spectrum
 from classify.synth import template_spectrum
 from classify.templates import load_library
 from vo_archive.config import Settings
@@ -101,7 +106,11 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few spectra and one worker, to check the script runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.count, args.workers = 12, 1
     root = Path(tempfile.mkdtemp(prefix="vo-archive-bench-classify-"))
     root.chmod(0o755)
     cluster = EmbeddedCluster(root / "pgdata")
@@ -127,6 +136,17 @@ def main() -> int:
         env = dict(os.environ, VO_ARCHIVE_HOME=str(root),
                    VO_ARCHIVE_DSN=settings.dsn or "", OMP_NUM_THREADS="1",
                    OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # the classifier alone, in this process, on one core: the reference
+        paths = sorted(files.glob("BENCH*.fits"))[:20]
+        lib = load_library()
+        spectra = [read_spectrum(p) for p in paths]
+        classify_spectrum(spectra[0], ClassifyOptions(), lib)
+        c0 = time.perf_counter()
+        for sp in spectra:
+            classify_spectrum(sp, ClassifyOptions(), lib)
+        alone = (time.perf_counter() - c0) / len(spectra)
+        print(f"the classifier alone: {alone:.3f} s per spectrum in one process "
+              f"({1 / alone:.1f} spectra/s on one core)")
         print(f"load average before measuring: {os.getloadavg()}")
         started = time.perf_counter()
         procs = [start_worker(env, root / f"worker{i}.log")
@@ -138,6 +158,11 @@ def main() -> int:
                 done = conn.execute(text(
                     "SELECT count(*) FROM archive.classification")).scalar_one()
         total = time.perf_counter() - started
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = 0.0
+        for p in procs:  # user + system time of each worker process so far
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
         with engine.connect() as conn:
             first, last = conn.execute(text(
                 "SELECT min(classified_at), max(classified_at) FROM "
@@ -146,13 +171,16 @@ def main() -> int:
                 "SELECT v.filename, c.sn_type, c.redshift, c.good FROM "
                 "archive.classification c JOIN archive.version v USING (version_id)"
             )).all()
-        span = (last - first).total_seconds()
+        span = max((last - first).total_seconds(), 1e-6)
         right = [r for r in rows if r.good and r.sn_type == truth[r.filename][0]]
         dz = [abs(r.redshift - truth[r.filename][1]) for r in right]
         print(f"{done} spectra classified by {args.workers} workers: "
               f"{(done - 1) / span:.1f} spectra/s from the first verdict to the last "
               f"({span:.1f} s); {done / total:.1f} spectra/s with the workers' "
               f"start-up ({total:.1f} s)")
+        print(f"workers' CPU time: {cpu / done:.3f} s per spectrum (start-up "
+              f"included): {os.cpu_count()} cores would classify "
+              f"{(os.cpu_count() or 1) * done / cpu:.1f} spectra/s")
         print(f"own type for {len(right) / len(rows):.1%} of them "
               f"(no good match: {sum(1 for r in rows if not r.good)}); median |dz| "
               f"{statistics.median(dz) if dz else float('nan'):.4f}")

@@ -12,15 +12,15 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from classify.core import ClassifyOptions
+from classify.core import ZMAX_LIMIT, ClassifyOptions
 from vo_archive.dali.errors import UsageFault
 from vo_archive.dali.params import ParamSet, parse_float, parse_int
 from vo_archive.dali.responseformat import parse_response_format
 
 #: Most matches a caller may ask for.
 MAX_TOP = 100
-#: Redshifts the service accepts (templates are rest-frame, 2500-10000 Å).
-Z_LIMITS = (-0.1, 3.0)
+#: Redshifts the classifier accepts.
+Z_LIMITS = (-0.01, ZMAX_LIMIT)
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.+\-]{0,19}\Z")
 
 
@@ -84,8 +84,8 @@ def parse_options(params: ParamSet) -> ClassifyOptions:
     z = _redshift(params, "Z")
     zmin = defaults.zmin if zmin is None else zmin
     zmax = defaults.zmax if zmax is None else zmax
-    if zmin > zmax:
-        raise UsageFault(f"ZMIN={zmin} is above ZMAX={zmax}", "ZMIN")
+    if zmin >= zmax:
+        raise UsageFault(f"ZMIN={zmin} is not below ZMAX={zmax}", "ZMIN")
     agemin, agemax = _float(params, "AGEMIN"), _float(params, "AGEMAX")
     if agemin is not None and agemax is not None and agemin > agemax:
         raise UsageFault(f"AGEMIN={agemin} is above AGEMAX={agemax}", "AGEMIN")
@@ -104,10 +104,13 @@ def parse_options(params: ParamSet) -> ClassifyOptions:
         parse_int(raw_top, "TOP")
     if not 1 <= top <= MAX_TOP:
         raise UsageFault(f"parameter TOP: {top} is outside 1 to {MAX_TOP}", "TOP")
-    return ClassifyOptions(
-        zmin=zmin, zmax=zmax, z=z, agemin=agemin, agemax=agemax,
-        types=parse_types(params.single("TYPES")), wmin=wmin, wmax=wmax,
-        rlap_min=defaults.rlap_min if rlap is None else rlap, top=top)
+    try:
+        return ClassifyOptions(
+            zmin=zmin, zmax=zmax, z=z, agemin=agemin, agemax=agemax,
+            types=parse_types(params.single("TYPES")), wmin=wmin, wmax=wmax,
+            rlap_min=defaults.rlap_min if rlap is None else rlap, top=top)
+    except ValueError as exc:  # the classifier's own checks of the options
+        raise UsageFault(f"options: {exc}") from exc
 
 
 def parse_format(params: ParamSet) -> ResponseFormat:

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, g, request
 from classify import capability
 from classify.params import ResponseFormat, parse_classify, parse_format
 from classify.service import (
+    MAX_UPLOAD,
     archived_spectrum,
     library,
     read_uploaded,
@@ -17,7 +18,12 @@ from classify.service import (
 from classify.storage import parse_identifier, stored_classifications
 from vo_archive import web
 from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, NotFoundFault, UsageFault
+from vo_archive.dali.errors import (
+    FaultStyle,
+    NotFoundFault,
+    PayloadTooLarge,
+    UsageFault,
+)
 from vo_archive.vosi import add_vosi_routes
 
 bp = Blueprint("classify", __name__)
@@ -28,7 +34,15 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def uploaded() -> tuple[bytes, str] | None:
-    """Return the spectrum sent with the request (a file part or the body), if any."""
+    """Return the spectrum sent with the request (a file part or the body), if any.
+
+    Raises
+    ------
+    PayloadTooLarge
+        If the request is larger than a spectrum may be (read no further).
+    """
+    if (request.content_length or 0) > MAX_UPLOAD + (1 << 20):
+        raise PayloadTooLarge(f"a spectrum may be at most {MAX_UPLOAD >> 20} MiB")
     if request.files:
         if len(request.files) > 1:
             raise UsageFault("upload one spectrum per request")

@@ -211,6 +211,7 @@ def _read_text(data: bytes, name: str) -> Spectrum:
     except UnicodeDecodeError:
         raise SpectrumError(f"{name}: neither FITS nor text") from None
     rows: list[list[float]] = []
+    skipped = 0
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -220,6 +221,7 @@ def _read_text(data: bytes, name: str) -> Spectrum:
             values = [float(p) for p in parts]
         except ValueError:
             if not rows:  # a header line
+                skipped += 1
                 continue
             raise SpectrumError(
                 f"{name}: line {lineno} is not numbers: {line[:40]!r}") from None
@@ -229,6 +231,9 @@ def _read_text(data: bytes, name: str) -> Spectrum:
                 "wavelength, flux[, error])")
         rows.append(values[:3])
     if not rows:
+        if skipped:
+            raise SpectrumError(f"{name}: not a spectrum (no rows of numbers: "
+                                "wavelength, flux[, error])")
         raise SpectrumError(f"{name}: the spectrum is empty")
     width = len(rows[0])
     if any(len(r) != width for r in rows):

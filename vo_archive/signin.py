@@ -42,7 +42,7 @@ from vo_archive.auth import (
 )
 from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.openapi import Param, declare
-from vo_archive.twin import clear_session_cookie
+from vo_archive.twin import clear_session_cookie, served_securely
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _form(status: int = 200, message: str | None = None) -> Response:
         logout_csrf=session_csrf(g.session_value) if g.get("session_value") else "",
         next=_next_path())
     resp = Response(html, status=status, mimetype="text/html")
-    resp.set_cookie(CSRF_COOKIE, token, path="/login", secure=request.is_secure,
+    resp.set_cookie(CSRF_COOKIE, token, path="/login", secure=served_securely(),
                     httponly=True, samesite="Strict")
     resp.cache_control.no_store = True
     return resp
@@ -178,7 +178,7 @@ def _form_sign_in() -> Response:
              g.get("request_id"))
     resp = redirect(web.public_base_url() + _next_path(), code=303)
     resp.set_cookie(SESSION_COOKIE, permit.value, max_age=permit.lifetime, path="/",
-                    secure=request.is_secure, httponly=True, samesite="Lax")
+                    secure=served_securely(), httponly=True, samesite="Lax")
     resp.delete_cookie(CSRF_COOKIE, path="/login")
     g.stale_session = False
     return resp  # type: ignore[return-value]

@@ -104,7 +104,12 @@ def protect_response(resp: Response) -> Response:
     return resp
 
 
+def served_securely() -> bool:
+    """Return whether cookies must be ``Secure``: https, here or at the proxy."""
+    return request.is_secure or web.public_base_url().startswith("https://")
+
+
 def clear_session_cookie(resp: Response) -> None:
     """Make the browser forget its session cookie."""
-    resp.delete_cookie(SESSION_COOKIE, path="/", secure=request.is_secure,
+    resp.delete_cookie(SESSION_COOKIE, path="/", secure=served_securely(),
                        httponly=True, samesite="Lax")

@@ -98,12 +98,14 @@ def interfaces(cap: Capability) -> list[tuple[str, str]]:
         return [(url, cap.security)]
     if cap.standard_id in VOSI_OPEN:
         return [(url, "")]
+    # one securityMethod per interface (VOResource 1.1 §3.3.1, maxOccurs 1)
     if web.in_twin():
-        return [(url, _methods(*SECURITY_METHODS))]
+        return [(url, _methods(m)) for m in SECURITY_METHODS]
     if cap.standard_id in ANONYMOUS_ONLY:
         return [(url, "")]
+    twin = web.twin_absolute(cap.path)
     return [(url, ""), *((url, _methods(m)) for m in SECURITY_METHODS),
-            (web.twin_absolute(cap.path), _methods(*SECURITY_METHODS))]
+            *((twin, _methods(m)) for m in SECURITY_METHODS)]
 
 
 def archive_capability() -> str:
@@ -126,8 +128,9 @@ def archive_capability() -> str:
         "</description>"
         f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
         "</accessURL></interface>"
-        f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
-        f"</accessURL>{_methods(*SECURITY_METHODS)}</interface></capability>")
+        + "".join(f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
+                  f"</accessURL>{_methods(m)}</interface>" for m in SECURITY_METHODS)
+        + "</capability>")
 
 
 def capabilities_document(caps: Sequence[Capability],

@@ -312,6 +312,12 @@ def test_tap_publishes_classifications_joinable_and_proprietary(site: Site) -> N
     assert [(r[0], r[1]) for r in anonymous] == [(site.ia[0], "Ia")]
     assert sorted((r[0], r[1]) for r in member) == sorted(
         [(site.ia[0], "Ia"), (site.ii[0], "II")])
+    for table in ("pessto.classifications", "pessto.classification_matches"):
+        rows = _tap(site, f"SELECT * FROM {table}", site.member)
+        assert rows, table
+    every = _tap(site, "SELECT publisher_did, good, is_latest, classified_at, "
+                 "classifier_version FROM pessto.classifications")
+    assert [r[0] for r in every] == [site.ia[2]]
     r = requests.get(site.url + "/tap/tables/pessto.classifications", timeout=60)
     assert r.status_code == 200 and b"src.redshift" in r.content
     names = {row[0] for row in _tap(
@@ -346,10 +352,12 @@ def test_datalink_offers_the_classifier_and_the_stored_classification(
 
 
 def test_datalink_hides_a_proprietary_classification(site: Site) -> None:
-    anonymous = _links(site, site.ii[2])
-    errors = [r.error_message for r in anonymous]
-    assert len(errors) == 1 and errors[0].startswith("NotFoundFault")
-    assert not any("II" in (r.description or "") for r in anonymous)
+    # an anonymous caller asking only for hidden datasets is challenged (401),
+    # and the answer names no classification
+    r = requests.get(site.url + "/datalink/links", params={"ID": site.ii[2]},
+                     timeout=60)
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+    assert b"II" not in r.content and b"classif" not in r.content.lower()
     member = _links(site, site.ii[2], site.member)
     descriptions = [r.description for r in member
                     if r["local_semantics"] == "classification"]
@@ -483,3 +491,33 @@ def test_run_and_object_pages_show_the_classification(site: Site) -> None:
         assert mine[0]["classification"]["label"].startswith("Ia")
         page = requests.get(site.url + path, timeout=30).text
         assert f'<a href="/classify/stored?ID={site.ia[0]}">Ia' in page
+
+
+def test_oversized_and_multiple_uploads_are_refused(site: Site) -> None:
+    big = b"4000 1\n" * ((24 << 20) // 7)  # 24 MiB of text
+    r = requests.post(site.url + "/classify/sync", data=big, timeout=60,
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 413 and query_status(strict_votable(r.content)) == [
+        "ERROR"]
+    r = requests.post(site.url + "/classify/async", files={
+        "a": ("a.txt", b"4000 1\n"), "b": ("b.txt", b"4000 1\n")}, timeout=60,
+        allow_redirects=False)
+    assert r.status_code == 400 and r.text.startswith("UsageFault: upload one")
+
+
+def test_job_lists_are_separate_per_service(site: Site) -> None:
+    r = requests.post(site.url + "/classify/async", data={"ID": str(site.ia[0])},
+                      allow_redirects=False, timeout=60)
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    tap = requests.post(site.url + "/tap/async", data={
+        "LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM pessto.runs"},
+        allow_redirects=False, timeout=60)
+    tap_id = tap.headers["Location"].rsplit("/", 1)[1]
+    classify_list = requests.get(site.url + "/classify/async", timeout=60).text
+    tap_list = requests.get(site.url + "/tap/async", timeout=60).text
+    assert job_id in classify_list and tap_id not in classify_list
+    assert tap_id in tap_list and job_id not in tap_list
+    assert requests.get(f"{site.url}/tap/async/{job_id}",
+                        timeout=60).status_code == 404
+    assert requests.get(f"{site.url}/classify/async/{tap_id}",
+                        timeout=60).status_code == 404

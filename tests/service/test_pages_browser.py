@@ -174,7 +174,12 @@ def sign_in(driver: Any, url: str, name: str, password: str) -> None:
     driver.find_element(By.NAME, "username").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"))
+    try:
+        wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"), 60)
+    except AssertionError:
+        raise AssertionError(f"not signed in at {driver.current_url}: "
+                             + driver.find_element(By.TAG_NAME, "body").text[:500]
+                             ) from None
     assert driver.find_element(By.ID, "signed-in-as").text == name
 
 

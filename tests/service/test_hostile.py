@@ -5,6 +5,7 @@ malformed HTTP, bad encodings, path traversal. Never a hang, never a 500, never 
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from tests.auth_fixtures import Accounts, accounts  # noqa: F401
 from tests.conftest import Archive, LiveServer, start_server, stop_server
 
 HEAD_TIMEOUT = 3
@@ -253,3 +255,40 @@ def test_server_log_has_no_tracebacks_from_hostile_input(live_server: LiveServer
     assert logs
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     assert "unexpected error" not in text, text[-3000:]
+
+
+# -- requests that once answered 500 ------------------------------------------------
+
+_NAMELESS_PART = (b"--XX\r\nContent-Disposition: form-data\r\n\r\nfoo\r\n--XX--\r\n")
+
+
+@pytest.mark.parametrize("path", ["/tap/sync", "/tap/async", "/scs", "/ssap",
+                                  "/sia2/query", "/siap", "/datalink/links"])
+def test_multipart_part_without_a_name_is_a_usage_fault(live_server: LiveServer,
+                                                        path: str) -> None:
+    r = requests.post(live_server.url + path, data=_NAMELESS_PART, timeout=30,
+                      headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert r.status_code == 400, (path, r.status_code, r.text[:300])
+    assert "part has no name" in r.text, r.text[:300]
+
+
+@pytest.mark.parametrize("extra", [{"BAND": "5e-7"}, {"TIME": "2012-01-01/2014-01-01"},
+                                   {"BAND": "4e-7/8e-7", "TIME": "2012-01-01/"}])
+def test_ssap_unknown_collection_with_band_or_time(live_server: LiveServer,
+                                                   extra: dict[str, str]) -> None:
+    from astropy.io.votable import parse
+
+    r = live_server.get("/ssap", params={"REQUEST": "queryData", "COLLECTION": "nope",
+                                         **extra})
+    assert r.status_code == 200, r.text[:300]
+    table = parse(io.BytesIO(r.content), verify="exception").get_first_table()
+    assert len(table.array) == 0
+
+
+def test_upload_file_name_with_nul_is_rejected(live_server: LiveServer,
+                                               accounts: Accounts) -> None:
+    r = requests.post(live_server.url + "/upload", headers=accounts.reducer.bearer,
+                      files={"file": ("a\x00b.fits", b"SIMPLE  =")}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    result = r.json()["files"][0]
+    assert result["outcome"] == "rejected" and "unsafe file name" in result["reason"]

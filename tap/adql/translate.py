@@ -36,7 +36,14 @@ from queryparser.adql.ADQLParser import ADQLParser
 from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 
-from tap.adql.tokens import Kind, Token, TokenError, split_args, tokenize
+from tap.adql.tokens import (
+    Kind,
+    Token,
+    TokenError,
+    check_size,
+    split_args,
+    tokenize,
+)
 from tap.published import Table, find_table, unquote
 
 #: Longest ADQL text accepted (characters).
@@ -269,6 +276,10 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         significant.pop()
     if not significant:
         raise ADQLError("the query is empty")
+    try:
+        check_size(significant)
+    except TokenError as exc:
+        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
     for t in significant:
         if t.text == ";":
             raise ADQLError(
@@ -290,6 +301,9 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
 
     try:
         translator = _Translator(text)
+    except RecursionError:
+        # check_size keeps real queries far from this; a safety net only
+        raise ADQLError("the query is nested too deeply") from None
     except QuerySyntaxError as exc:
         line, col, near = exc.syntax_errors[0]
         offset = _line_col_offset(text, line, col)
@@ -303,6 +317,8 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         checker.visit(translator.tree)
     except _TreeError as exc:
         raise ADQLError(str(exc), *at(exc.offset)) from None
+    except RecursionError:
+        raise ADQLError("the query is nested too deeply") from None
     try:
         sql = translator.to_postgresql()
     except QueryError as exc:

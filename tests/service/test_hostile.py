@@ -292,3 +292,21 @@ def test_upload_file_name_with_nul_is_rejected(live_server: LiveServer,
     assert r.status_code == 200, r.text[:300]
     result = r.json()["files"][0]
     assert result["outcome"] == "rejected" and "unsafe file name" in result["reason"]
+
+
+@pytest.mark.parametrize("expression", [
+    "(" * 300 + "1" + ")" * 300, "+".join(["1"] * 6000),
+    "ABS(" * 2000 + "1" + ")" * 2000, "(" * 3000 + "1" + ")" * 3000])
+def test_deep_or_huge_adql_is_a_quick_400(live_server: LiveServer, expression: str
+                                          ) -> None:
+    from astropy.io.votable import parse
+
+    t0 = time.monotonic()
+    r = requests.post(live_server.url + "/tap/sync", timeout=60, data={
+        "LANG": "ADQL", "QUERY": f"SELECT TOP 1 {expression} AS x FROM ivoa.ObsCore"})
+    assert time.monotonic() - t0 < 2.0
+    assert r.status_code == 400, r.text[:300]
+    vot = parse(io.BytesIO(r.content), verify="exception")
+    info = next(i for i in vot.resources[0].infos if i.name == "QUERY_STATUS")
+    assert info.value == "ERROR" and "UsageFault" in (info.content or "")
+    assert "more than" in (info.content or ""), info.content

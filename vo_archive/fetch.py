@@ -120,6 +120,11 @@ def allowed(address: str, rule: FetchPolicy) -> bool:
     ip = _plain(raw)
     if any(ip in net or raw in net for net in rule.allow):
         return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        # 6to4 and Teredo addresses carry an IPv4 address a relay would reach
+        embedded = [ip.sixtofour, *(ip.teredo or ())]
+        if any(e is not None and not allowed(str(e), rule) for e in embedded):
+            return False
     return ip.is_global and not (ip.is_loopback or ip.is_private or ip.is_link_local
                                  or ip.is_multicast or ip.is_reserved
                                  or ip.is_unspecified)

@@ -309,7 +309,7 @@ def test_deep_or_huge_adql_is_a_quick_400(live_server: LiveServer, expression: s
     t0 = time.monotonic()
     r = requests.post(live_server.url + "/tap/sync", timeout=60, data={
         "LANG": "ADQL", "QUERY": f"SELECT TOP 1 {expression} AS x FROM ivoa.ObsCore"})
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 5.0, "refused before parsing (it took 54 s)"
     assert r.status_code == 400, r.text[:300]
     vot = parse(io.BytesIO(r.content), verify="exception")
     info = next(i for i in vot.resources[0].infos if i.name == "QUERY_STATUS")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tap.adql.translate import MAX_QUERY_LENGTH, ADQLError, translate
@@ -117,12 +115,14 @@ _ONE = "SELECT TOP 1 {} AS x FROM ivoa.ObsCore"
     (_ONE.format("(" * 6 + "+".join(["1"] * 150) + ")" * 6
                  + "+" + "+".join(["1"] * 100)), "nested too deeply"),
 ])
-def test_too_large_or_too_deep_is_refused_before_parsing(adql: str, message: str
-                                                         ) -> None:
-    t0 = time.monotonic()
+def test_too_large_or_too_deep_is_refused_before_parsing(
+        adql: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(text: str) -> None:
+        raise AssertionError("the parser was reached")
+
+    monkeypatch.setattr("tap.adql.translate._Translator", never)
     with pytest.raises(ADQLError, match=message):
         translate(adql)
-    assert time.monotonic() - t0 < 1.0, "refused by the scan, not by the parser"
 
 
 def _nested_sums(levels: int, terms: int) -> str:

@@ -13,6 +13,7 @@ import http.server
 import io
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from astropy.io.votable import parse
 from flask.testing import FlaskClient
 
 from tests.conftest import Archive, LiveServer
+from tests.tap_fixtures import tap_worker  # noqa: F401
 from vo_archive.app import create_app
 from vo_archive.config import ConfigError, Settings
 from vo_archive.fetch import FetchPolicy, allowed, parse_allow, policy
@@ -275,3 +277,24 @@ def test_failures_of_allowed_fetches_look_alike(loopback_one: FlaskClient,
     assert set(answers.values()) == {
         (400, "UsageFault: UPLOAD t1: could not fetch")}, answers
     assert origin.seen.count("/loop") == 6, "at most 5 redirects followed"
+
+
+def test_async_job_uploads_are_refused_too(live_server: LiveServer,
+                                           tap_worker: Any, origin: Origin) -> None:
+    """The job worker fetches with the same rule (its own settings)."""
+    r = requests.post(live_server.url + "/tap/async", timeout=60, data={
+        "LANG": "ADQL", "QUERY": QUERY, "UPLOAD": f"t1,{origin.url('/t.xml')}",
+        "PHASE": "RUN"})
+    assert r.status_code == 200 and "/tap/async/" in r.url
+    job = r.url
+    deadline = time.monotonic() + 60
+    while True:
+        phase = requests.get(job + "/phase", timeout=30).text.strip()
+        if phase in ("ERROR", "COMPLETED", "ABORTED"):
+            break
+        assert time.monotonic() < deadline, phase
+        time.sleep(0.3)
+    assert phase == "ERROR"
+    error = requests.get(job + "/error", timeout=30)
+    assert "UPLOAD t1: address not allowed" in error.text, error.text[:300]
+    assert origin.seen == []

@@ -434,3 +434,14 @@ def test_413_says_connection_close(tight_server: LiveServer) -> None:
         again = session.get(tight_server.url + "/scs?RA=1&DEC=1&SR=0.1",
                             timeout=30)
         assert again.status_code == 200
+
+
+def test_keepalive_session_survives_refused_uploads(live_server: LiveServer) -> None:
+    """requests reuses its connection: a refused upload must not break the next call."""
+    with requests.Session() as session:
+        for _ in range(3):
+            r = session.put(live_server.url + "/upload/a.fits", data=BIG, timeout=30)
+            assert r.status_code == 401
+            assert r.headers["Connection"] == "close"
+            r = session.get(live_server.url + "/scs?RA=10&DEC=-20&SR=1", timeout=30)
+            assert r.status_code == 200

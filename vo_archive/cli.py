@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "replication.cli",
     "vo_archive.commands.exportcmd",
     "vo_archive.commands.workercmd",
+    "vo_archive.commands.registrycmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -12,6 +12,7 @@ visible gets one error row (DataLink 1.1 §3.4).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -97,14 +98,15 @@ def _qualifier(mode: str) -> str:
 
 
 def _file_links(did: str, pid: int, vno: int, filename: str, size: int, mode: str,
-                product_type: str) -> Iterator[Link]:
+                product_type: str, preferred_format: str | None = None
+                ) -> Iterator[Link]:
     q = _qualifier(mode)
-    yield Link(did, web.absolute(f"/products/{pid}/versions/{vno}"),
-               description=f"The FITS file {filename}", semantics="#this",
-               content_type="application/fits", content_length=size,
-               content_qualifier=q)
+    this = [Link(did, web.absolute(f"/products/{pid}/versions/{vno}"),
+                 description=f"The FITS file {filename}", semantics="#this",
+                 content_type="application/fits", content_length=size,
+                 content_qualifier=q)]
     if product_type in SPECTRUM_TYPES:
-        yield Link(
+        this.append(Link(
             did,
             web.absolute(
                 f"/ssap?REQUEST=getData&PUBDID={quote(did, safe='')}"
@@ -115,15 +117,23 @@ def _file_links(did: str, pid: int, vno: int, filename: str, size: int, mode: st
             content_type="application/x-votable+xml",
             content_qualifier=q,
             local_semantics="spectrum-votable",
-        )
+        ))
+    # the preferred format's #this first: pyvo's getdataset takes the first
+    this.sort(key=lambda link: link.content_type != preferred_format)
+    yield from this
     yield Link(did, web.absolute(preview_path(pid, vno)),
                description="Plot of the spectrum" if mode == "spectroscopy"
                else "Thumbnail of the image", semantics="#preview",
                content_type="image/png")
 
 
-def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
-    """Return the links of one dataset (an error row when it is not visible)."""
+def links_of(conn: Connection, did: str, authority: str,
+             preferred_format: str | None = None) -> list[Link]:
+    """Return the links of one dataset (an error row when it is not visible).
+
+    ``preferred_format`` (a MIME type) puts the ``#this`` link of that format
+    first.
+    """
     ids = parse_publisher_did(did, authority)
     if ids is None:
         return [Link(did, error_message=f"NotFoundFault: {did} is not a dataset "
@@ -140,7 +150,8 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
                      "not public)", semantics="#this")]
     version_id, filename, size, mode, product_type = row
-    out = list(_file_links(did, pid, vno, filename, size, mode, product_type))
+    out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
+                           preferred_format))
     for ovno, ofile, osize, current in conn.execute(
             select(v.c.version_no, v.c.filename, v.c.file_size, v.c.is_current)
             .where(v.c.product_id == pid, v.c.version_no != vno)
@@ -157,7 +168,21 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
     return out
 
 
+#: Where the ESO archive's DataLink service answers for a raw frame
+#: (``{dp_id}``: the frame's ESO identifier, its file name without ``.fits``);
+#: ``[datalink] eso_raw_links`` in the configuration, empty for none.
+ESO_RAW_LINKS = "https://archive.eso.org/datalink/links?ID=ivo://eso.org/ID?{dp_id}"
+
+
+def eso_raw_url(template: str, filename: str) -> str:
+    """Return the ESO archive's links URL of a raw frame's file name."""
+    dp_id = re.sub(r"\.fits(\.(gz|Z|fz))?\Z", "", filename, flags=re.IGNORECASE)
+    return template.replace("{dp_id}", quote(dp_id, safe=":.-"))
+
+
 def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]:
+    eso = str(web.settings().extra.get("datalink", {}).get("eso_raw_links",
+                                                           ESO_RAW_LINKS))
     pv, v, p = provenance, version, product
     ref = v.alias("ref")
     ref_p = p.alias("ref_p")
@@ -179,6 +204,14 @@ def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]
                      "associated": "#auxiliary"}.get(
             relation, _CALIBRATION_SEMANTICS.get(keyword, "#calibration"))
         desc = f"{ref_name} ({keyword}: {relation})"
+        if rpid is None and relation == "raw" and eso:
+            # raw frames are kept by the ESO archive: its DataLink service
+            # gives the frame, its calibrations and its night log
+            out.append(Link(did, eso_raw_url(eso, ref_name),
+                            description=f"{desc}, at the ESO archive",
+                            semantics=semantics, content_type=DATALINK_FORMAT,
+                            content_qualifier="#raw", local_semantics=keyword))
+            continue
         if rpid is None:
             where = "held at the ESO archive" if relation == "raw" else \
                 "not public or not held here"
@@ -235,11 +268,13 @@ def links() -> Response:
                          "ID")
     s = web.settings()
     maxrec = parse_maxrec(params, s.maxrec_hard, s.maxrec_hard)
+    preferred = params.single("PREFERRED_FORMAT")
     rows: list[list[Any]] = []
     overflow = False
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row() for link in links_of(conn, did, s.publisher_authority)]
+            batch = [link.row() for link in links_of(conn, did, s.publisher_authority,
+                                                     preferred)]
             if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break

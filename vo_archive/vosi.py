@@ -94,22 +94,31 @@ def capabilities_document(caps: Sequence[Capability],
     ns.update(namespaces or {})
     decl = " ".join(f"xmlns:{k}={quoteattr(v)}" for k, v in ns.items())
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<vosi:capabilities {decl}>"]
-    for cap in caps:
-        t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
-        version = f" version={quoteattr(cap.version)}" if cap.version else ""
-        parts.append(f"<capability standardID={quoteattr(cap.standard_id)}{t}>")
-        for security in interface_security(cap):
-            parts.append(
-                f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}'
-                f'{version}>'
-                f"<accessURL use={quoteattr(cap.use)}>"
-                f"{escape(web.absolute(cap.path))}</accessURL>"
-                f"{security}{cap.interface_body}</interface>"
-            )
-        parts.append(cap.body)
-        parts.append("</capability>")
+    parts += [capability_xml(cap) for cap in caps]
     parts.append("</vosi:capabilities>\n")
     return "".join(parts).encode()
+
+
+def capability_xml(cap: Capability) -> str:
+    """Return the ``<capability>`` element of ``cap`` (VOResource 1.1 §3.2).
+
+    The same element stands in VOSI capabilities and in registry records; it
+    uses the prefixes ``xsi``, ``vs`` and the capability type's own.
+    """
+    t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
+    version = f" version={quoteattr(cap.version)}" if cap.version else ""
+    parts = [f"<capability standardID={quoteattr(cap.standard_id)}{t}>"]
+    for security in interface_security(cap):
+        parts.append(
+            f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}'
+            f'{version}>'
+            f"<accessURL use={quoteattr(cap.use)}>"
+            f"{escape(web.absolute(cap.path))}</accessURL>"
+            f"{security}{cap.interface_body}</interface>"
+        )
+    parts.append(cap.body)
+    parts.append("</capability>")
+    return "".join(parts)
 
 
 def vosi_capabilities(base: str) -> list[Capability]:

@@ -273,7 +273,9 @@ def test_multipart_part_without_a_name_is_a_usage_fault(live_server: LiveServer,
                                                         path: str) -> None:
     r = requests.post(live_server.url + path, data=_NAMELESS_PART, timeout=30,
                       headers={"Content-Type": "multipart/form-data; boundary=XX"})
-    assert r.status_code == 400, (path, r.status_code, r.text[:300])
+    # SCS 1.03 answers its errors with HTTP 200 and the error VOTable
+    assert r.status_code == (200 if path == "/scs" else 400), (path, r.status_code,
+                                                               r.text[:300])
     assert "part has no name" in r.text, r.text[:300]
 
 

@@ -116,7 +116,8 @@ def test_upgrade_to_row_security_keeps_what_each_caller_sees(
     assert after == before
     assert before[("ivoa.obscore", False)] < before[("ivoa.obscore", True)]
     assert owners == {"pessto_published"}
-    assert secured == {"product", "version", "provenance", "run", "target"}
+    assert secured == {"product", "version", "provenance", "run", "target",
+                       "classification"}
     # a product made proprietary hides its versions at once, and back
     with engine.begin() as conn:
         pid = conn.execute(text(

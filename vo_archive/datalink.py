@@ -29,6 +29,7 @@ from vo_archive.dali.responseformat import parse_response_format, require_votabl
 from vo_archive.obscore import DATALINK_FORMAT
 from vo_archive.previews import preview_path
 from vo_archive.published import product, provenance, version
+from vo_archive.soda_descriptor import cutout_link
 from vo_archive.vosi import Capability, add_vosi_routes, vosi_capabilities
 from vo_archive.votable import Field, Info, TableDocument, stream_votable
 
@@ -82,11 +83,15 @@ class Link:
     content_length: int | None = None
     content_qualifier: str | None = None
     local_semantics: str | None = None
+    service_def: str | None = None
+    #: The service descriptor RESOURCE that ``service_def`` names.
+    descriptor: str = ""
 
     def row(self) -> list[Any]:
         """Return the TABLEDATA row."""
         ok = self.error_message is None
-        return [self.id, self.access_url, None, self.error_message, self.description,
+        return [self.id, self.access_url, self.service_def, self.error_message,
+                self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
                 "false" if ok else None, True if ok else None]
@@ -141,6 +146,12 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
                      "not public)", semantics="#this")]
     version_id, filename, size, mode, product_type = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type))
+    soda = cutout_link(conn, did, version_id, mode, product_type)
+    if soda is not None:
+        out.append(Link(did, description="SODA cutout service for this dataset",
+                        semantics="#cutout", content_type="application/fits",
+                        content_qualifier=_qualifier(mode),
+                        service_def=soda.descriptor_id, descriptor=soda.descriptor))
     for ovno, ofile, osize, current in conn.execute(
             select(v.c.version_no, v.c.filename, v.c.file_size, v.c.is_current)
             .where(v.c.product_id == pid, v.c.version_no != vno)
@@ -236,16 +247,20 @@ def links() -> Response:
     s = web.settings()
     maxrec = parse_maxrec(params, s.maxrec_hard, s.maxrec_hard)
     rows: list[list[Any]] = []
+    descriptors: dict[str, str] = {}
     overflow = False
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row() for link in links_of(conn, did, s.publisher_authority)]
-            if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
+            found = links_of(conn, did, s.publisher_authority)
+            if rows and len(rows) + len(found) > maxrec:  # truncate between IDs only
                 overflow = True
                 break
-            rows += batch
+            rows += [link.row() for link in found]
+            descriptors.update((k.service_def, k.descriptor) for k in found
+                               if k.service_def)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
-    doc = TableDocument(FIELDS, infos, table_name="links")
+    doc = TableDocument(FIELDS, infos, table_name="links",
+                        trailing_resources=list(descriptors.values()))
     # stream_votable flags OVERFLOW when it is offered a row past its limit
     body = b"".join(stream_votable(doc, rows + rows[-1:], len(rows)) if overflow
                     else stream_votable(doc, rows, None))

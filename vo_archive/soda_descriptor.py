@@ -102,7 +102,7 @@ def cutout_link(conn: Connection, did: str, version_id: int, mode: str,
                          inner="<VALUES><OPTION value=\"I\"/></VALUES>"))
     ident = f"soda-{version_id}"
     return Cutout(ident, service_descriptor(
-        ident, SODA_PATH, SODA_STANDARD, inputs, name="cutout",
+        ident, SODA_PATH, SODA_STANDARD, inputs,
         description="Cut out a region of the image" if mode == "imaging"
         else "Cut out a wavelength range of the spectrum",
         content_type="application/fits"))

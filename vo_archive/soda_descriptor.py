@@ -68,12 +68,13 @@ def cutout_link(conn: Connection, did: str, version_id: int, mode: str,
     if mode != "imaging" and not spectrum:
         return None
     v = version.c
-    row = conn.execute(select(v.footprint, v.em_min, v.em_max, v.mjd_obs, v.mjd_end)
+    row = conn.execute(select(v.footprint, v.em_min, v.em_max, v.mjd_obs, v.mjd_end,
+                              v.header["CTYPE1"].astext)
                        .where(v.version_id == version_id)).one()
-    footprint, em_min, em_max, t_min, t_max = row
+    footprint, em_min, em_max, t_min, t_max, ctype1 = row
     pairs = spherical_pairs(str(footprint)) if footprint is not None else None
-    if mode == "imaging" and not pairs:
-        return None
+    if mode == "imaging" and not (pairs and str(ctype1 or "").startswith("RA")):
+        return None  # no sky WCS (biases, flats): nothing to cut by position
     inputs = [Field("ID", "char", "*", ucd="meta.ref.url;meta.curation",
                     description="Publisher DID of the dataset").element("PARAM", did)]
     if mode == "imaging" and pairs:

@@ -276,3 +276,15 @@ def test_capabilities_and_availability(live_server: LiveServer) -> None:
     assert SODA in caps.text and f"{live_server.url}/soda/sync" in caps.text
     avail = live_server.get("/soda/availability")
     assert avail.status_code == 200 and "<vosi:available>true" in avail.text
+
+
+def test_images_without_sky_coordinates_offer_no_cutout(live_server: LiveServer
+                                                        ) -> None:
+    bias = _product(live_server, "p.mode = 'imaging' AND v.header->>'CTYPE1' IS NULL "
+                    "AND v.naxis1 > 0")
+    links = live_server.get("/datalink/links", params={"ID": str(bias["did"])})
+    assert links.status_code == 200 and "#cutout" not in links.text
+    r = _soda(live_server, str(bias["did"]), CIRCLE=f"{bias['ra'] or 10} "
+              f"{bias['dec'] or 10} 0.01")
+    assert r.status_code == 400
+    assert r.text.startswith("UsageError: ") and "WCS" in r.text

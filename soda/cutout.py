@@ -2,7 +2,9 @@
 
 - Images: CIRCLE, POLYGON or POS select the smallest pixel box holding every
   pixel whose centre is in the region (and the pixels holding the region's
-  centre or vertices, so that a region smaller than a pixel still gets one);
+  centre or vertices, so that a region smaller than a pixel still gets one;
+  a region narrower than 1/128 of the image that crosses it with no vertex
+  in it can be missed);
   astropy's ``Cutout2D`` cuts it and its WCS (CRPIX) goes into the header.
   Other image HDUs of the same shape (weight maps) are cut alike; the others
   are kept as they are.
@@ -137,14 +139,31 @@ def _image_index(hdul: fits.HDUList) -> int:
                      "cannot be cut by position")
 
 
+def _mask(wcs: WCS, region: Region, xs: npt.NDArray[np.int64],
+          ys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Return which pixels of the grid ``ys`` x ``xs`` have their centre in a region."""
+    xx, yy = np.meshgrid(xs, ys)
+    ra, dec = wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
+    return contains(region, np.asarray(ra, float), np.asarray(dec, float)
+                    ).reshape(ys.size, xs.size)
+
+
+def _grid(n: int, step: int) -> npt.NDArray[np.int64]:
+    """Return every ``step``-th index of ``range(n)``, the last one included."""
+    return np.unique(np.append(np.arange(0, n, step), n - 1))
+
+
 def _pixel_box(wcs: WCS, shape: tuple[int, int], region: Region
                ) -> tuple[int, int, int, int]:
-    """Return (x0, x1, y0, y1), inclusive, of the pixels a region selects."""
+    """Return (x0, x1, y0, y1), inclusive, of the pixels a region selects.
+
+    A grid of about 128 x 128 pixels finds where the region is; the pixels
+    around its extent, one grid step wide, are then tested one by one. The
+    pixels holding the region's centre or vertices always count, so a region
+    smaller than the grid step is not missed.
+    """
     ny, nx = shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    ra, dec = wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
-    inside = contains(region, np.asarray(ra, float), np.asarray(dec, float)
-                      ).reshape(ny, nx)
+    anchors = []
     for a, d in _anchors(region):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -152,12 +171,28 @@ def _pixel_box(wcs: WCS, shape: tuple[int, int], region: Region
         if np.isfinite(px) and np.isfinite(py):
             ix, iy = round(float(px)), round(float(py))
             if 0 <= ix < nx and 0 <= iy < ny:
-                inside[iy, ix] = True
-    if not inside.any():
+                anchors.append((ix, iy))
+    step = max(1, min(nx, ny) // 128)
+    gx, gy = _grid(nx, step), _grid(ny, step)
+    rows, cols = np.nonzero(_mask(wcs, region, gx, gy))
+    xs = [*gx[cols].tolist(), *(a[0] for a in anchors)]
+    ys = [*gy[rows].tolist(), *(a[1] for a in anchors)]
+    if not xs:
         raise NoOverlap("the region does not overlap the image")
-    rows = np.flatnonzero(inside.any(axis=1))
-    cols = np.flatnonzero(inside.any(axis=0))
-    return int(cols[0]), int(cols[-1]), int(rows[0]), int(rows[-1])
+    x0, x1 = max(0, min(xs) - step), min(nx - 1, max(xs) + step)
+    y0, y1 = max(0, min(ys) - step), min(ny - 1, max(ys) + step)
+    if step == 1 or (min(xs) == 0 and min(ys) == 0 and max(xs) == nx - 1
+                     and max(ys) == ny - 1):
+        return min(xs), max(xs), min(ys), max(ys)
+    fine = _mask(wcs, region, np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+    for ix, iy in anchors:
+        if x0 <= ix <= x1 and y0 <= iy <= y1:
+            fine[iy - y0, ix - x0] = True
+    frows, fcols = np.nonzero(fine)
+    if frows.size == 0:
+        raise NoOverlap("the region does not overlap the image")
+    return (x0 + int(fcols.min()), x0 + int(fcols.max()),
+            y0 + int(frows.min()), y0 + int(frows.max()))
 
 
 def cut_image(hdul: fits.HDUList, region: Region, filename: str) -> fits.HDUList:

@@ -158,6 +158,20 @@ def _spectrum_band(live_server: LiveServer, where: str) -> None:
     assert band[1] * 1e10 - cut.wave.max() < step * 1.01
     with fits.open(path) as hdul:
         assert "SODA cutout" in str(hdul[0].header.get("HISTORY", ""))
+    did = str(spec["did"])
+    mid = (lo + hi) / 2
+    r = _soda(live_server, did, BAND=f"{mid!r} {mid!r}")  # narrower than a pixel
+    assert r.status_code == 200
+    path.write_bytes(r.content)
+    assert read_spectrum(path).wave.size == 1
+    assert _soda(live_server, did, BAND=f"{hi * 1.1!r} +Inf").status_code == 204
+    # a spectrum is cut by wavelength only: a region gives all of it or nothing
+    ra, dec = float(spec["ra"]), float(spec["dec"])  # type: ignore[arg-type]
+    whole = _soda(live_server, did, CIRCLE=f"{ra!r} {dec!r} 0.01")
+    assert whole.status_code == 200
+    assert hashlib.sha256(whole.content).hexdigest() == spec["sha256"]
+    far = _soda(live_server, did, CIRCLE=f"{(ra + 90) % 360!r} {dec / 2!r} 0.01")
+    assert far.status_code == 204
 
 
 def test_phase3_spectrum_band_through_pyvo(live_server: LiveServer) -> None:

@@ -55,6 +55,7 @@ def _covering_circle(pairs: list[float]) -> tuple[float, float, float]:
     x, y, z = (sum(v[i] for v in vecs) for i in range(3))
     norm = math.sqrt(x * x + y * y + z * z) or 1.0
     ra = math.degrees(math.atan2(y, x)) % 360.0
+    ra = 0.0 if ra >= 360.0 else ra  # -1e-15 % 360 is 360.0
     dec = math.degrees(math.asin(max(-1.0, min(1.0, z / norm))))
     radius = max(math.degrees(math.acos(max(-1.0, min(1.0, (
         v[0] * x + v[1] * y + v[2] * z) / norm)))) for v in vecs)

@@ -157,13 +157,15 @@ def _pixel_box(wcs: WCS, shape: tuple[int, int], region: Region
                ) -> tuple[int, int, int, int]:
     """Return (x0, x1, y0, y1), inclusive, of the pixels a region selects.
 
-    A grid of about 128 x 128 pixels finds where the region is; the pixels
-    around its extent, one grid step wide, are then tested one by one. The
-    pixels holding the region's centre or vertices always count, so a region
-    smaller than the grid step is not missed.
+    A grid of about 128 x 128 pixels finds where the region is; then only the
+    four strips, one grid step either side of each edge of what it found, are
+    tested pixel by pixel (the box's edges lie there). The pixels holding the
+    region's centre or vertices always count, so a region smaller than the
+    grid step is not missed.
     """
     ny, nx = shape
-    anchors = []
+    xs: list[int] = []
+    ys: list[int] = []
     for a, d in _anchors(region):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -171,28 +173,31 @@ def _pixel_box(wcs: WCS, shape: tuple[int, int], region: Region
         if np.isfinite(px) and np.isfinite(py):
             ix, iy = round(float(px)), round(float(py))
             if 0 <= ix < nx and 0 <= iy < ny:
-                anchors.append((ix, iy))
+                xs.append(ix)
+                ys.append(iy)
     step = max(1, min(nx, ny) // 128)
     gx, gy = _grid(nx, step), _grid(ny, step)
     rows, cols = np.nonzero(_mask(wcs, region, gx, gy))
-    xs = [*gx[cols].tolist(), *(a[0] for a in anchors)]
-    ys = [*gy[rows].tolist(), *(a[1] for a in anchors)]
+    xs += gx[cols].tolist()
+    ys += gy[rows].tolist()
     if not xs:
         raise NoOverlap("the region does not overlap the image")
-    x0, x1 = max(0, min(xs) - step), min(nx - 1, max(xs) + step)
-    y0, y1 = max(0, min(ys) - step), min(ny - 1, max(ys) + step)
-    if step == 1 or (min(xs) == 0 and min(ys) == 0 and max(xs) == nx - 1
-                     and max(ys) == ny - 1):
-        return min(xs), max(xs), min(ys), max(ys)
-    fine = _mask(wcs, region, np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
-    for ix, iy in anchors:
-        if x0 <= ix <= x1 and y0 <= iy <= y1:
-            fine[iy - y0, ix - x0] = True
-    frows, fcols = np.nonzero(fine)
-    if frows.size == 0:
-        raise NoOverlap("the region does not overlap the image")
-    return (x0 + int(fcols.min()), x0 + int(fcols.max()),
-            y0 + int(frows.min()), y0 + int(frows.max()))
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if step == 1:
+        return x0, x1, y0, y1
+    wx = np.arange(max(0, x0 - step), min(nx - 1, x1 + step) + 1)
+    wy = np.arange(max(0, y0 - step), min(ny - 1, y1 + step) + 1)
+    left, right = wx[wx <= x0 + step], wx[wx >= x1 - step]
+    low, high = wy[wy <= y0 + step], wy[wy >= y1 - step]
+    found = np.flatnonzero(_mask(wcs, region, left, wy).any(axis=0))
+    x0 = min(x0, int(left[found[0]])) if found.size else x0
+    found = np.flatnonzero(_mask(wcs, region, right, wy).any(axis=0))
+    x1 = max(x1, int(right[found[-1]])) if found.size else x1
+    found = np.flatnonzero(_mask(wcs, region, wx, low).any(axis=1))
+    y0 = min(y0, int(low[found[0]])) if found.size else y0
+    found = np.flatnonzero(_mask(wcs, region, wx, high).any(axis=1))
+    y1 = max(y1, int(high[found[-1]])) if found.size else y1
+    return x0, x1, y0, y1
 
 
 def cut_image(hdul: fits.HDUList, region: Region, filename: str) -> fits.HDUList:

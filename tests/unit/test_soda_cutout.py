@@ -31,24 +31,29 @@ def test_contains(region: Region, ra: float, dec: float, inside: bool) -> None:
     assert bool(contains(region, np.array([ra]), np.array([dec]))[0]) is inside
 
 
-def _wcs() -> WCS:
+def _wcs(angle: float = 0.0) -> WCS:
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [150.0, -30.0]
     w.wcs.crpix = [300.5, 250.5]
-    w.wcs.cd = [[-0.24 / 3600, 0.0], [0.0, 0.24 / 3600]]
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    w.wcs.cd = (np.array([[-c, s], [s, c]]) * 0.24 / 3600).tolist()
     return w
 
 
+@pytest.mark.parametrize("angle", [0.0, 33.0])
 @pytest.mark.parametrize("region", [
     Circle(150.0, -30.0, 20 / 3600),
     Circle(150.02459, -29.98196, 60 / 3600),  # centred off a corner
     Box(149.99, 150.01, -30.02, -30.0),
     Polygon(((150.0, -30.0), (150.02, -30.0), (150.0, -29.98))),
     Circle(150.0, -30.0, 1.0),  # the whole image
+    Polygon(((149.99, -30.01), (150.03, -29.99), (150.029, -29.989))),  # a sliver
+    Polygon(((149.98, -30.02), (150.02, -30.02), (150.02, -29.98), (150.0, -30.0),
+             (149.98, -29.98))),  # not convex
 ])
-def test_pixel_box_is_the_pixel_by_pixel_box(region: Region) -> None:
-    wcs, shape = _wcs(), (500, 600)
+def test_pixel_box_is_the_pixel_by_pixel_box(region: Region, angle: float) -> None:
+    wcs, shape = _wcs(angle), (500, 600)
     full = _mask(wcs, region, np.arange(600), np.arange(500))
     for ra, dec in _anchors(region):  # the pixels holding a vertex count too
         x, y = (round(float(v)) for v in wcs.world_to_pixel_values(ra, dec))

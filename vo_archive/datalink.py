@@ -6,10 +6,10 @@ file's provenance keywords (``#progenitor`` for raw frames and parent files,
 ``#bias``/``#flat``/``#calibration`` for calibrations, ``#auxiliary`` for
 associated files), the other versions of the product (``#coderived``: derived
 from the same raw data), and the products made from this one
-(``#derivation``), and for images and 1D spectra the SODA cutout service
+(``#derivation``); for images and 1D spectra also the SODA cutout service
 (``#cutout``, a service descriptor: :mod:`vo_archive.soda_descriptor`). Rows of
-one ID are consecutive; an ID that is unknown or not
-visible gets one error row (DataLink 1.1 §3.4).
+one ID are consecutive; an ID that is unknown or not visible gets one error row
+(DataLink 1.1 §3.4).
 """
 
 from __future__ import annotations

@@ -3,12 +3,21 @@
 Builds its own archive (embedded PostgreSQL in a scratch home) with two runs of
 large synthetic images (``vo_archive.retrieval.bigdemo``), serves it with one
 gunicorn worker, downloads each run with ``curl`` to /dev/null and reports the
-throughput next to ``tar cf - FILES | cat > /dev/null`` (and, for reference,
-``tar cf - FILES > /dev/null``, which GNU tar short-cuts without reading the
+throughput next to ``tar cPf - FILES | cat > /dev/null`` (and, for reference,
+``tar cPf - FILES > /dev/null``, which GNU tar short-cuts without reading the
 files) over the same stored files, plus the worker's peak resident memory
 (VmHWM) after each size, in a fresh server per size.
 
-    python bench/download.py [--sizes 100,2000] [--home DIR] [--keep]
+    python bench/download.py [--sizes 100,2000] [--home DIR] [--keep] [--smoke]
+
+The scratch home (made open to the embedded cluster's server user, as the tests
+do) is removed at the end unless ``--keep`` or ``--home``; its cluster is
+stopped. ``--smoke`` builds runs of 2 and 6 MB of small files, once each: a
+check that the script works, not a measurement. Prints one row per size, then
+the load averages (1, 5 and 15 minutes) before and after::
+
+    run MB  files  tar|cat MB/s  tar>null MB/s  HTTP tar MB/s  ratio  HTTP zip MB/s
+        worker RSS before/peak MB
 
 Figures depend on the machine and its load; run it on a quiet machine.
 """
@@ -30,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests
 from sqlalchemy import text
 
+from bench.common import child_env, scratch_dir, stop_embedded, web_workers
 from vo_archive.config import load_settings
 from vo_archive.db import migrate
 from vo_archive.db.cluster import free_port
@@ -40,8 +50,8 @@ from vo_archive.retrieval.bigdemo import generate_large
 MB = 1_000_000
 
 
-def build(home: Path, size_mb: int, seed: int) -> str:
-    """Generate and ingest a run of ``size_mb``; return its name."""
+def build(home: Path, size_mb: int, seed: int, file_bytes: int) -> str:
+    """Generate and ingest a run of ``size_mb`` in files of ``file_bytes``."""
     run = f"bench{size_mb}mb"
     settings = load_settings()
     engine = get_engine(settings)
@@ -53,7 +63,7 @@ def build(home: Path, size_mb: int, seed: int) -> str:
         return run
     src = home / f"src-{run}"
     print(f"generating {size_mb} MB ...", file=sys.stderr)
-    generate_large(src, size_mb * MB, seed=seed)
+    generate_large(src, size_mb * MB, file_bytes=file_bytes, seed=seed)
     print("ingesting ...", file=sys.stderr)
     with Ingestor(settings, engine, run_name=run, workers=1) as ing:
         ing.ingest_paths([src])
@@ -89,30 +99,33 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
-def workers_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, check=False).stdout.split()
-    return [int(p) for p in out]
-
-
 def serve() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "vo_archive", "serve", "--port",
                              str(port), "--workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=child_env())
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
             requests.get(url + "/runs?format=json", timeout=2)
             return proc, url
         except requests.ConnectionError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.2)
-    raise RuntimeError("server did not start")
+    stop(proc)
+    raise RuntimeError("vo-archive serve did not start")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 def bench(run: str, repeat: int) -> dict[str, float]:
@@ -120,13 +133,17 @@ def bench(run: str, repeat: int) -> dict[str, float]:
     size = sum(os.path.getsize(f) for f in files)
     listing = Path(tempfile.mkstemp(suffix=".lst")[1])
     listing.write_text("\n".join(files) + "\n")
-    timed(f"tar cf - -T {listing} | cat > /dev/null")  # warm the page cache
-    tar_pipe = min(timed(f"tar cf - -T {listing} | cat > /dev/null")
+    timed(f"tar cPf - -T {listing} | cat > /dev/null")  # warm the page cache
+    tar_pipe = min(timed(f"tar cPf - -T {listing} | cat > /dev/null")
                    for _ in range(repeat))
-    tar_null = min(timed(f"tar cf - -T {listing} > /dev/null") for _ in range(repeat))
+    tar_null = min(timed(f"tar cPf - -T {listing} > /dev/null") for _ in range(repeat))
     proc, url = serve()
     try:
-        (worker,) = workers_of(proc.pid)
+        workers = web_workers(proc.pid)
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one gunicorn web worker of {proc.pid}, "
+                               f"found {workers}")
+        worker = workers[0]
         requests.get(f"{url}/runs/{run}?format=json", timeout=60)  # warm the worker
         rss0 = peak_rss_kb(worker)
         dl = min(timed(f"curl -sf -o /dev/null '{url}/runs/{run}/download'")
@@ -143,23 +160,45 @@ def bench(run: str, repeat: int) -> dict[str, float]:
             "rss_peak_mb": rss1 / 1024}
 
 
+def loadavg() -> str:
+    """Return the 1, 5 and 15-minute load averages as /proc/loadavg gives them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> int:
     """Run the benchmark and print a table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100,2000", help="run sizes in MB")
-    ap.add_argument("--home", default=None, help="scratch archive home (kept)")
+    ap.add_argument("--home", type=Path, default=None,
+                    help="archive home (kept; runs already there are reused)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch home")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few seconds on tiny runs: checks the script, measures "
+                    "nothing")
     args = ap.parse_args()
-    home = Path(args.home or tempfile.mkdtemp(prefix="vo-archive-bench-"))
+    file_bytes = 16 << 20
+    if args.smoke:
+        args.sizes, args.repeat, file_bytes = "2,6", 1, 64 << 10
+    for tool in ("curl", "tar"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench/download.py needs {tool} on the PATH")
+    home = args.home.absolute() if args.home else scratch_dir("vo-archive-bench-")
     home.mkdir(parents=True, exist_ok=True)
     os.environ["VO_ARCHIVE_HOME"] = str(home)
     os.environ.pop("VO_ARCHIVE_DSN", None)
-    print(f"archive home: {home}; load average {os.getloadavg()[0]:.2f}",
-          file=sys.stderr)
+    os.environ.pop("VO_ARCHIVE_CONFIG", None)
+    print(f"archive home: {home}", file=sys.stderr)
+    before = loadavg()
     rows = []
-    for i, mb in enumerate(int(s) for s in args.sizes.split(",")):
-        run = build(home, mb, seed=11 + i)
-        rows.append(bench(run, args.repeat))
+    try:
+        for i, mb in enumerate(int(s) for s in args.sizes.split(",")):
+            run = build(home, mb, seed=11 + i, file_bytes=file_bytes)
+            rows.append(bench(run, args.repeat))
+    finally:
+        stop_embedded(home)
+        if args.home is None and not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
     print(f"{'run MB':>8} {'files':>6} {'tar|cat MB/s':>13} {'tar>null MB/s':>14} "
           f"{'HTTP tar MB/s':>14} {'ratio':>6} {'HTTP zip MB/s':>14} "
           f"{'worker RSS before/peak MB':>26}")
@@ -168,7 +207,7 @@ def main() -> int:
               f"{r['tar_null']:14.0f} {r['http_tar']:14.0f} "
               f"{r['http_tar'] / r['tar_pipe']:6.2f} {r['http_zip']:14.0f} "
               f"{r['rss_before_mb']:12.1f} / {r['rss_peak_mb']:.1f}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    print(f"load average before: {before}; after: {loadavg()}")
     return 0
 
 

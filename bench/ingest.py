@@ -7,7 +7,17 @@ identical re-ingest (everything unchanged), with the CPU time per file spent
 in the recording process, in the reader processes and in PostgreSQL (wall-clock
 rates depend on other load on the machine; CPU times much less).
 
-    python bench/ingest.py [--products 5000] [--workers N] [--data DIR]
+    python bench/ingest.py [--products 5000] [--workers N] [--data DIR] [--smoke]
+
+Prints, for the first ingest and for the re-ingest::
+
+    first ingest: N files, M MB in T s = R products/s, S MB/s (new N, versions N,
+        unchanged N, rejected N)
+      CPU per file: recording X ms, readers X ms, PostgreSQL X ms, total X ms
+        (load average L)
+
+``--smoke`` ingests 300 products: a check that the script works, not a
+measurement.
 
 Target (issue 2): at least 1000 products/s on a 2-core machine.
 """
@@ -19,13 +29,13 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 # the repository first: bench/tap.py must not shadow the tap package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_dir
 from vo_archive.config import Settings
 from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster
@@ -79,10 +89,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--data", type=Path, default=None,
                     help="reuse (or create) the demo files in this folder")
+    ap.add_argument("--smoke", action="store_true",
+                    help="300 products: checks the script, measures nothing")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="vo-archive-bench-"))
-    root.chmod(0o755)
+    if args.smoke:
+        args.products = 300
+    root = scratch_dir("vo-archive-bench-")
     data = args.data or root / "data"
+    cluster = EmbeddedCluster(root / "pgdata")
     try:
         if not data.exists() or len(list(data.glob("*.fits"))) < args.products * 0.9:
             t = time.perf_counter()
@@ -90,7 +104,6 @@ def main() -> None:
             print(f"generated {len(files)} files in {time.perf_counter() - t:.1f} s")
         files = sorted(data.glob("*.fits"))
         size = sum(f.stat().st_size for f in files)
-        cluster = EmbeddedCluster(root / "pgdata")
         cluster.init()
         settings = Settings(
             home=root / "home", dsn=cluster.dsn(), ingest_batch=args.batch
@@ -122,8 +135,8 @@ def main() -> None:
                   f"PostgreSQL {ms[2]:.2f} ms, total {sum(ms):.2f} ms "
                   f"(load average {os.getloadavg()[0]:.2f})")
         engine.dispose()
-        cluster.stop("immediate")
     finally:
+        cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -25,7 +25,18 @@ stand in. A response counts as an error unless it is 200 with the whole body
 p50/p99 latency overall and per kind, and the error count (target: 0).
 
     python bench/load.py [--home DIR] [--products N] [--url URL]
-                         [--clients 32] [--duration 60] [--processes 4]
+                         [--clients 32] [--duration 60] [--processes 4] [--smoke]
+
+Prints the mix, then::
+
+    requests: N in T s = R requests/s
+    latency: p50 X ms, p99 X ms, max X ms
+    errors: N
+
+and a table of kind, requests, req/s, p50 ms, p99 ms and errors per kind; the
+exit status is 1 if there was any error. ``--smoke`` (200 products in a scratch
+home removed afterwards, 4 clients for 3 s) checks the script and measures
+nothing.
 
 The figures depend on the machine and its load: say under what load they were
 taken. The run always stops by itself after ``--duration`` (+ a drain of at most
@@ -40,6 +51,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
 
-from bench.common import prepare_archive
+from bench.common import child_env, prepare_archive, scratch_dir, stop_embedded
 from vo_archive.config import Settings
 from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine
@@ -254,16 +266,33 @@ def main() -> int:
                     help="server worker processes (default: vo-archive's)")
     ap.add_argument("--timeout", type=float, default=30.0,
                     help="per-request timeout, seconds")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a tiny archive, 4 clients for 3 s: checks the script, "
+                    "measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.products, args.clients, args.duration = 200, 4, 3.0
+        args.processes, args.workers = 2, 2
+        args.home = scratch_dir("vo-archive-bench-load-")
     home = args.home.absolute()
     home.mkdir(parents=True, exist_ok=True)
+    try:
+        return serve_and_load(args, home)
+    finally:
+        if args.smoke:
+            stop_embedded(home)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def serve_and_load(args: argparse.Namespace, home: Path) -> int:
+    """Make the archive under ``home``, serve it (unless ``--url``) and load it."""
     settings = prepare_archive(home, args.products)
     sample = sample_products(settings)
     if args.url:
         return 1 if run_load(args.url.rstrip("/"), sample, args.clients, args.duration,
                              args.processes, args.timeout) else 0
     port = free_port()
-    env = dict(os.environ, VO_ARCHIVE_HOME=str(home))
+    env = child_env(VO_ARCHIVE_HOME=str(home))
     cmd = [sys.executable, "-m", "vo_archive", "serve", "--port", str(port)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]

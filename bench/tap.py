@@ -11,7 +11,15 @@ Builds its own archive in a private PostgreSQL cluster, fabricates ObsCore rows
 - the median time from async job creation (POST with PHASE=RUN) to
   COMPLETED for a small query.
 
-Usage: ``python bench/tap.py [--small 20000] [--big 1000000] [--runs 50]``.
+Printed lines (after the fabrication times and load averages)::
+
+    [N rows] sync cone (TOP 100, r=0.5 deg): median X ms, p90 X ms (N queries)
+    [N rows] full-table aggregate: median X ms (N queries)
+    [N rows] async small job, creation to COMPLETED: median X ms, max X ms (N jobs)
+
+Usage: ``python bench/tap.py [--small 20000] [--big 1000000] [--runs 50]
+[--smoke]``; ``--smoke`` (300 rows, a few queries and jobs) checks the script
+and measures nothing.
 Targets on the 2-core reference machine: cone median <= 20 ms at 20,000 rows,
 async small job <= 300 ms.
 """
@@ -27,7 +35,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +43,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_dir
 from vo_archive.config import Settings
 from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster, free_port
@@ -157,9 +165,14 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=20_000)
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--jobs", type=int, default=20, help="async jobs timed")
+    ap.add_argument("--smoke", action="store_true",
+                    help="300 rows, a few queries: checks the script, measures "
+                    "nothing")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="vo-archive-bench-"))
-    root.chmod(0o755)
+    if args.smoke:
+        args.small, args.big, args.runs, args.jobs = 300, 0, 5, 3
+    root = scratch_dir("vo-archive-bench-")
     cluster = EmbeddedCluster(root / "pgdata")
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -189,10 +202,10 @@ def main() -> int:
         measure(url, args.runs, f"{args.small} rows")
         session = requests.Session()
         async_latency(session, url)
-        lat = [async_latency(session, url) for _ in range(20)]
+        lat = [async_latency(session, url) for _ in range(args.jobs)]
         print(f"[{args.small} rows] async small job, creation to COMPLETED: median "
               f"{statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
-              "(20 jobs)")
+              f"({args.jobs} jobs)")
         if args.big > args.small:
             t0 = time.perf_counter()
             fabricate(dsn, args.big, args.small)

@@ -29,7 +29,9 @@ def cone() -> Response:
         infos=[Info("QUERY_STATUS", "OK"),
                Info("standardID", "ivo://ivoa.net/std/ConeSearch")],
         trailing_resources=[datalink_descriptor("obs_publisher_did")],
-        version="1.1",  # SCS 1.03 mandates the UCD1 words of VOTable 1.1
+        # VOTable 1.3: the DataLink descriptor's GROUP is not allowed in a
+        # RESOURCE of VOTable 1.1 (votlint); SCS 1.03's UCD1 words stay as they are
+        version="1.3",
     )
     query = None if q.sr == 0 else build_query(q)
     return votable_response(doc, query, q.maxrec, absolute_urls([3], web.url_maker()),

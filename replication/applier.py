@@ -43,8 +43,14 @@ from replication.db import (
     close_quietly,
     connect,
 )
-from replication.install import configure_queue, master_identity
+from replication.install import (
+    SetupError,
+    check_support,
+    configure_queue,
+    master_identity,
+)
 from replication.snapshot import Snapshot
+from replication.status import RESUME_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +157,7 @@ class StreamReplicator:
         self._lock_key = zlib.crc32(cfg.queue.encode())
         self._next_maint = 0.0
         self._master_id: str | None = None
+        self._support_ok: dict[str, Connection | None] = {"master": None, "slave": None}
 
     # -- connections -------------------------------------------------------
     @contextlib.contextmanager
@@ -190,8 +197,29 @@ class StreamReplicator:
         if self.slave is None or self.slave.closed:
             close_quietly(self.slave)
             self.slave = connect(self.cfg.slave, self.cfg, replica=True)
+            with self._guard(self.slave), self.slave.cursor() as cur:
+                # `replicate resume` (and `status` of a halted stream) notify
+                # here, so a fixed stream retries at once, not after backoff.
+                cur.execute(f"LISTEN {RESUME_CHANNEL}")
+                self.slave.commit()
             log.info("stream %s: connected to slave", self.cfg.name)
         return self.slave
+
+    def _check_support(self, master: Connection, slave: Connection) -> None:
+        """Halt unless both sides have this code's support functions (once a link)."""
+        for side, conn in (("master", master), ("slave", slave)):
+            if self._support_ok[side] is conn:
+                continue
+            conn.rollback()
+            try:
+                with self._guard(conn):
+                    check_support(conn, side)
+            except SetupError as exc:
+                raise StreamHalted(str(exc)) from None
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+            self._support_ok[side] = conn
 
     def close(self) -> None:
         """Close both connections."""
@@ -215,8 +243,7 @@ class StreamReplicator:
                 log.error("stream %s halted: %s", self.cfg.name, exc)
                 self._record_error(str(exc))
                 self._rollback_both()
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
             except (psycopg2.OperationalError, psycopg2.InterfaceError,
                     WatchdogTimeout) as exc:
                 if not self._connection_broken():
@@ -227,8 +254,7 @@ class StreamReplicator:
                     log.warning("stream %s: connection problem: %s (retry in %.1f s)",
                                 self.cfg.name, str(exc).strip(), backoff)
                 self._rollback_both()
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
             except Exception as exc:
                 # A database error on a live link, or a bug: never skip, halt
                 # and retry the same batch later.
@@ -240,10 +266,15 @@ class StreamReplicator:
                     )
                 self._rollback_both()
                 self._record_error(f"{type(exc).__name__}: {str(exc).strip()}")
-                self._wait(backoff)
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = self._backoff(backoff)
         self.close()
         log.info("stream %s: replicator stopped", self.cfg.name)
+
+    def _backoff(self, backoff: float) -> float:
+        """Wait ``backoff`` seconds (or until resumed); return the next backoff."""
+        if self._wait(backoff):
+            return self.cfg.backoff_min
+        return min(backoff * 2, self.cfg.backoff_max)
 
     def _connection_broken(self) -> bool:
         return any(c is not None and c.closed for c in (self.master, self.slave))
@@ -257,16 +288,41 @@ class StreamReplicator:
                 except psycopg2.Error:
                     close_quietly(conn)
 
-    def _wait(self, seconds: float) -> None:
-        """Wait, but keep the master's queue ticking (the slave may be away)."""
+    def _wait(self, seconds: float) -> bool:
+        """Wait, but keep the master's queue ticking (the slave may be away).
+
+        Returns
+        -------
+        bool
+            True when an operator's ``replicate resume`` cut the wait short.
+        """
         deadline = time.monotonic() + seconds
         while not self.stop.is_set():
             with contextlib.suppress(psycopg2.Error, WatchdogTimeout):
                 self.tick()
+            if self._resume_requested():
+                log.info("stream %s: resume requested; retrying now", self.cfg.name)
+                return True
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return False
             self.stop.wait(min(left, max(self.cfg.ticker_max_lag, 0.1)))
+        return False
+
+    def _resume_requested(self) -> bool:
+        """Whether a resume was notified on the slave for this stream."""
+        slave = self.slave
+        if slave is None or slave.closed:
+            return False
+        try:
+            with self._guard(slave):
+                slave.poll()
+        except (psycopg2.Error, WatchdogTimeout):
+            return False
+        asked = any(n.channel == RESUME_CHANNEL and n.payload in ("", self.cfg.name)
+                    for n in slave.notifies)
+        slave.notifies.clear()
+        return asked
 
     def _record_error(self, message: str) -> None:
         """Store the error in the slave's stream state for `status` (best effort)."""
@@ -429,6 +485,7 @@ class StreamReplicator:
             raise SkipError(f"batch {skip.batch_id} is not the open batch of stream "
                             f"{self.cfg.name} (that is batch {batch.batch_id})")
         master, slave = self._master(), self._slave()
+        self._check_support(master, slave)
         name = self.cfg.name
         with self._guard(slave), slave.cursor() as scur:
             marker, generation, _ = self._lock_marker(scur)
@@ -605,8 +662,11 @@ class StreamReplicator:
         names: list[str] = []
         data: list[str | None] = []
         keys: list[str | None] = []
+        formats: list[str | None] = []
         skipped = 0
-        for ev_id, _time, txid, _retry, ev_type, ev_data, table, key, *_ in rows:
+        for ev_id, _time, txid, _retry, ev_type, ev_data, table, key, _origin, fmt in (
+            r[:10] for r in rows
+        ):
             known = tables.get(table)
             if known is None:
                 raise StreamHalted(
@@ -623,11 +683,15 @@ class StreamReplicator:
             names.append(table)
             data.append(ev_data)
             keys.append(key)
+            formats.append(fmt)
         if ids:
             with self._guard(scur.connection):
                 try:
-                    scur.execute("SELECT replication.apply_events(%s, %s, %s, %s, %s)",
-                                 (ids, types, names, data, keys))
+                    scur.execute(
+                        "SELECT replication.apply_events(%s, %s, %s, %s, %s, "
+                        "%s::text[])",
+                        (ids, types, names, data, keys, formats),
+                    )
                 except psycopg2.Error as exc:
                     if scur.connection.closed:
                         raise
@@ -692,6 +756,7 @@ class StreamReplicator:
         once keeps foreign keys between them consistent on the slave.
         """
         master, slave = self._master(), self._slave()
+        self._check_support(master, slave)
         master.rollback()
         with self._guard(master), master.cursor() as mcur:
             mcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -19,7 +19,7 @@ from replication.config import ConfigError, ReplicationConfig, load_config
 from replication.install import SetupError, init_stream, request_resync
 from replication.restore import restore_master
 from replication.runner import run_streams
-from replication.status import stream_status
+from replication.status import request_resume, stream_status
 from replication.verify import VerifyError, verify_stream
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,11 @@ def build_parser(rep: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("resume", help="make halted streams retry now, not after "
+                                      "their backoff")
+    p.add_argument("--stream", action="append")
+    p.set_defaults(func=cmd_resume)
+
     p = sub.add_parser("verify", help="compare master and slave tables")
     p.add_argument("--stream", action="append")
     p.add_argument("--no-wait", action="store_true",
@@ -129,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the status of the selected streams; 1 if any has an error."""
-    stats = [stream_status(s) for s in _config(args).select(args.stream)]
+    stats = [stream_status(s, wake=True) for s in _config(args).select(args.stream)]
     if args.json:
         print(json.dumps([s.as_dict() for s in stats], indent=2, default=str))
     else:
@@ -143,6 +148,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             if st.last_error:
                 print(f"  ERROR: {st.last_error}")
     return 1 if any(s.last_error for s in stats) else 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Wake the selected streams' replicators for an immediate retry."""
+    for s in _config(args).select(args.stream):
+        request_resume(s)
+        print(f"{s.name}: resume requested (see `status`)")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

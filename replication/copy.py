@@ -1,9 +1,10 @@
 """Copy a table's rows between databases in bounded memory.
 
-Rows travel as JSON row images, the same representation as the change
-events: ``to_jsonb`` plus the exact encoding of pgSphere columns
-(``replication.exact_encoder``) out, ``replication.row_decoder`` in, through a
-server-side cursor in chunks of ``fetch_size`` rows.
+Rows travel as the same row images as the change events (format "t": each
+column's text form, pgSphere columns in their exact encoding), built by
+``replication.row_encoder`` and read back by ``replication.row_decoder``'s
+``texts``, through a server-side cursor in chunks of ``fetch_size`` rows.  The
+initial copy, ``resync`` and ``restore`` all come this way.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ def _no_guard(conn: Connection) -> contextlib.AbstractContextManager[None]:
 
 
 def row_image(conn: Connection, table: str, alias: str = "t") -> sql.Composable:
-    """Return the SQL of ``table``'s exact JSON row image over the row ``alias``.
+    """Return the SQL of ``table``'s row image (format "t") over the row ``alias``.
 
-    ``to_jsonb`` of the row, with pgSphere columns replaced by their exact
-    encoding (anchors P12); the capture trigger builds the same image.
+    The capture trigger builds the same image (anchors P12).
     """
-    encoder = exact_encoder(conn, table, alias)
-    if encoder is None:
-        return sql.SQL("to_jsonb({a})").format(a=sql.Identifier(alias))
-    return sql.SQL("(to_jsonb({a}) || {e})").format(a=sql.Identifier(alias),
-                                                     e=sql.SQL(encoder))
+    with conn.cursor() as cur:
+        cur.execute("SELECT replication.row_encoder(%s::regclass, %s)",
+                    (table_ident(table).as_string(conn), alias))
+        row = cur.fetchone()
+    if row is None or row[0] is None:
+        raise AssertionError(f"replication.row_encoder gave nothing for {table}")
+    return sql.SQL(str(row[0]))
 
 
 def exact_encoder(conn: Connection, table: str, rowref: str) -> str | None:
@@ -55,18 +57,16 @@ def row_insert(conn: Connection, table: str) -> sql.Composed:
     """Return an INSERT of ``table`` rows from a JSON array of row images (``%s``)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT cols, exprs, exact FROM replication.row_decoder(%s::regclass)",
+            "SELECT cols, texts FROM replication.row_decoder(%s::regclass)",
             (table_ident(table).as_string(conn),),
         )
         row = cur.fetchone()
     if row is None:
         raise AssertionError(f"replication.row_decoder returned no row for {table}")
-    cols, exprs, exact = row
+    cols, texts = row
     return sql.SQL(
-        "INSERT INTO {t} ({c}) SELECT {e} FROM jsonb_array_elements(%s::jsonb) AS s(j) "
-        "CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, j - {x}::text[]) r"
-    ).format(t=table_ident(table), c=sql.SQL(cols), e=sql.SQL(exprs),
-             x=sql.Literal(list(exact)))
+        "INSERT INTO {t} ({c}) SELECT {e} FROM jsonb_array_elements(%s::jsonb) AS s(j)"
+    ).format(t=table_ident(table), c=sql.SQL(cols), e=sql.SQL(texts))
 
 
 def copy_table(src: Connection, dst: Connection, table: str, fetch_size: int,

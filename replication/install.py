@@ -11,6 +11,7 @@ were committed, and skips the events that snapshot already contains.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import psycopg2
@@ -91,13 +92,60 @@ def master_identity(conn: Connection, queue: str) -> str:
     return f"{row[0]}/{row[1]}"
 
 
-def prepare_exact(conn: Connection, table: str) -> str | None:
+MIN_SERVER = 140000
+"""PostgreSQL 14: ``CREATE OR REPLACE TRIGGER`` (and the archive's lz4 columns)."""
+
+
+def check_server(version_num: int, side: str) -> None:
+    """Raise `SetupError` if ``server_version_num`` is below what replication needs."""
+    if version_num < MIN_SERVER:
+        raise SetupError(
+            f"the {side} runs PostgreSQL {version_num // 10000}; replication needs "
+            f"{MIN_SERVER // 10000} or later (CREATE OR REPLACE TRIGGER)"
+        )
+
+
+def server_version(conn: Connection) -> int:
+    """Return the server's ``server_version_num``."""
+    return int(conn.info.server_version)
+
+
+SUPPORT_VERSION = 2
+"""Version of ``replication.sql`` this code needs (``replication.support_version``)."""
+
+
+def check_support(conn: Connection, side: str) -> None:
+    """Raise `SetupError` unless ``conn`` has this version's support functions.
+
+    A replicator newer than the functions `init` installed would misread the
+    row images; an older one finds its functions gone and halts.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT to_regprocedure('replication.support_version()') IS NOT NULL"
+        )
+        row = cur.fetchone()
+        version = 1
+        if row and row[0]:
+            cur.execute("SELECT replication.support_version()")
+            got = cur.fetchone()
+            version = int(got[0]) if got else 1
+    if version != SUPPORT_VERSION:
+        raise SetupError(
+            f"the {side}'s replication functions are version {version}, this code "
+            f"needs {SUPPORT_VERSION}: stop the replicator and run `replicate init` "
+            "(replication/README.md, Upgrading)"
+        )
+
+
+def prepare_exact(conn: Connection, table: str, rowref: str = "NEW") -> str | None:
     """Check ``table``'s pgSphere columns and create the casts their codec needs.
 
     Returns
     -------
     str or None
-        The capture trigger's exact-encoder expression (over ``$1``), or None.
+        The table's row encoder (format "t") over the row ``rowref``; None
+        only for a table without stored columns.
 
     Raises
     ------
@@ -109,7 +157,8 @@ def prepare_exact(conn: Connection, table: str) -> str | None:
         try:
             cur.execute("SAVEPOINT exact")
             cur.execute("SELECT replication.ensure_byte_casts(%s::regclass)", (ref,))
-            cur.execute("SELECT replication.exact_encoder(%s::regclass, '$1')", (ref,))
+            cur.execute("SELECT replication.row_encoder(%s::regclass, %s)",
+                        (ref, rowref))
             row = cur.fetchone()
             cur.execute("RELEASE SAVEPOINT exact")
         except psycopg2.Error as exc:
@@ -131,6 +180,60 @@ def configure_queue(conn: Connection, cfg: StreamConfig) -> None:
             cur.execute(
                 "SELECT pgq.set_queue_config(%s, %s, %s)", (cfg.queue, key, value)
             )
+
+
+def capture_function_name(stream: str, table: str) -> str:
+    """Return the name of the capture function of ``table`` in ``stream``."""
+    digest = hashlib.md5(table.encode(), usedforsecurity=False).hexdigest()[:12]
+    return f"capture_{stream}_{digest}"
+
+
+def create_capture_function(conn: Connection, cfg: StreamConfig, table: str,
+                            keys: list[str]) -> sql.Identifier:
+    """Create the row capture function of one table; return its name.
+
+    The row encoder (``replication.row_encoder``) is written into the body, so
+    PL/pgSQL plans it once per session, where the generic
+    ``replication.capture`` would have to EXECUTE (parse and plan) it for every
+    row.  The settings pin every text form whatever the writer's session says.
+    The key stays ``to_jsonb`` of the old row's key columns, as in version 1.
+    """
+    encoder = prepare_exact(conn, table, "NEW")
+    if encoder is None:
+        raise SetupError(f"table {table} has no stored columns")
+    old_key = sql.SQL("jsonb_build_object({})::text").format(sql.SQL(", ").join(
+        sql.SQL("{}, OLD.{}").format(sql.Literal(k), sql.Identifier(k)) for k in keys
+    ))
+    body = sql.SQL("""
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM pgq.insert_event({queue}, 'I', ({image})::text, {tbl}, NULL,
+                                 {origin}, 't');
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM pgq.insert_event({queue}, 'U', ({image})::text, {tbl}, {old_key},
+                                 {origin}, 't');
+    ELSE
+        PERFORM pgq.insert_event({queue}, 'D', {old_key}, {tbl}, {old_key},
+                                 {origin}, 't');
+    END IF;
+    RETURN NULL;
+END;
+""").format(queue=sql.Literal(cfg.queue), image=sql.SQL(encoder),
+            tbl=sql.Literal(quoted_name(conn, table)), old_key=old_key,
+            origin=sql.Literal(cfg.origin))
+    name = sql.Identifier("replication", capture_function_name(cfg.name, table))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(
+            "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+            "SET extra_float_digits = 3 SET IntervalStyle = postgres "
+            "SET DateStyle = 'ISO, YMD' SET TimeZone = 'UTC' SET bytea_output = hex "
+            "AS {body}"
+        ).format(name=name, body=sql.Literal(body.as_string(conn))))
+        cur.execute(sql.SQL("COMMENT ON FUNCTION {name}() IS {c}").format(
+            name=name, c=sql.Literal(f"replication capture of {table} into stream "
+                                     f"{cfg.name} (made by `replicate init`)")))
+    return name
 
 
 def install_master(conn: Connection, cfg: StreamConfig) -> int:
@@ -156,25 +259,22 @@ def install_master(conn: Connection, cfg: StreamConfig) -> int:
         cur.execute("SELECT pgq.register_consumer(%s, %s)", (cfg.queue, cfg.consumer))
         conn.commit()
         for table, cols in keys.items():
-            pk = "{" + ",".join(cols) + "}"
-            args = [sql.Literal(cfg.queue), sql.Literal(cfg.origin), sql.Literal(pk)]
-            encoder = prepare_exact(conn, table)
-            row_args = args + ([sql.Literal(encoder)] if encoder else [])
+            args = [sql.Literal(cfg.queue), sql.Literal(cfg.origin)]
             cur.execute(
                 sql.SQL(
                     "CREATE OR REPLACE TRIGGER {trg} AFTER INSERT OR UPDATE OR DELETE "
-                    "ON {tbl} FOR EACH ROW EXECUTE FUNCTION replication.capture({args})"
+                    "ON {tbl} FOR EACH ROW EXECUTE FUNCTION {fn}()"
                 ).format(
                     trg=sql.Identifier(f"_repl_capture_{cfg.name}"),
                     tbl=table_ident(table),
-                    args=sql.SQL(", ").join(row_args),
+                    fn=create_capture_function(conn, cfg, table, cols),
                 )
             )
             cur.execute(sql.SQL(
                 "CREATE OR REPLACE TRIGGER {trg} AFTER TRUNCATE ON {tbl} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION replication.capture({args})"
             ).format(trg=sql.Identifier(f"_repl_truncate_{cfg.name}"),
-                     tbl=table_ident(table), args=sql.SQL(", ").join(args[:2])))
+                     tbl=table_ident(table), args=sql.SQL(", ").join(args)))
         cur.execute(
             """SELECT s.sub_last_tick FROM pgq.subscription s
                JOIN pgq.queue q ON q.queue_id = s.sub_queue
@@ -281,6 +381,8 @@ def init_stream(cfg: StreamConfig) -> list[str]:
     master = connect(cfg.master, cfg, purpose="init")
     slave = connect(cfg.slave, cfg, purpose="init")
     try:
+        check_server(server_version(master), "master")
+        check_server(server_version(slave), "slave")
         start = install_master(master, cfg)
         return install_slave(slave, cfg, master_identity(master, cfg.queue), start)
     finally:

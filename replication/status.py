@@ -52,10 +52,38 @@ class StreamStatus:
         return dataclasses.asdict(self)
 
 
-def stream_status(cfg: StreamConfig) -> StreamStatus:
+RESUME_CHANNEL = "replication_resume"  # the channel the replicator listens on
+
+
+def request_resume(cfg: StreamConfig) -> None:
+    """Wake the stream's replicator if it is waiting out a backoff (``resume``).
+
+    A NOTIFY on the slave, where the running replicator listens: a stream halted
+    by an error the operator has fixed retries at once instead of up to
+    ``backoff_max`` seconds later.  Nothing happens to a stream that is fine.
+    """
+    slave = connect(cfg.slave, cfg, purpose="resume")
+    try:
+        with slave.cursor() as cur:
+            cur.execute("SELECT pg_notify(%s, %s)", (RESUME_CHANNEL, cfg.name))
+        slave.commit()
+    finally:
+        close_quietly(slave)
+
+
+def stream_status(cfg: StreamConfig, wake: bool = False) -> StreamStatus:
     """Collect the status of one stream from its slave and its master.
 
     An unreachable side is reported in ``last_error``, never raised.
+
+    Parameters
+    ----------
+    cfg
+        The stream.
+    wake
+        If the stream is halted by an error, also ask its replicator to retry
+        now (as `request_resume`): an operator checking after a fix need not
+        wait for the backoff.
     """
     st = StreamStatus(cfg.name)
     errors: list[str] = []
@@ -76,6 +104,10 @@ def stream_status(cfg: StreamConfig) -> StreamStatus:
                      err, st.error_at) = row
                     if err:
                         errors.append(err)
+                        if wake:
+                            cur.execute("SELECT pg_notify(%s, %s)",
+                                        (RESUME_CHANNEL, cfg.name))
+                            slave.commit()
                 cur.execute(
                     "SELECT table_name FROM replication.table_state "
                     "WHERE stream = %s AND state = 'pending' ORDER BY 1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -77,6 +78,11 @@ FIELDS: tuple[Field, ...] = (
        "File name given by the PESSTO pipeline", arraysize="*"),
     _f("ssa_dateObs", "double", "Char.TimeAxis.Coverage.Location.Value",
        "time.epoch", "Mid-exposure time (MJD, UTC)", "d"),
+    # ISO 8601 with a space, not a DALI timestamp: pyvo's SSARecord.dateobs
+    # parses this column with astropy's "iso" format, which refuses the "T"
+    _f("ssa_date", "char", "DataID.Date", "time.epoch;meta.dataset",
+       "Mid-exposure time (UTC, ISO 8601 'YYYY-MM-DD hh:mm:ss.sss')",
+       arraysize="*"),
     _f("ssa_timeExt", "double", "Char.TimeAxis.Coverage.Bounds.Extent",
        "time.duration;obs.exposure", "Exposure time", "s"),
     _f("ssa_location", "double", "Char.SpatialAxis.Coverage.Location.Value",
@@ -251,33 +257,55 @@ def getdata_url(did: str, fmt: SpectrumFormat) -> str:
             f"&FORMAT={quote(fmt.value, safe='')}")
 
 
+def spectrum_format(formats: frozenset[SpectrumFormat]) -> SpectrumFormat | None:
+    """Return the one format the rows name (SSA 1.1 §4.1.1.5).
+
+    The native FITS unless only the VOTable was asked for; None when no
+    format is served (FORMAT=graphic).
+    """
+    if SpectrumFormat.FITS in formats:
+        return SpectrumFormat.FITS
+    return SpectrumFormat.VOTABLE if formats else None
+
+
+_MJD_EPOCH = datetime(1858, 11, 17)
+
+
+def mjd_to_iso(mjd: float | None) -> str | None:
+    """Return an MJD (UTC) as ISO 8601 ``YYYY-MM-DD hh:mm:ss.sss``."""
+    if mjd is None or mjd != mjd:
+        return None
+    t = _MJD_EPOCH + timedelta(days=mjd)
+    return t.isoformat(sep=" ", timespec="milliseconds")
+
+
 def row_expander(formats: frozenset[SpectrumFormat], absolute: Callable[[str], str]
                  ) -> Callable[[Iterator[Sequence[Any]]], Iterator[Sequence[Any]]]:
-    """Return a function turning database rows into output rows, one per format."""
-    order = [f for f in (SpectrumFormat.FITS, SpectrumFormat.VOTABLE) if f in formats]
+    """Return a function turning database rows into output rows.
+
+    One row per spectrum, in the format :func:`spectrum_format` chooses; the
+    other format is offered by the row's DataLink document, so that clients
+    count spectra, not files.
+    """
+    fmt = spectrum_format(formats)
 
     def expand(rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        if fmt is None:
+            return
         for r in rows:
             (did, url, size, title, length, inst, creator, mjd, exptime, ra, dec, fov,
              footprint, mid, ext, start, stop, res, power, target, tclass, z, tra,
              tdec, snr, dist, _pid, _vno) = r
             pairs = spherical_pairs(footprint)
-            common = [title, length, inst, creator, mjd, exptime,
+            common = [title, length, inst, creator, mjd, mjd_to_iso(mjd), exptime,
                       None if ra is None else [ra, dec], fov,
                       counter_clockwise(pairs) if pairs else None, mid, ext, start,
                       stop, res, power, target, tclass, z,
                       None if tra is None else [tra, tdec], snr, dist]
-            for fmt in order:
-                if fmt is SpectrumFormat.FITS:
-                    yield [
-                        did,
-                        absolute(url),
-                        fmt.value,
-                        (size + 1023) // 1024,
-                        *common,
-                    ]
-                else:
-                    kb = ((length or 1000) * 3 * 24 + 4096) // 1024
-                    yield [did, absolute(getdata_url(did, fmt)), fmt.value, kb, *common]
+            if fmt is SpectrumFormat.FITS:
+                yield [did, absolute(url), fmt.value, (size + 1023) // 1024, *common]
+            else:
+                kb = ((length or 1000) * 3 * 24 + 4096) // 1024
+                yield [did, absolute(getdata_url(did, fmt)), fmt.value, kb, *common]
 
     return expand

@@ -13,7 +13,7 @@ from ssap.params import (
     parse_query,
     parse_request,
 )
-from ssap.query import FIELDS, PARAMS, build_query, row_expander
+from ssap.query import FIELDS, PARAMS, build_query, row_expander, spectrum_format
 from vo_archive import web
 from vo_archive.dal import datalink_descriptor, parse_publisher_did, votable_response
 from vo_archive.dali.errors import FaultStyle, NotFoundFault
@@ -42,9 +42,14 @@ def ssa() -> Response:
         doc = TableDocument(FIELDS, infos, [*capability.input_params(s.maxrec_default),
                                             *PARAMS], table_name="spectra")
         return votable_response(doc, None, None)
+    # the DataLink document lists first the format the rows name, which is
+    # what pyvo's getdataset fetches (the first #this link)
+    fmt = spectrum_format(q.formats)
     doc = TableDocument(FIELDS, infos, list(PARAMS), table_name="spectra",
                         description="PESSTO 1D spectra",
-                        trailing_resources=[datalink_descriptor("ssa_pubDID")])
+                        trailing_resources=[datalink_descriptor(
+                            "ssa_pubDID", preferred_format=fmt.value if fmt
+                            else None)])
     return votable_response(doc, build_query(q), q.maxrec,
                             transform=row_expander(q.formats, web.url_maker()))
 

@@ -15,12 +15,25 @@ FEATURES = "ivo://ivoa.net/std/TAPRegExt#features-adql-"
 
 #: ADQL 2.1 §4.2 geometry forms that work here (queryparser + tap_adql).
 GEOMETRY_FORMS = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS",
-                  "DISTANCE", "AREA", "COORD1", "COORD2")
-#: Optional feature groups (ADQL 2.1 §4.4–4.10) that work: (type suffix, form).
+                  "DISTANCE", "AREA", "COORD1", "COORD2", "CENTROID")
+#: Optional feature groups (ADQL 2.1 §4.4–4.12) that work: (type suffix, form).
 OPTIONAL_FEATURES = (("string", "LOWER"), ("string", "UPPER"), ("string", "ILIKE"),
-                     ("offset", "OFFSET"), ("sets", "UNION"))
+                     ("offset", "OFFSET"), ("sets", "UNION"), ("sets", "EXCEPT"),
+                     ("sets", "INTERSECT"), ("type", "CAST"), ("unit", "IN_UNIT"),
+                     ("common-table", "WITH"))
 # COALESCE works too (tested) but is not declared: the features-adql-conditional
 # key is unknown to STILTS taplint 3.4.7, which reports it as an error (CAP-KEYX).
+UDF = "ivo://ivoa.net/std/TAPRegExt#features-udf"
+#: User-defined functions (tap.adql.translate.UDFS): (form, description).
+UDF_FORMS = (
+    ("ivo_hasword(haystack TEXT, needle TEXT) -> INTEGER",
+     "1 if the words of needle stand in haystack in that order (case-insensitive), "
+     "else 0"),
+    ("ivo_healpix_index(hpxOrder INTEGER, ra DOUBLE, dec DOUBLE) -> BIGINT",
+     "NESTED HEALPix index at order hpxOrder (0-29) of an ICRS position in degrees"),
+    ("ivo_string_agg(expr TEXT, delim TEXT) -> TEXT",
+     "Aggregate: the values of expr in a group joined by delim"),
+)
 ASYNC_DURATION = 3600
 RETENTION_DAYS = 7
 
@@ -34,6 +47,10 @@ def _language() -> str:
         f'<languageFeatures type="{FEATURES}{group}">'
         + "".join(f"<feature><form>{form}</form></feature>" for form in forms)
         + "</languageFeatures>" for group, forms in groups.items())
+    udfs = "".join(f"<feature><form>{escape(form)}</form>"
+                   f"<description>{escape(desc)}</description></feature>"
+                   for form, desc in UDF_FORMS)
+    other += f'<languageFeatures type="{UDF}">{udfs}</languageFeatures>'
     return (
         "<language><name>ADQL</name>"
         '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'

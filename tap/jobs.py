@@ -30,11 +30,14 @@ def run_job(run: JobRun) -> None:
     translation, tables = prepare(request, contents)
     base = (job.base_url or settings.base_url or "").rstrip("/")
     duration = job.execution_duration or UNLIMITED_S
+    def absolute(path: str) -> str:
+        return base + "/" + path.lstrip("/")
+
     rs = execute(run.engine, job.caller, translation, tables,
                  Limits(duration, request.maxrec), lambda p: base + p,
                  on_backend=run.record_backend)
     try:
-        doc = result_document(rs, request)
+        doc = result_document(rs, request, absolute)
         writer = request.output.format.writer
         run.store_result(writer(doc, rs.rows(), request.maxrec),
                          request.output.content_type)

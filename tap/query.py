@@ -28,6 +28,7 @@ from tap.published import Table, unquote
 from tap.uploads import UploadedTable, create_temp_table
 from vo_archive.access import Caller, caller_connection
 from vo_archive.dali.errors import TransientFault, UsageFault
+from vo_archive.db.outage import database_unavailable
 from vo_archive.votable import Field, spherical_pairs
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,8 @@ def execute(engine: Engine, caller: Caller, translation: Translation,
                 f"query cancelled: it ran longer than {limits.timeout_s:g} s or was "
                 f"aborted ({_pg_message(exc)})") from None
         except psycopg2.Error as exc:
+            if database_unavailable(exc):
+                raise  # the server went away: not the query's fault
             raise UsageFault(f"query failed: {_pg_message(exc)}") from None
         columns = describe(cur.description, geometry, translation, by_name, absolute)
 
@@ -292,8 +295,10 @@ def execute(engine: Engine, caller: Caller, translation: Translation,
                     yield row
                     n += 1
         return ResultSet(columns, rows(), stack)
-    except BaseException:
-        stack.close()
+    except BaseException as exc:
+        # the transaction is rolled back, not committed: after a lost
+        # connection a commit would raise an error of its own in its place
+        stack.__exit__(type(exc), exc, exc.__traceback__)
         raise
 
 

@@ -74,7 +74,7 @@ def sync() -> Response:
     base = web.base_url()
     rs = execute(web.engine(), current_caller(), translation, tables,
                  Limits(SYNC_TIMEOUT, req.maxrec), lambda p: base + p)
-    doc = result_document(rs, req)
+    doc = result_document(rs, req, web.url_maker())
     body = req.output.format.writer(doc, rs.rows(), req.maxrec)
     resp = Response(body, content_type=req.output.content_type)
     resp.call_on_close(rs.close)

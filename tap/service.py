@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 from tap.adql.translate import ADQLError, Translation, translate
 from tap.params import TAPRequest
 from tap.query import ResultSet
 from tap.uploads import UploadedTable, load_votable
+from vo_archive.dal import datalink_descriptor
 from vo_archive.dali.errors import UsageFault
 from vo_archive.votable import Info, TableDocument
 
 STANDARD_ID = "ivo://ivoa.net/std/TAP"
+#: Result columns that hold publisher DIDs, which DataLink resolves.
+DID_COLUMNS = frozenset({"obs_publisher_did", "publisher_did"})
 
 
 def prepare(request: TAPRequest, contents: Sequence[tuple[str, bytes]]
@@ -31,10 +35,24 @@ def prepare(request: TAPRequest, contents: Sequence[tuple[str, bytes]]
     return translation, tables
 
 
-def result_document(rs: ResultSet, request: TAPRequest) -> TableDocument:
-    """Return the VOTable frame of a query result (DALI 1.1 §4.4.3 INFOs)."""
+def result_document(rs: ResultSet, request: TAPRequest,
+                    absolute: Callable[[str], str]) -> TableDocument:
+    """Return the VOTable frame of a query result (DALI 1.1 §4.4.3 INFOs).
+
+    A result holding publisher DIDs (``obs_publisher_did``, ``publisher_did``)
+    gets a DataLink service descriptor on that column (DataLink 1.1 §4.1), so
+    that TOPCAT and pyvo's ``iter_datalinks`` offer each row's links.
+    """
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", STANDARD_ID),
              Info("QUERY", request.query)]
     if request.runid:
         infos.append(Info("RUNID", request.runid))
-    return TableDocument(rs.fields, infos=infos, table_name="result")
+    fields = list(rs.fields)
+    trailing = []
+    for i, f in enumerate(fields):
+        if f.name.lower() in DID_COLUMNS and f.datatype == "char":
+            fields[i] = dataclasses.replace(f, id="dl_id")
+            trailing.append(datalink_descriptor("dl_id", absolute))
+            break
+    return TableDocument(fields, infos=infos, table_name="result",
+                         trailing_resources=trailing)

@@ -10,20 +10,22 @@ from typing import Any
 
 from flask import Flask, Response, g, render_template, request
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
 from vo_archive.auth import load_caller
+from vo_archive.compression import GzipMiddleware
 from vo_archive.config import Settings, load_settings
 from vo_archive.dali.errors import (
     FatalFault,
     Fault,
-    TransientFault,
     UsageFault,
     render_fault,
 )
+from vo_archive.db.outage import database_unavailable, unavailable_fault
+from vo_archive.twin import AuthTwin, protect_response
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,11 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("tap.async_routes", "/tap/async"),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
+    ("vo_archive.oai", ""),
+    ("vo_archive.signin", ""),
 )
 
+_SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
                  "/products", "/soda")
@@ -72,11 +77,34 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.before_request(load_caller)
     app.after_request(_after)
+    app.after_request(protect_response)
+    app.wsgi_app = AuthTwin(app.wsgi_app)  # type: ignore[method-assign]
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
     app.add_url_rule("/", "landing", landing)
+    app.wsgi_app = GzipMiddleware(  # type: ignore[method-assign]
+        _PathNormaliser(app.wsgi_app))
     return app
+
+
+class _PathNormaliser:
+    """Serve ``/tap/`` as ``/tap`` and ``/tap//sync`` as ``/tap/sync``.
+
+    Clients given a base URL with a trailing slash append their own paths to it
+    (STILTS ``tapurl=.../tap/`` asks ``/tap//sync``); a redirect would make them
+    repeat a POST or fail. No route of the archive ends with a slash.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path or (len(path) > 1 and path.endswith("/")):
+            path = _SLASHES.sub("/", path)
+            environ["PATH_INFO"] = path.rstrip("/") or "/"
+        return self.app(environ, start_response)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -133,12 +161,13 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
-    if isinstance(exc, OperationalError):
-        # the database is down, restarting or out of connections: try later
+    if database_unavailable(exc):
+        # down, restarting, in recovery or out of connections, whichever way
+        # the route reached it (SQLAlchemy, the pool, psycopg2): try later
         log.error("database unavailable on %s %s: %s [%s]", request.method,
-                  request.path, str(exc).splitlines()[0], g.get("request_id"))
-        return _fault_response(TransientFault(
-            "the archive database is unavailable; try again later", retry_after=30))
+                  request.path, (str(exc).strip() or repr(exc)).splitlines()[0],
+                  g.get("request_id"))
+        return _fault_response(unavailable_fault())
     if isinstance(exc, DataError):
         # a value the database cannot hold (an identifier past bigint...)
         log.info("data error on %s %s: %s [%s]", request.method, request.path,

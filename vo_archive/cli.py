@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "replication.cli",
     "vo_archive.commands.exportcmd",
     "vo_archive.commands.workercmd",
+    "vo_archive.commands.registrycmd",
+    "vo_archive.commands.classifycmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

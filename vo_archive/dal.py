@@ -151,7 +151,8 @@ def string_param(name: str, value: str, ucd: str | None = None,
 def service_descriptor(id_: str, access_path: str, standard_id: str | None,
                        inputs: Sequence[str], name: str | None = None,
                        description: str | None = None,
-                       content_type: str | None = None) -> str:
+                       content_type: str | None = None,
+                       absolute: Callable[[str], str] | None = None) -> str:
     """Return a DataLink service descriptor resource (DataLink 1.1 §4).
 
     Parameters
@@ -168,8 +169,12 @@ def service_descriptor(id_: str, access_path: str, standard_id: str | None,
         Human-readable name and description.
     content_type
         What the service returns.
+    absolute
+        Makes archive paths absolute (default: this request's base URL; a job
+        worker passes the job's).
     """
-    params = [string_param("accessURL", web.absolute(access_path)).element()]
+    make = absolute or web.absolute
+    params = [string_param("accessURL", make(access_path)).element()]
     if standard_id:
         params.append(string_param("standardID", standard_id).element())
     if content_type:
@@ -181,18 +186,27 @@ def service_descriptor(id_: str, access_path: str, standard_id: str | None,
             f'<GROUP name="inputParams">{"".join(inputs)}</GROUP></RESOURCE>')
 
 
-def datalink_descriptor(id_field: str) -> str:
+def datalink_descriptor(id_field: str,
+                        absolute: Callable[[str], str] | None = None,
+                        preferred_format: str | None = None) -> str:
     """Return the DataLink descriptor of a result with publisher DIDs.
 
     The FIELD ``id_field`` (by XML ID) holds the DIDs: TOPCAT and pyvo then
-    offer each row's links.
+    offer each row's links. ``preferred_format`` (a MIME type) becomes a fixed
+    ``PREFERRED_FORMAT`` input, which clients send along: the links document
+    then lists the ``#this`` link of that format first.
     """
     ref = Field("ID", "char", "*", ucd="meta.id;meta.main", ref=id_field)
+    inputs = [ref.element("PARAM", "")]
+    if preferred_format:
+        inputs.append(string_param(
+            "PREFERRED_FORMAT", preferred_format, "meta.code.mime",
+            description="Format whose #this link comes first").element())
     return service_descriptor(
         "datalink", "/datalink/links", DATALINK_STANDARD,
-        [ref.element("PARAM", "")], name="links",
+        inputs, name="links",
         description="Files, previews, provenance and versions of each dataset",
-        content_type=DATALINK_FORMAT,
+        content_type=DATALINK_FORMAT, absolute=absolute,
     )
 
 

@@ -14,6 +14,7 @@ one ID are consecutive; an ID that is unknown or not visible gets one error row
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,9 @@ from flask import Blueprint, Response, g
 from sqlalchemy import Connection, and_, select
 
 from vo_archive import web
-from vo_archive.access import caller_connection, visible
+from vo_archive.access import caller_connection, current_caller, visible
 from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.obscore import DATALINK_FORMAT
@@ -40,6 +41,8 @@ web.set_fault_style(bp.name, FaultStyle.DALI)
 
 #: Most IDs one request may name.
 MAX_IDS = 1000
+#: local_semantics of the error row of a dataset the caller may not see.
+NOT_VISIBLE = "not-visible"
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
@@ -89,14 +92,14 @@ class Link:
     #: The service descriptor RESOURCE that ``service_def`` names.
     descriptor: str = ""
 
-    def row(self) -> list[Any]:
-        """Return the TABLEDATA row."""
+    def row(self, link_auth: str = "false") -> list[Any]:
+        """Return the TABLEDATA row (``link_auth``: DataLink 1.1 §3.2.12)."""
         ok = self.error_message is None
         return [self.id, self.access_url, self.service_def, self.error_message,
                 self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
-                "false" if ok else None, True if ok else None]
+                link_auth if ok else None, True if ok else None]
 
 
 def _qualifier(mode: str) -> str:
@@ -104,14 +107,15 @@ def _qualifier(mode: str) -> str:
 
 
 def _file_links(did: str, pid: int, vno: int, filename: str, size: int, mode: str,
-                product_type: str) -> Iterator[Link]:
+                product_type: str, preferred_format: str | None = None
+                ) -> Iterator[Link]:
     q = _qualifier(mode)
-    yield Link(did, web.absolute(f"/products/{pid}/versions/{vno}"),
-               description=f"The FITS file {filename}", semantics="#this",
-               content_type="application/fits", content_length=size,
-               content_qualifier=q)
+    this = [Link(did, web.absolute(f"/products/{pid}/versions/{vno}"),
+                 description=f"The FITS file {filename}", semantics="#this",
+                 content_type="application/fits", content_length=size,
+                 content_qualifier=q)]
     if product_type in SPECTRUM_TYPES:
-        yield Link(
+        this.append(Link(
             did,
             web.absolute(
                 f"/ssap?REQUEST=getData&PUBDID={quote(did, safe='')}"
@@ -122,15 +126,23 @@ def _file_links(did: str, pid: int, vno: int, filename: str, size: int, mode: st
             content_type="application/x-votable+xml",
             content_qualifier=q,
             local_semantics="spectrum-votable",
-        )
+        ))
+    # the preferred format's #this first: pyvo's getdataset takes the first
+    this.sort(key=lambda link: link.content_type != preferred_format)
+    yield from this
     yield Link(did, web.absolute(preview_path(pid, vno)),
                description="Plot of the spectrum" if mode == "spectroscopy"
                else "Thumbnail of the image", semantics="#preview",
                content_type="image/png")
 
 
-def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
-    """Return the links of one dataset (an error row when it is not visible)."""
+def links_of(conn: Connection, did: str, authority: str,
+             preferred_format: str | None = None) -> list[Link]:
+    """Return the links of one dataset (an error row when it is not visible).
+
+    ``preferred_format`` (a MIME type) puts the ``#this`` link of that format
+    first.
+    """
     ids = parse_publisher_did(did, authority)
     if ids is None:
         return [Link(did, error_message=f"NotFoundFault: {did} is not a dataset "
@@ -145,9 +157,10 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
                visible(p.c.release_date))).first()
     if row is None:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
-                     "not public)", semantics="#this")]
+                     "not public)", semantics="#this", local_semantics=NOT_VISIBLE)]
     version_id, filename, size, mode, product_type = row
-    out = list(_file_links(did, pid, vno, filename, size, mode, product_type))
+    out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
+                           preferred_format))
     soda = cutout_link(conn, did, version_id, mode, product_type)
     if soda is not None:
         out.append(Link(did, description="SODA cutout service for this dataset",
@@ -170,7 +183,21 @@ def links_of(conn: Connection, did: str, authority: str) -> list[Link]:
     return out
 
 
+#: Where the ESO archive's DataLink service answers for a raw frame
+#: (``{dp_id}``: the frame's ESO identifier, its file name without ``.fits``);
+#: ``[datalink] eso_raw_links`` in the configuration, empty for none.
+ESO_RAW_LINKS = "https://archive.eso.org/datalink/links?ID=ivo://eso.org/ID?{dp_id}"
+
+
+def eso_raw_url(template: str, filename: str) -> str:
+    """Return the ESO archive's links URL of a raw frame's file name."""
+    dp_id = re.sub(r"\.fits(\.(gz|Z|fz))?\Z", "", filename, flags=re.IGNORECASE)
+    return template.replace("{dp_id}", quote(dp_id, safe=":.-"))
+
+
 def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]:
+    eso = str(web.settings().extra.get("datalink", {}).get("eso_raw_links",
+                                                           ESO_RAW_LINKS))
     pv, v, p = provenance, version, product
     ref = v.alias("ref")
     ref_p = p.alias("ref_p")
@@ -192,6 +219,14 @@ def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]
                      "associated": "#auxiliary"}.get(
             relation, _CALIBRATION_SEMANTICS.get(keyword, "#calibration"))
         desc = f"{ref_name} ({keyword}: {relation})"
+        if rpid is None and relation == "raw" and eso:
+            # raw frames are kept by the ESO archive: its DataLink service
+            # gives the frame, its calibrations and its night log
+            out.append(Link(did, eso_raw_url(eso, ref_name),
+                            description=f"{desc}, at the ESO archive",
+                            semantics=semantics, content_type=DATALINK_FORMAT,
+                            content_qualifier="#raw", local_semantics=keyword))
+            continue
         if rpid is None:
             where = "held at the ESO archive" if relation == "raw" else \
                 "not public or not held here"
@@ -248,18 +283,32 @@ def links() -> Response:
                          "ID")
     s = web.settings()
     maxrec = parse_maxrec(params, s.maxrec_hard, s.maxrec_hard)
+    preferred = params.single("PREFERRED_FORMAT")
     rows: list[list[Any]] = []
     descriptors: dict[str, str] = {}
     overflow = False
+    # links to the twin (the answer of an authenticated caller) need credentials
+    link_auth = "false" if web.base_url() == web.public_base_url() else "true"
+    hidden = 0
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            found = links_of(conn, did, s.publisher_authority)
-            if rows and len(rows) + len(found) > maxrec:  # truncate between IDs only
+            found = links_of(conn, did, s.publisher_authority, preferred)
+            hidden += found[0].local_semantics == NOT_VISIBLE
+            batch = [link.row(link_auth) for link in found]
+            if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break
-            rows += [link.row() for link in found]
+            rows += batch
             descriptors.update((k.service_def, k.descriptor) for k in found
                                if k.service_def)
+    if hidden and hidden == len(ids) and current_caller().anonymous:
+        # Signing in may show them. The same answer whether they exist or not,
+        # as for the files; a request that also names public datasets gets
+        # their links and error rows for the others.
+        raise AuthorizationFault(
+            f"{'dataset ' + ids[0] if hidden == 1 else 'these datasets'}: not "
+            "public (or no such dataset); members sign in to see proprietary data",
+            authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
     doc = TableDocument(FIELDS, infos, table_name="links",
                         trailing_resources=list(descriptors.values()))

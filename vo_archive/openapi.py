@@ -153,6 +153,10 @@ def build_spec(app: Flask, base_url: str = "") -> dict[str, Any]:
             }
             if rule.endpoint in BODIES and method in ("POST", "PUT"):
                 op["requestBody"] = BODIES[rule.endpoint]
+                # a body to archive (uploads) needs room in the storage
+                op["responses"]["507"] = {
+                    "description": "the archive's storage takes no more files",
+                    "content": _error_content(style)}
             elif method == "POST" and rule.endpoint in PARAMETERS:
                 op["requestBody"] = {"content": {
                     t: {"schema": {"type": "object"}}
@@ -355,6 +359,16 @@ declare("soda.sync",
         _p("TIME", "MJD interval 'lo hi'", None, ["55000 60000"]),
         _p("POL", "polarisation state", None, ["I"], repeatable=True),
         _p("RESPONSEFORMAT", "application/fits", None, ["application/fits"]))
+declare("oai.oai",
+        _p("verb", "OAI-PMH verb", _enum("Identify", "ListMetadataFormats", "ListSets",
+                                         "GetRecord", "ListIdentifiers",
+                                         "ListRecords"), ["Identify", "ListRecords"]),
+        _p("metadataPrefix", "ivo_vor or oai_dc", None, ["ivo_vor", "oai_dc"]),
+        _p("identifier", "IVOID of a record", None, ["ivo://pessto.ia2.inaf.it/tap"]),
+        _p("from", "UTC date", None, ["2020-01-01", "2020-01-01T00:00:00Z"]),
+        _p("until", "UTC date", None, ["2100-01-01"]),
+        _p("set", "ivo_managed", None, ["ivo_managed"]),
+        _p("resumptionToken", "continuation of a list", None, ["x"]))
 declare("moc.coverage", _p("FORMAT", "fits, json or ascii", _enum("fits", "json",
                                                                    "ascii"), ["json"]),
         RESPONSEFORMAT)

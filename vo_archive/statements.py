@@ -254,8 +254,12 @@ def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any
     """Run ``query`` for a caller and return its rows, in one round trip.
 
     A connection the server dropped (a restart, an idle timeout) is found by
-    the statement itself rather than by a test query at each checkout: the
-    statement, a read, is then sent once more on a new connection.
+    the statement itself rather than by a test query at each checkout: every
+    connection the pool holds is then taken for as old as it (it is made anew
+    at its next checkout, with no prepared statements), and the statement, a
+    read, is sent once more on a new connection. A database that is still
+    down raises again: the app answers that with a transient fault
+    (:mod:`vo_archive.db.outage`).
 
     Parameters
     ----------
@@ -271,17 +275,23 @@ def run(engine: Engine, query: ShapedQuery, proprietary: bool) -> list[tuple[Any
     Raises
     ------
     psycopg2.Error
-        What the database raised; the connection stays usable.
+        What the database raised (a refused connection included); the
+        connection stays usable, or is discarded when the server closed it.
     """
     for attempt in (1, 2):
         fairy = engine.raw_connection()
         try:
             return _run_on(fairy, engine.dialect, query, proprietary)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            if fairy.dbapi_connection is None or fairy.dbapi_connection.closed == 0 \
-                    or attempt == 2:
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            dbapi = fairy.dbapi_connection
+            if dbapi is not None and dbapi.closed == 0:
                 raise
-            fairy.invalidate()
+            # The server went away: the pool's other connections are from
+            # before, like this one. SQLAlchemy's own statements invalidate
+            # the pool this way when they meet a disconnect.
+            engine.pool._invalidate(fairy, error)
+            if attempt == 2:
+                raise
         finally:
             fairy.close()
     raise AssertionError("unreachable")

@@ -6,7 +6,9 @@ the role ``reducer`` (or ``admin``). Every file goes through
 ingest uses, with the same checks, versioning and crash-safe journal; the answer
 is a JSON document with one result per file (``new``, ``new_version``,
 ``unchanged`` or ``rejected`` with the reason). Bodies over ``[limits]
-max_request_bytes`` get 413 before anything is ingested.
+max_request_bytes`` get 413 before anything is ingested. A storage that takes no
+more files (full, over quota, read-only) gets 507 Insufficient Storage, with
+the files archived before it kept; an unavailable database gets 503.
 
 - ``POST /upload``: ``multipart/form-data`` with one or more file parts (any
   field name; the part's file name is the archived name). 200 with the results.
@@ -23,6 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import psycopg2
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,8 +33,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from vo_archive import web
 from vo_archive.access import Caller
 from vo_archive.auth import UPLOAD_ROLES, require_roles
-from vo_archive.dali.errors import FaultStyle, TransientFault, UsageFault
+from vo_archive.dali.errors import (
+    FaultStyle,
+    InsufficientStorage,
+    TransientFault,
+    UsageFault,
+)
+from vo_archive.db.outage import database_unavailable
 from vo_archive.ingest.pipeline import FileResult, Ingestor, Outcome
+from vo_archive.ingest.storage import StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,9 @@ web.set_fault_style(bp.name, FaultStyle.TEXT)
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 #: At most this many files in one multipart upload.
 MAX_FILES = 1000
+#: Seconds a pipeline is asked to wait when the storage is full (an operator
+#: has to make room).
+STORAGE_RETRY_AFTER_S = 600
 
 
 def _result_json(r: FileResult, size: int) -> dict[str, Any]:
@@ -90,7 +103,9 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
     Raises
     ------
     TransientFault
-        If the database cannot be reached.
+        If the database cannot be reached (:mod:`vo_archive.db.outage`).
+    InsufficientStorage
+        If the archive's storage takes no more files.
     """
     engine = web.engine()
     results: list[dict[str, Any]] = []
@@ -106,10 +121,20 @@ def ingest_uploads(caller: Caller, files: Iterable[tuple[str, Any]]
                     r = ing.ingest_bytes(name, data)
                 _log_upload(engine, caller, r, len(data))
                 results.append(_result_json(r, len(data)))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, psycopg2.Error) as exc:
+        if not database_unavailable(exc):
+            raise
         log.error("upload failed: %s [%s]", exc, g.get("request_id"))
         raise TransientFault("the archive database is unavailable; nothing more "
                              "was ingested, retry the upload") from None
+    except StorageFull as full:
+        log.error("upload stopped after %d files: %s [%s]", len(results), full,
+                  g.get("request_id"))
+        raise InsufficientStorage(
+            f"the archive's storage folder takes no more files: {full.reason} "
+            f"({full.free}); {len(results)} earlier file(s) of this upload were "
+            "archived, nothing more was: retry the upload when there is room",
+            retry_after=STORAGE_RETRY_AFTER_S) from None
     return results
 
 

@@ -1,13 +1,16 @@
 -- Replication support objects, applied by `vo-archive replicate init` to every
 -- database that takes part in a stream (master or slave).  Idempotent.
 --
--- Capture: replication.capture() is a row trigger (and a statement trigger for
--- TRUNCATE) that queues one PgQ event per change, in the writer's transaction:
+-- Capture: a row trigger per table (made by `init`, see below) and a statement
+-- trigger for TRUNCATE queue one PgQ event per change, in the writer's
+-- transaction:
 --   ev_type   I / U / D / R (R = truncate)
---   ev_data   the new row as JSON (I, U), the key as JSON (D), NULL (R)
+--   ev_data   the new row image (I, U), the key (D), NULL (R): JSON objects
 --   ev_extra1 the table, schema-qualified and quoted
 --   ev_extra2 the old key as JSON (U, D); an UPDATE may change the key
 --   ev_extra3 the origin site
+--   ev_extra4 the image format: 't' (each column's text form, see below), or
+--             NULL for the legacy to_jsonb images of version 1
 -- PgQ's own C triggers (logutriga, jsontriga, sqltriga) refuse primary-key
 -- updates ("primary key update not allowed"), which issue 6 requires, so the
 -- capture trigger is ours; the queue, ticks and batches are PgQ's.
@@ -17,17 +20,30 @@ CREATE SCHEMA IF NOT EXISTS replication;
 
 -- Master side --------------------------------------------------------------
 
--- The row image is to_jsonb(NEW), with extra_float_digits and IntervalStyle
--- pinned so that a writer session's settings cannot round its floats or give
--- intervals another form (JSON dates and timestamps are ISO 8601 whatever the
--- DateStyle); columns whose text form is not exact (pgSphere) are overwritten
--- with the exact encoding built by the expression in TG_ARGV[3] (see
--- replication.exact_encoder).
+-- Row images (format "t", anchors P12): a JSON object with, for every stored
+-- column, its text output as a JSON string (or null), built by the expression
+-- replication.row_encoder makes for the table.  PostgreSQL's text I/O is exact
+-- for every type the archive replicates: floats print their shortest exact
+-- digits (negative zero, NaN, Infinity, subnormals included) with
+-- extra_float_digits >= 1, numeric keeps its scale, timestamps keep their
+-- microseconds and infinities, json keeps its text, bytea its bytes.  JSON
+-- numbers would not do: they have no negative zero.  pgSphere columns, whose
+-- text has only 15 digits, carry an exact encoding.
+--
+-- `init` writes one capture function per table (replication.capture_<stream>_
+-- <hash>, install.py), with the encoder in its body so that PL/pgSQL plans it
+-- once per session, and settings that pin every text form whatever the
+-- writer's session says; its events have ev_extra4 = 't'.
+--
+-- replication.capture() below is the TRUNCATE trigger, and the row trigger of
+-- version 1 (TG_ARGV: queue, origin, key columns, [pgSphere encoder]), which
+-- queued legacy images (to_jsonb of the row, ev_extra4 NULL).  It stays so that
+-- a trigger of an older `init` keeps working until `init` replaces it; the
+-- applier reads both formats, so a queue may hold both across an upgrade.
 CREATE OR REPLACE FUNCTION replication.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET extra_float_digits = 3
 SET IntervalStyle = postgres AS $$
--- TG_ARGV: queue name, origin site, key columns ({a,b}), [exact encoder].
 DECLARE
     tbl  text := quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME);
     keys text[];
@@ -65,17 +81,27 @@ BEGIN
 END;
 $$;
 
+-- The version of these support objects; the replicator refuses older ones
+-- (run `replicate init` after upgrading).  2: row images in format "t".
+CREATE OR REPLACE FUNCTION replication.support_version() RETURNS integer
+LANGUAGE sql IMMUTABLE AS 'SELECT 2';
+
 -- Exact row images (anchors P12) -------------------------------------------
--- pgSphere prints spoint/spoly with 15 significant digits (its output
--- precision cannot be raised), so their text form does not round-trip: a copy
--- through text differs in the last bits, and a checksum of the text would not
--- see it.  Such columns travel in an exact encoding instead:
---   spoint                  {"rad": [long, lat]} (float8, shortest exact digits)
+-- pgSphere prints its types with at most 15 significant digits (its output
+-- precision cannot be raised further), so their text form does not
+-- round-trip: a copy through text differs in the last bits, and a checksum of
+-- the text would not see it.  Such columns travel in an exact encoding
+-- instead, their float8 components as text (shortest exact digits, so a
+-- negative zero or NaN survives):
+--   spoint                  {"rad": [long, lat]}
+--   scircle                 {"circle": [long, lat, radius]} (centre, radius)
+--   sbox                    {"box": [long, lat, long, lat]} (sw, ne corners)
 --   varlena pgSphere types  {"b64": base64 of the stored bytes}, read and
 --                           written through binary-coercible casts to and from
 --                           bytea (replication.ensure_byte_casts); both sites
 --                           must share the byte order (x86-64 / ARM64 LE).
--- Other pgSphere types, arrays of them, and pgSphere key columns are refused.
+-- Other pgSphere types (sline, sellipse, strans), arrays of pgSphere types,
+-- and pgSphere key columns are refused.
 
 CREATE OR REPLACE FUNCTION replication.exact_columns(rel regclass)
 RETURNS TABLE (col name, typ text, codec text, is_key boolean)
@@ -83,7 +109,7 @@ LANGUAGE sql STABLE AS $$
     SELECT a.attname,
            format('%I.%I', n.nspname, b.typname),
            CASE WHEN t.typcategory = 'A' THEN 'unsupported'
-                WHEN b.typname = 'spoint' THEN 'spoint'
+                WHEN b.typname IN ('spoint', 'scircle', 'sbox') THEN b.typname::text
                 WHEN b.typlen = -1 THEN 'bytes'
                 ELSE 'unsupported' END,
            EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = rel AND x.indisprimary
@@ -111,9 +137,9 @@ DECLARE
 BEGIN
     FOR r IN SELECT * FROM replication.exact_columns(rel) LOOP
         IF r.codec = 'unsupported' THEN
-            RAISE EXCEPTION 'table %: column % (%) has no exact encoding; only spoint and '
-                            'variable-length pgSphere types (spoly, spath) replicate',
-                            rel, r.col, r.typ;
+            RAISE EXCEPTION 'table %: column % (%) has no exact encoding; only spoint, '
+                            'scircle, sbox and variable-length pgSphere types (spoly, '
+                            'spath, smoc) replicate', rel, r.col, r.typ;
         ELSIF r.is_key THEN
             RAISE EXCEPTION 'table %: key column % is a pgSphere type', rel, r.col;
         END IF;
@@ -142,36 +168,75 @@ BEGIN
 END;
 $$;
 
--- SQL expression building the exact encodings of rel's row `rowref` as a
--- jsonb object (NULL when rel has no such column).  The capture trigger runs it
--- with rowref '$1'; copy and verify with the table alias.
-CREATE OR REPLACE FUNCTION replication.exact_encoder(rel regclass, rowref text)
-RETURNS text LANGUAGE plpgsql STABLE AS $$
+-- Expression of the image of every stored column of rel's row `rowref`, in
+-- column order: its text output, or its exact encoding (exact = true).
+CREATE OR REPLACE FUNCTION replication.column_encoders(rel regclass, rowref text)
+RETURNS TABLE (col name, expr text, exact boolean)
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    parts text[] := '{}';
-    r record;
+    a record;
     v text;
     ns text;
 BEGIN
     PERFORM replication.check_exact(rel);
-    FOR r IN SELECT * FROM replication.exact_columns(rel) LOOP
-        v := format('(%s).%I', rowref, r.col);
-        ns := split_part(r.typ, '.', 1);
-        IF r.codec = 'spoint' THEN
-            parts := parts || format(
-                '%L, CASE WHEN %s IS NOT NULL THEN jsonb_build_object(''rad'', '
-                'jsonb_build_array(%s.long(%s), %s.lat(%s))) END', r.col, v, ns, v, ns, v);
-        ELSE
-            parts := parts || format(
-                '%L, CASE WHEN %s IS NOT NULL THEN jsonb_build_object(''b64'', '
-                'encode((%s)::bytea, ''base64'')) END', r.col, v, v);
+    FOR a IN SELECT att.attname, ex.typ, ex.codec
+             FROM pg_attribute att
+             LEFT JOIN replication.exact_columns(rel) ex ON ex.col = att.attname
+             WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
+               AND att.attgenerated = ''
+             ORDER BY att.attnum LOOP
+        v := format('(%s).%I', rowref, a.attname);
+        ns := split_part(a.typ, '.', 1);
+        col := a.attname;
+        exact := a.codec IS NOT NULL;
+        expr := CASE a.codec
+            WHEN 'spoint' THEN format(
+                'jsonb_build_object(''rad'', jsonb_build_array(%1$s.long(%2$s)::text, '
+                '%1$s.lat(%2$s)::text))', ns, v)
+            WHEN 'scircle' THEN format(
+                'jsonb_build_object(''circle'', jsonb_build_array('
+                '%1$s.long(%1$s.center(%2$s))::text, %1$s.lat(%1$s.center(%2$s))::text, '
+                '%1$s.radius(%2$s)::text))', ns, v)
+            WHEN 'sbox' THEN format(
+                'jsonb_build_object(''box'', jsonb_build_array('
+                '%1$s.long(%1$s.sw(%2$s))::text, %1$s.lat(%1$s.sw(%2$s))::text, '
+                '%1$s.long(%1$s.ne(%2$s))::text, %1$s.lat(%1$s.ne(%2$s))::text))', ns, v)
+            WHEN 'bytes' THEN format(
+                'jsonb_build_object(''b64'', encode((%s)::bytea, ''base64''))', v)
+            ELSE format('(%s)::text', v) END;
+        IF exact THEN
+            expr := format('CASE WHEN %s IS NOT NULL THEN %s END', v, expr);
         END IF;
+        RETURN NEXT;
     END LOOP;
-    IF cardinality(parts) = 0 THEN
-        RETURN NULL;
-    END IF;
-    RETURN 'jsonb_build_object(' || array_to_string(parts, ', ') || ')';
 END;
+$$;
+
+-- A jsonb object expression over (name, expression) pairs; jsonb_build_object
+-- takes at most 100 arguments, so wide tables get several, joined by ||.
+CREATE OR REPLACE FUNCTION replication.object_expr(names text[], exprs text[])
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg('jsonb_build_object(' || part || ')', ' || ' ORDER BY grp)
+    FROM (SELECT (i - 1) / 50 AS grp,
+                 string_agg(format('%L, %s', names[i], exprs[i]), ', ' ORDER BY i) AS part
+          FROM generate_subscripts(names, 1) AS i GROUP BY 1) g
+$$;
+
+-- SQL expression building the exact encodings of rel's row `rowref` as a
+-- jsonb object (NULL when rel has no such column).  verify hashes it beside
+-- the row text.
+CREATE OR REPLACE FUNCTION replication.exact_encoder(rel regclass, rowref text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT replication.object_expr(array_agg(col::text), array_agg(expr))
+    FROM replication.column_encoders(rel, rowref) WHERE exact
+$$;
+
+-- SQL expression building rel's row image (format "t") of the row `rowref`.
+-- The capture functions use it with rowref 'NEW'; the copy with the table alias.
+CREATE OR REPLACE FUNCTION replication.row_encoder(rel regclass, rowref text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT replication.object_expr(array_agg(col::text), array_agg(expr))
+    FROM replication.column_encoders(rel, rowref)
 $$;
 
 -- The exact value of column col in row image j: NULL for a JSON null, the
@@ -193,42 +258,73 @@ $$;
 
 -- How to turn a row image `j` back into rel's columns:
 --   cols   the stored columns, quoted, in order
---   exprs  one expression per column, over the row image `j` and the record
---          `r` = jsonb_populate_record(NULL::rel, j - exact)
+--   exprs  one expression per column for a legacy image (to_jsonb), over the
+--          image `j` and the record `r` = jsonb_populate_record(NULL::rel, j - exact)
 --   exact  the exactly-encoded columns (left out of r)
+--   texts  one expression per column for a format "t" image, over `j` alone:
+--          the column's text form cast to its type (the type's input function)
+-- The float8 components of exact encodings are read with ::float8, so both a
+-- JSON number (legacy) and a JSON string (format "t") are read exactly.
+DO $$
+BEGIN
+    -- Version 1 had no `texts`; a function's OUT columns cannot be replaced.
+    IF EXISTS (SELECT 1 FROM pg_proc
+               WHERE oid = to_regprocedure('replication.row_decoder(regclass)')
+                 AND NOT 'texts' = ANY (proargnames)) THEN
+        DROP FUNCTION replication.row_decoder(regclass);
+    END IF;
+END;
+$$;
 CREATE OR REPLACE FUNCTION replication.row_decoder(rel regclass, OUT cols text,
-                                                   OUT exprs text, OUT exact text[])
+                                                   OUT exprs text, OUT exact text[],
+                                                   OUT texts text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     a record;
     e text;
+    ns text;
     c text[] := '{}';
     x text[] := '{}';
+    t text[] := '{}';
 BEGIN
     PERFORM replication.check_exact(rel);
     exact := '{}';
-    FOR a IN SELECT att.attname, ex.typ, ex.codec
+    FOR a IN SELECT att.attname, format_type(att.atttypid, att.atttypmod) AS ftype,
+                    ex.typ, ex.codec
              FROM pg_attribute att
              LEFT JOIN replication.exact_columns(rel) ex ON ex.col = att.attname
              WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
                AND att.attgenerated = ''
              ORDER BY att.attnum LOOP
         c := c || quote_ident(a.attname);
-        IF a.codec = 'spoint' THEN
-            e := format('replication.exact_value(j, %L, ''rad'')', a.attname);
-            x := x || format('%s.spoint((%s ->> 0)::float8, (%s ->> 1)::float8)',
-                             split_part(a.typ, '.', 1), e, e);
-            exact := exact || a.attname::text;
-        ELSIF a.codec = 'bytes' THEN
-            x := x || format('decode(replication.exact_value(j, %L, ''b64'') #>> ''{}'', '
-                             '''base64'')::%s', a.attname, a.typ);
+        ns := split_part(a.typ, '.', 1);
+        IF a.codec IS NOT NULL THEN
+            e := format('replication.exact_value(j, %L, %L)', a.attname,
+                        CASE a.codec WHEN 'spoint' THEN 'rad' WHEN 'scircle' THEN 'circle'
+                                     WHEN 'sbox' THEN 'box' ELSE 'b64' END);
+            e := CASE a.codec
+                WHEN 'spoint' THEN format(
+                    '%1$s.spoint((%2$s ->> 0)::float8, (%2$s ->> 1)::float8)', ns, e)
+                WHEN 'scircle' THEN format(
+                    '(SELECT %1$s.scircle(%1$s.spoint((v ->> 0)::float8, '
+                    '(v ->> 1)::float8), (v ->> 2)::float8) FROM (SELECT %2$s AS v) q '
+                    'WHERE v IS NOT NULL)', ns, e)
+                WHEN 'sbox' THEN format(
+                    '(SELECT %1$s.sbox(%1$s.spoint((v ->> 0)::float8, (v ->> 1)::float8), '
+                    '%1$s.spoint((v ->> 2)::float8, (v ->> 3)::float8)) '
+                    'FROM (SELECT %2$s AS v) q WHERE v IS NOT NULL)', ns, e)
+                ELSE format('decode(%s #>> ''{}'', ''base64'')::%s', e, a.typ) END;
+            x := x || e;
+            t := t || e;
             exact := exact || a.attname::text;
         ELSE
             x := x || ('r.' || quote_ident(a.attname));
+            t := t || format('(j ->> %L)::%s', a.attname, a.ftype);
         END IF;
     END LOOP;
     cols := array_to_string(c, ',');
     exprs := array_to_string(x, ',');
+    texts := array_to_string(t, ',');
 END;
 $$;
 
@@ -300,41 +396,70 @@ CREATE TABLE IF NOT EXISTS replication.dead_letter (
     PRIMARY KEY (stream, generation, ev_id)
 );
 
--- The primary key of table tab (quoted schema.table) in row image data.
+-- The primary key of table tab (quoted schema.table) in row image data, its
+-- values typed as the columns are (a format "t" image holds their text), so
+-- that it reads as the keys of U/D events and of verify do: {"id": 2}.
 CREATE OR REPLACE FUNCTION replication.row_key(tab text, data jsonb) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_object_agg(a.attname, data -> a.attname::text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    k jsonb;
+    typed jsonb;
+BEGIN
+    SELECT jsonb_object_agg(a.attname, data -> a.attname::text) INTO k
     FROM pg_index x
     JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
-    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary
+    WHERE x.indrelid = to_regclass(tab) AND x.indisprimary;
+    IF k IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT to_jsonb(r) FROM jsonb_populate_record(NULL::%s, $1) r',
+                       to_regclass(tab)) INTO typed USING k;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN k;  -- a value its column refuses: show it as it came
+    END;
+    RETURN (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(typed) e
+            WHERE k ? e.key);
+END;
 $$;
 
 -- Apply one chunk of a batch, in event order.  Runs inside the replicator's
 -- batch transaction under session_replication_role = replica.  Any failure is
 -- re-raised with the event id, table and key in its message (anchors P7).
+-- p_formats holds each event's ev_extra4: 't' for a format "t" row image, NULL
+-- for a legacy (to_jsonb) one; a queue may hold both across an upgrade.  Keys
+-- are read with jsonb_populate_record, which takes numbers and text alike.
+-- (Version 1 took no p_formats: dropped, so that a replicator older than these
+-- functions halts instead of reading format "t" images as legacy ones.)
+DROP FUNCTION IF EXISTS replication.apply_events(bigint[], text[], text[], text[], text[]);
 CREATE OR REPLACE FUNCTION replication.apply_events(
-    p_ids bigint[], p_types text[], p_tables text[], p_data text[], p_keys text[]
+    p_ids bigint[], p_types text[], p_tables text[], p_data text[], p_keys text[],
+    p_formats text[]
 ) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     i       integer := 0;
     n       integer := coalesce(array_length(p_ids, 1), 0);
     rel     regclass;
-    sql     text;
     cache   jsonb := '{}';
     curtab  text;
     cols    text;
     exprs   text;
+    texts   text;
     exact   text[];
     keycols text;
     src     text;
+    tsrc    text;
     ins     text;
     upd     text;
     del     text;
+    tins    text;
+    tupd    text;
     rc      bigint;
     msg     text;
     det     text;
     state   text;
+    legacy  boolean;
 BEGIN
     BEGIN
         FOR j IN 1 .. n LOOP
@@ -345,7 +470,7 @@ BEGIN
                 curtab := p_tables[j];
                 rel := p_tables[j]::regclass;
                 IF NOT cache ? p_tables[j] THEN
-                    SELECT d.cols, d.exprs, d.exact INTO cols, exprs, exact
+                    SELECT d.cols, d.exprs, d.exact, d.texts INTO cols, exprs, exact, texts
                       FROM replication.row_decoder(rel) d;
                     SELECT string_agg(quote_ident(a.attname), ',' ORDER BY k.ord)
                       INTO keycols
@@ -356,12 +481,13 @@ BEGIN
                     IF keycols IS NULL THEN
                         RAISE EXCEPTION 'table % has no primary key', rel;
                     END IF;
-                    -- The row image as record r (and as j for exact columns).
+                    -- A legacy image as record r (and as j for exact columns).
                     src := CASE WHEN cardinality(exact) = 0
                                 THEN format('jsonb_populate_record(NULL::%s, $1 - $3) r', rel)
                                 ELSE format('(SELECT $1 AS j) s CROSS JOIN LATERAL '
                                             'jsonb_populate_record(NULL::%s, j - $3) r', rel)
                            END;
+                    tsrc := '(SELECT $1 AS j) s';
                     cache := cache || jsonb_build_object(p_tables[j], jsonb_build_array(
                         format('INSERT INTO %s (%s) SELECT %s FROM %s', rel, cols, exprs, src),
                         format('UPDATE %s SET (%s) = (SELECT %s FROM %s) WHERE (%s) = '
@@ -370,19 +496,34 @@ BEGIN
                         format('DELETE FROM %s WHERE (%s) = (SELECT %s FROM '
                                'jsonb_populate_record(NULL::%s, $2))',
                                rel, keycols, keycols, rel),
-                        to_jsonb(exact)));
+                        to_jsonb(exact),
+                        format('INSERT INTO %s (%s) SELECT %s FROM %s', rel, cols, texts,
+                               tsrc),
+                        format('UPDATE %s SET (%s) = (SELECT %s FROM %s) WHERE (%s) = '
+                               '(SELECT %s FROM jsonb_populate_record(NULL::%s, $2))',
+                               rel, cols, texts, tsrc, keycols, keycols, rel)));
                 END IF;
                 ins := cache -> p_tables[j] ->> 0;
                 upd := cache -> p_tables[j] ->> 1;
                 del := cache -> p_tables[j] ->> 2;
                 exact := ARRAY(SELECT jsonb_array_elements_text(cache -> p_tables[j] -> 3));
+                tins := cache -> p_tables[j] ->> 4;
+                tupd := cache -> p_tables[j] ->> 5;
+            END IF;
+            legacy := p_formats[j] IS NULL;
+            IF NOT legacy AND p_formats[j] <> 't' THEN
+                RAISE EXCEPTION 'unknown row image format % (replicator or support '
+                                'functions older than the master''s capture trigger?)',
+                                p_formats[j];
             END IF;
             -- Every statement takes (row image, old key, exact columns).
             CASE p_types[j]
             WHEN 'I' THEN
-                EXECUTE ins USING p_data[j]::jsonb, NULL::jsonb, exact;
+                EXECUTE CASE WHEN legacy THEN ins ELSE tins END
+                    USING p_data[j]::jsonb, NULL::jsonb, exact;
             WHEN 'U' THEN
-                EXECUTE upd USING p_data[j]::jsonb, p_keys[j]::jsonb, exact;
+                EXECUTE CASE WHEN legacy THEN upd ELSE tupd END
+                    USING p_data[j]::jsonb, p_keys[j]::jsonb, exact;
                 GET DIAGNOSTICS rc = ROW_COUNT;
                 IF rc <> 1 THEN
                     RAISE EXCEPTION 'UPDATE found % rows for the key', rc
@@ -408,7 +549,8 @@ BEGIN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
                                 state = RETURNED_SQLSTATE;
         RAISE EXCEPTION 'event % (%) on table %, key %: %', p_ids[i], p_types[i],
-              p_tables[i], coalesce(p_keys[i], p_data[i]), msg
+              p_tables[i], coalesce(p_keys[i], replication.row_key(p_tables[i],
+              p_data[i]::jsonb)::text, p_data[i]), msg
               USING ERRCODE = state, DETAIL = coalesce(det, '');
     END;
     RETURN n;

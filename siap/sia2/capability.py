@@ -33,12 +33,11 @@ def input_params() -> list[str]:
     from siap.sia2.params import POL_STATES
 
     return [
-        _input("POS", "double", "Circle (ra dec radius) the images must touch",
-               "3", "deg", "pos.outline;obs", "circle"),
-        _input("POS", "double", "Coordinate range (ra1 ra2 dec1 dec2)", "4", "deg",
-               "pos.outline;obs", "range"),
-        _input("POS", "double", "Polygon (ra1 dec1 ra2 dec2 ...)", "*", "deg",
-               "pos.outline;obs", "polygon"),
+        # one POS: a GROUP's PARAM names are unique (VOTable 1.4 §4.1, votlint),
+        # and DALI 1.1 has no xtype for SIA 2.0's RANGE
+        _input("POS", "char", "Region the images must touch, in ICRS degrees: "
+               "'CIRCLE ra dec radius', 'RANGE ra1 ra2 dec1 dec2' or "
+               "'POLYGON ra1 dec1 ra2 dec2 ...'", "*", "deg", "pos.outline;obs"),
         _input("BAND", "double", "Wavelength interval (vacuum, metres)", "2", "m",
                "em.wl", "interval"),
         _input("TIME", "double", "Time interval (MJD, UTC)", "2", "d", "time.epoch",

@@ -13,10 +13,14 @@ geometry). Around it this module:
   verbatim;
 - maps ``TAP_UPLOAD.<name>`` to the request's temporary tables.
 
-``LOWER``, ``UPPER`` and ``COALESCE``, which its grammar lacks, are renamed
-around it. Everything unsupported (``CENTROID``, ``REGION``, ``COORDSYS``,
-``WITH``, ``EXCEPT``, ``INTERSECT``, ``CAST``, ``IN_UNIT``) is refused with a
-message naming it; the capabilities declare only what works (:mod:`tap.capability`).
+ADQL 2.1 constructs its grammar lacks are written around it: ``LOWER``,
+``UPPER``, ``COALESCE``, ``CAST`` and ``IN_UNIT`` are renamed to placeholder
+functions and written back in the SQL (``IN_UNIT`` as a factor computed from
+the column's unit with astropy), ``EXCEPT`` and ``INTERSECT`` pass as
+``UNION`` and are named back in order, and ``WITH`` common table expressions
+become derived tables. ``REGION``, ``COORDSYS`` and recursive ``WITH`` are
+refused with a message naming them; the capabilities declare only what works
+(:mod:`tap.capability`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from queryparser.adql.ADQLParser import ADQLParser
 from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 
+from tap.adql import rewrite
 from tap.adql.tokens import Kind, Token, TokenError, split_args, tokenize
 from tap.published import Table, find_table, unquote
 
@@ -46,13 +51,27 @@ UPLOAD_SCHEMA = "tap_upload"
 UPLOAD_SQL_SCHEMA = "pg_temp"
 _LITERAL = "zqlit{}z"
 _RESERVED_TEXT = ("zqlit", "zqfn")
-_UNSUPPORTED_WORDS = {"CENTROID", "REGION", "COORDSYS"}
-_UNSUPPORTED_KEYWORDS = {"CAST", "WITH", "IN_UNIT", "EXCEPT", "INTERSECT"}
-#: User-defined functions callable from ADQL (TAPRegExt features-udf).
-UDFS: dict[str, str] = {}
+_UNSUPPORTED_WORDS = {"REGION", "COORDSYS"}
+_UNSUPPORTED_KEYWORDS: set[str] = {"RECURSIVE"}
+#: User-defined functions callable from ADQL (TAPRegExt features-udf): ADQL
+#: name -> the SQL name they are written as (functions of the ``tap_adql``
+#: schema, or PostgreSQL's own).
+UDFS: dict[str, str] = {"ivo_hasword": "ivo_hasword",
+                        "ivo_healpix_index": "ivo_healpix_index",
+                        "ivo_string_agg": "string_agg"}
 #: ADQL functions queryparser's grammar parses as user-defined; the
-#: ``tap_adql`` schema supplies them (schema/versions/0002_tap.py).
-SUPPLIED = frozenset({"coord1", "coord2"})
+#: ``tap_adql`` schema supplies them (schema/versions/0002_tap.py,
+#: 0012_adql.py).
+SUPPLIED = frozenset({"coord1", "coord2", "centroid"})
+#: ADQL 2.1 §4.9 CAST target types -> PostgreSQL's.
+CAST_TYPES = {"SMALLINT": "SMALLINT", "INTEGER": "INTEGER", "BIGINT": "BIGINT",
+              "REAL": "REAL", "DOUBLE PRECISION": "DOUBLE PRECISION",
+              "TIMESTAMP": "TIMESTAMP", "CHAR": "CHAR", "VARCHAR": "VARCHAR"}
+#: Set operators other than UNION (ADQL 2.1 §4.11), written as UNION for the
+#: parser and named back in the SQL.
+SET_OPERATORS = ("UNION", "EXCEPT", "INTERSECT")
+#: Longest query once common table expressions are written out.
+MAX_EXPANDED_LENGTH = 200_000
 #: ADQL 2.1 functions queryparser's grammar rejects (ADQL §4.5, §4.8): they are
 #: renamed to placeholders that parse as function calls, then named back.
 RENAMED = {"LOWER": "zqfnlower", "UPPER": "zqfnupper", "COALESCE": "zqfncoalesce"}
@@ -198,7 +217,8 @@ class _Checker:
         elif isinstance(ctx, ADQLParser.User_defined_functionContext):
             name = _name(ctx.getChild(0))
             if (name.lower() not in UDFS and name.lower() not in SUPPLIED
-                    and name.lower() not in _RENAMED_BACK):
+                    and name.lower() not in _RENAMED_BACK
+                    and not re.fullmatch(r"zqfn(cast|inunit)\d+", name.lower())):
                 self._fail(f"unknown function {name}: only ADQL functions may be "
                            "used", ctx.start)
         if isinstance(ctx, antlr4.ParserRuleContext):
@@ -281,7 +301,19 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
     _check_top_after_union(significant, adql)
     end = significant[-1]
     tokens = [t for t in tokens if t.start <= end.start]
-    norm, literals = _normalise(tokens)
+    try:
+        tokens = rewrite.expand_common_tables(tokens)
+        if sum(len(t.text) for t in tokens) > MAX_EXPANDED_LENGTH:
+            raise rewrite.RewriteError(
+                f"the query is longer than {MAX_EXPANDED_LENGTH} characters once "
+                "its WITH tables are written out", 0)
+        tokens, cast_types = rewrite.rename_casts(tokens, CAST_TYPES)
+        tokens, set_ops = rewrite.rename_set_operators(tokens)
+        norm, literals = _normalise(tokens)
+        norm, unit_calls = rewrite.rename_in_units(
+            norm, lambda ph: literals[int(ph.strip("'")[5:-1])])
+    except rewrite.RewriteError as exc:
+        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
     text = _join(norm)
     starts = _offset_map(norm)
 
@@ -312,9 +344,39 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
                         ) from None
     sql = _fix_top_before_union(sql.rstrip().rstrip(";"))
     sql = re.sub(r"\bzqfn(lower|upper|coalesce)\b", lambda m: m.group(1).upper(), sql)
+    try:
+        sql = rewrite.restore_set_operators(sql, set_ops)
+        sql = rewrite.restore_calls(sql, "zqfncast",
+                                    lambda n, arg: f"CAST({arg} AS {cast_types[n]})")
+        # 15 significant digits: m -> nm is 1e9, not 999999999.9999999
+        factors = [float(f"{_unit_factor(call, checker.tables):.15g}")
+                   for call in unit_calls]
+        sql = rewrite.restore_calls(sql, "zqfninunit",
+                                    lambda n, arg: f"(({arg}) * {factors[n]!r})")
+    except rewrite.RewriteError as exc:
+        raise ADQLError(str(exc)) from None
+    sql = re.sub(r"\b(ivo_\w+)\s*\(", lambda m: UDFS.get(m.group(1).lower(),
+                                                         m.group(1)) + "(", sql)
     sql = _restore(sql, literals)
     return Translation(sql, tuple(dict.fromkeys(checker.tables)),
                        tuple(dict.fromkeys(checker.used_uploads)))
+
+
+def _unit_factor(call: rewrite.UnitCall, tables: list[Table]) -> float:
+    """Return the IN_UNIT factor of a column of the query's published tables."""
+    name = call.column.rsplit(".", 1)[-1]
+    units = {c.field().unit for t in tables
+             if (c := t.column(unquote(name))) is not None}
+    if not units:
+        raise ADQLError(f"IN_UNIT: {call.column} is not a column of a published "
+                        "table of this query")
+    if len(units) > 1:
+        raise ADQLError(f"IN_UNIT: {call.column} has different units in the "
+                        "query's tables; qualify it in a subquery")
+    try:
+        return rewrite.unit_factor(units.pop(), call.unit, call.column)
+    except ValueError as exc:
+        raise ADQLError(str(exc)) from None
 
 
 def _check_top_after_union(tokens: list[Token], adql: str) -> None:
@@ -332,7 +394,7 @@ def _check_top_after_union(tokens: list[Token], adql: str) -> None:
             depth -= 1
         elif depth == 0 and t.kind is Kind.WORD:
             word = t.text.upper()
-            if word == "UNION":
+            if word in SET_OPERATORS:
                 union = True
             elif word == "TOP" and union:
                 raise ADQLError("TOP in a later part of a UNION is not supported; "

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2
 import pytest
-from sqlalchemy import Integer, bindparam, func, literal_column, select, table
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    create_engine,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 
 from tests.conftest import Archive
 from vo_archive import statements
@@ -75,3 +86,35 @@ def test_scope_and_settings_hold_for_one_statement(
         ).scalar_one()
     assert after in ("", "off")
     assert statements.run(engine, scope, False) == [("off",)]
+
+
+def test_connections_the_server_dropped_are_all_replaced(
+        make_archive: Callable[..., Archive]) -> None:
+    """After a restart every pooled connection is dead, with its prepared
+    statements: the next request runs on a new connection, not on the next
+    dead one (a restart of the server drops them as pg_terminate_backend does)."""
+    archive = make_archive()
+    assert archive.settings.dsn
+    name = "stale-" + uuid.uuid4().hex[:8]
+    dsn = archive.settings.dsn
+    engine = create_engine("postgresql+psycopg2://", pool_size=4, max_overflow=0,
+                           creator=lambda: psycopg2.connect(dsn,
+                                                            application_name=name))
+    try:
+        held = [engine.raw_connection() for _ in range(4)]
+        for fairy in held:  # four pooled connections, each with its PREPARE
+            with fairy.cursor() as cur:
+                cur.execute("PREPARE stale_one AS SELECT 1")
+            fairy.commit()
+        for fairy in held:
+            fairy.close()
+        with archive.engine.connect() as conn:
+            killed = conn.execute(text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                "FROM pg_stat_activity WHERE application_name = :n"),
+                {"n": name}).scalar_one()
+        assert killed == 4
+        for i in range(6):
+            assert statements.run(engine, _constant(200 + i), False) == [(200 + i,)]
+    finally:
+        engine.dispose()

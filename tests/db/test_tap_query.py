@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg2
 import pytest
 from sqlalchemy import text
 
@@ -12,6 +16,7 @@ from tap.uploads import load_votable
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller
 from vo_archive.dali.errors import TransientFault, UsageFault
+from vo_archive.db.outage import database_unavailable
 
 MEMBER = Caller("alice", frozenset({"member"}))
 
@@ -183,3 +188,115 @@ def test_stale_tap_schema_is_resynchronised(make_archive) -> None:
     with archive.engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM tap_schema.columns")).scalar_one()
     assert n == sum(len(t.columns) for s in SCHEMAS for t in s.tables)
+
+
+def test_a_connection_lost_mid_query_is_no_usage_fault(demo_archive: Archive) -> None:
+    """The server ending the query's connection (a restart) is not the query's
+    fault: it is not a UsageFault (400) but an error the app answers with 503."""
+    adql = ("SELECT COUNT(*) FROM ivoa.ObsCore AS a, ivoa.ObsCore AS b, "
+            "ivoa.ObsCore AS c, ivoa.ObsCore AS d")
+    assert demo_archive.settings.dsn
+    admin = psycopg2.connect(demo_archive.settings.dsn)
+    admin.autocommit = True
+
+    def terminate_soon(pid: int) -> None:
+        def later() -> None:
+            time.sleep(0.5)
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        threading.Thread(target=later, daemon=True).start()
+
+    t = translate(adql, set())
+    try:
+        with pytest.raises(psycopg2.Error) as caught:
+            rs = execute(demo_archive.engine, ANONYMOUS, t, [], Limits(30, 10),
+                         lambda p: p, on_backend=terminate_soon)
+            list(rs.rows())
+        assert database_unavailable(caught.value)
+    finally:
+        admin.close()
+    assert run(demo_archive, "SELECT COUNT(*) FROM ivoa.ObsCore")[0][0] > 0
+
+
+# -- ADQL 2.1 optional features (#16) ---------------------------------------------
+
+
+def test_set_operators_give_set_results(demo_archive: Archive) -> None:
+    runs = {r[0] for r in run(demo_archive, "SELECT run_id FROM pessto.runs")}
+    used = {r[0] for r in run(demo_archive, "SELECT run_id FROM pessto.products "
+                                            "WHERE mode = 'imaging'")}
+    got = [r[0] for r in run(demo_archive, "SELECT run_id FROM pessto.runs EXCEPT "
+                             "SELECT run_id FROM pessto.products WHERE mode = "
+                             "'imaging'")]
+    assert sorted(got) == sorted(runs - used)
+    got = [r[0] for r in run(demo_archive, "SELECT run_id FROM pessto.runs INTERSECT "
+                             "SELECT run_id FROM pessto.products WHERE mode = "
+                             "'imaging'")]
+    assert sorted(got) == sorted(runs & used) and got
+
+
+def test_cast_in_unit_and_with(demo_archive: Archive) -> None:
+    rows = run(demo_archive, "SELECT TOP 20 em_min, IN_UNIT(em_min, 'nm'), "
+               "CAST(em_min * 1e10 AS INTEGER), CAST(obs_id AS CHAR(4)) "
+               "FROM ivoa.ObsCore WHERE em_min IS NOT NULL ORDER BY obs_id")
+    assert rows
+    for em_min, nm, angstrom, short in rows:
+        assert nm == pytest.approx(em_min * 1e9, rel=1e-12)
+        assert isinstance(angstrom, int) and abs(angstrom - em_min * 1e10) <= 0.5
+        assert len(short) == 4
+    with_rows = run(demo_archive, "WITH r AS (SELECT run_id, name FROM pessto.runs), "
+                    "n AS (SELECT run_id, COUNT(*) AS k FROM pessto.products "
+                    "GROUP BY run_id) SELECT r.name, n.k FROM r JOIN n "
+                    "ON n.run_id = r.run_id ORDER BY r.name")
+    join_rows = run(demo_archive, "SELECT r.name, COUNT(*) FROM pessto.runs AS r "
+                    "JOIN pessto.products AS p ON p.run_id = r.run_id "
+                    "GROUP BY r.name ORDER BY r.name")
+    assert with_rows == join_rows and with_rows
+
+
+def test_with_sees_only_visible_rows(demo_archive: Archive) -> None:
+    adql = ("WITH p AS (SELECT product_id FROM pessto.products) "
+            "SELECT COUNT(*) FROM p")
+    assert run(demo_archive, adql)[0][0] == run(
+        demo_archive, "SELECT COUNT(*) FROM pessto.products")[0][0]
+    assert run(demo_archive, adql)[0][0] < run(demo_archive, adql, MEMBER)[0][0]
+
+
+def test_udfs_and_centroid(demo_archive: Archive) -> None:
+    import healpy
+    import numpy as np
+
+    rows = run(demo_archive, "SELECT ra, \"dec\", ivo_healpix_index(0, ra, \"dec\"), "
+               "ivo_healpix_index(8, ra, \"dec\"), ivo_healpix_index(29, ra, \"dec\") "
+               "FROM pessto.products WHERE ra IS NOT NULL", MEMBER)
+    assert len(rows) > 50
+    ra = np.array([r[0] for r in rows])
+    dec = np.array([r[1] for r in rows])
+    for col, order in ((2, 0), (3, 8), (4, 29)):
+        want = healpy.ang2pix(1 << order, ra, dec, nest=True, lonlat=True)
+        assert [r[col] for r in rows] == [int(x) for x in want], order
+    rng = np.random.default_rng(7)
+    pts = [(0.0, 90.0), (0.0, -90.0), (359.999999, 0.0), (360.0, 12.0),
+           (45.0, 41.8103), (180.0, -41.8103)]
+    pts += [(float(a), float(b)) for a, b in zip(rng.uniform(0, 360, 40),
+                                                 np.degrees(np.arcsin(
+                                                     rng.uniform(-1, 1, 40))),
+                                                 strict=True)]
+    for a, b in pts:
+        got = run(demo_archive, f"SELECT TOP 1 ivo_healpix_index(12, {a!r}, {b!r}) "
+                  "FROM pessto.runs")[0][0]
+        assert got == int(healpy.ang2pix(4096, a % 360.0, b, nest=True,
+                                         lonlat=True)), (a, b)
+    words = run(demo_archive, "SELECT TOP 1 ivo_hasword('SN 2018abc, a type Ia', "
+                "'type ia'), ivo_hasword('SN 2018abc', 'abc'), "
+                "ivo_hasword('Gaia17bzc', 'gaia17BZC') FROM pessto.runs")[0]
+    assert words == (1, 0, 1)
+    names = sorted(r[0] for r in run(demo_archive, "SELECT name FROM pessto.runs"))
+    agg = run(demo_archive, "SELECT ivo_string_agg(name, '|') FROM pessto.runs")[0][0]
+    assert sorted(agg.split("|")) == names
+    c = run(demo_archive, "SELECT TOP 1 CENTROID(CIRCLE('ICRS', 10, 20, 1)), "
+            "CENTROID(POLYGON('ICRS', 10, 10, 12, 10, 12, 12, 10, 12)) "
+            "FROM pessto.runs")[0]
+    assert c[0] == pytest.approx([10.0, 20.0])
+    assert c[1][0] == pytest.approx(11.0) and 10.9 < c[1][1] < 11.1

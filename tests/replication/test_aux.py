@@ -109,10 +109,10 @@ def test_truncate_cascade_and_reingest(aux_env: Env, demo_fits: list[Path]) -> N
 def test_unsupported_pgsphere_column_refused(aux_env: Env) -> None:
     """A pgSphere type without an exact encoding is refused at init, loudly."""
     for dsn in aux_env.dsns.values():
-        execute(dsn, "ALTER TABLE archive.target ADD COLUMN region scircle")
+        execute(dsn, "ALTER TABLE archive.target ADD COLUMN region sline")
     out = init(aux_env.path, check=False, cli=CLI)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [(
-        "error: table archive.target: column region (public.scircle) has no exact "
-        "encoding; only spoint and variable-length pgSphere types (spoly, spath) "
-        "replicate")]
+        "error: table archive.target: column region (public.sline) has no exact "
+        "encoding; only spoint, scircle, sbox and variable-length pgSphere types "
+        "(spoly, spath, smoc) replicate")]

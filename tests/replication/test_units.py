@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replication.config import ConfigError, parse_config
+from replication.install import SetupError, check_server
 from replication.snapshot import Snapshot
 
 
@@ -73,3 +74,40 @@ def test_config_circle_accepted() -> None:
 def test_config_rejects(streams: list[dict[str, object]], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"stream": streams})
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (130012, "the slave runs PostgreSQL 13; replication needs 14 or later "
+                 "(CREATE OR REPLACE TRIGGER)"),
+        (140000, None),
+        (150020, None),
+    ],
+)
+def test_server_version_checked(version: int, message: str | None) -> None:
+    if message is None:
+        check_server(version, "slave")
+    else:
+        with pytest.raises(SetupError) as err:
+            check_server(version, "slave")
+        assert str(err.value) == message
+
+
+def test_example_config_names_every_setting() -> None:
+    """replication.example.toml shows every tunable (issue 17: maint_interval)."""
+    import dataclasses
+    import tomllib
+    from pathlib import Path
+
+    from replication.config import StreamConfig
+
+    example = Path(__file__).resolve().parents[2] / "replication" / (
+        "replication.example.toml")
+    defaults = tomllib.loads(example.read_text())["defaults"]
+    per_stream = {"name", "master", "slave", "tables", "origin"}
+    builtin = {f.name: f.default for f in dataclasses.fields(StreamConfig)
+               if f.name not in per_stream}
+    assert set(defaults) == set(builtin)
+    # The example shows the built-in values.
+    assert {k: v for k, v in defaults.items() if v != builtin[k]} == {}

@@ -10,7 +10,7 @@ from astropy.coordinates import SkyCoord
 from sqlalchemy import text
 
 from tests.conftest import LiveServer
-from tests.service.vocheck import query_status, strict_votable
+from tests.service.vocheck import SCS_UCD1, query_status, strict_votable
 
 
 def test_pyvo_cone_across_ra_zero(live_server: LiveServer) -> None:
@@ -33,7 +33,7 @@ def test_cone_matches_database(live_server: LiveServer) -> None:
     r = live_server.get("/scs", params={"RA": "201.3", "DEC": "-89.7", "SR": "2",
                                         "VERB": "3"})
     assert r.status_code == 200
-    table = strict_votable(r.content).get_first_table()
+    table = strict_votable(r.content, SCS_UCD1).get_first_table()
     assert {str(x) for x in table.array["obs_publisher_did"]} == expected
     assert expected
 
@@ -41,7 +41,7 @@ def test_cone_matches_database(live_server: LiveServer) -> None:
 @pytest.mark.parametrize("verb,ncols", [("1", 4), ("2", 15), ("3", 25)])
 def test_verbosity(live_server: LiveServer, verb: str, ncols: int) -> None:
     r = live_server.get(f"/scs?RA=0&DEC=0&SR=0&VERB={verb}")
-    table = strict_votable(r.content).get_first_table()
+    table = strict_votable(r.content, SCS_UCD1).get_first_table()
     assert len(table.fields) == ncols
     ucds = [f.ucd for f in table.fields]
     assert ucds.count("ID_MAIN") == ucds.count("POS_EQ_RA_MAIN") == 1
@@ -50,7 +50,7 @@ def test_verbosity(live_server: LiveServer, verb: str, ncols: int) -> None:
 
 def test_maxrec_overflow(live_server: LiveServer) -> None:
     r = live_server.get("/scs?RA=201.3&DEC=-89.7&SR=5&MAXREC=2&dummy=ignore-me")
-    doc = strict_votable(r.content)
+    doc = strict_votable(r.content, SCS_UCD1)
     assert len(doc.get_first_table().array) == 2
     assert query_status(doc) == ["OK", "OVERFLOW"]
 
@@ -64,11 +64,22 @@ def test_maxrec_overflow(live_server: LiveServer) -> None:
 def test_errors_are_scs_error_documents(live_server: LiveServer, query: str,
                                         name: str) -> None:
     r = live_server.get("/scs?" + query)
-    assert r.status_code == 400
-    doc = strict_votable(r.content)
+    assert r.status_code == 200  # SCS 1.03 §2: the error is in the VOTable
+    doc = strict_votable(r.content, SCS_UCD1)
     err = [i for i in doc.infos if i.name == "Error"]
     assert len(err) == 1 and name in err[0].value
     assert not list(doc.iter_tables())  # no TABLE: TOPCAT would read it first
+
+
+def test_stilts_shows_the_error_message(live_server: LiveServer) -> None:
+    import subprocess
+
+    out = subprocess.run(
+        ["stilts", "cone", f"serviceurl={live_server.url}/scs?", "lon=10", "lat=0",
+         "radius=181", "ofmt=csv", "out=-"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "parameter SR=181" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
 def test_pyvo_reads_the_error_message(live_server: LiveServer) -> None:
@@ -87,7 +98,7 @@ def test_proprietary_products_are_hidden(live_server: LiveServer) -> None:
     assert hidden
     for did, ra, dec in hidden:
         r = live_server.get(f"/scs?RA={ra}&DEC={dec}&SR=0.001")
-        ids = {str(x) for x in strict_votable(r.content).get_first_table()
+        ids = {str(x) for x in strict_votable(r.content, SCS_UCD1).get_first_table()
                .array["obs_publisher_did"]}
         assert did not in ids
 
@@ -116,6 +127,6 @@ def test_large_result_is_streamed_whole(live_server: LiveServer) -> None:
         n = conn.execute(text("SELECT count(*) FROM pessto.products "
                               "WHERE ra IS NOT NULL")).scalar_one()
     r = live_server.get("/scs?RA=10&DEC=10&SR=180&MAXREC=60000&VERB=1")
-    doc = strict_votable(r.content)
+    doc = strict_votable(r.content, SCS_UCD1)
     assert len(doc.get_first_table().array) == n
     assert query_status(doc) == ["OK"]

@@ -25,26 +25,51 @@ def _spectrum(live_server: LiveServer) -> dict[str, object]:
             "'telluric_corrected_1d' ORDER BY p.product_id LIMIT 1")).mappings().one())
 
 
+def _getdataset(rec: pyvo.dal.ssa.SSARecord) -> bytes:
+    """Fetch what pyvo's ``getdataset`` fetches: the first ``#this`` DataLink row.
+
+    (``getdataset`` itself widens ``#this`` through the IVOA vocabulary, which
+    it downloads from the network; the tests run offline.)
+    """
+    this = next(rec.getdatalink().bysemantics("#this", include_narrower=False))
+    r = requests.get(this.access_url, timeout=60)
+    r.raise_for_status()
+    return r.content
+
+
 def test_pyvo_ssa_with_band_time_and_getdata(live_server: LiveServer) -> None:
     s = _spectrum(live_server)
     ssa = pyvo.dal.SSAService(live_server.url + "/ssap")
     t = Time(s["mjd_obs"], format="mjd")
     dt = TimeDelta(0.01, format="jd")
-    res = ssa.search(pos=(s["ra"], s["dec"]), diameter=0.01,
-                     band=(float(s["em_min"]) + 1e-8, float(s["em_max"]) - 1e-8),
-                     time=Time([(t - dt).isot, (t + dt).isot], format="isot"),
-                     format="all")
-    recs = [r for r in res if str(r["ssa_pubDID"]) == s["publisher_did"]]
-    assert {r.format for r in recs} == {"application/fits", "application/x-votable+xml"}
-    assert abs(recs[0].ra - s["ra"]) < 1e-6 and recs[0].title == s["filename"]
-    fits_rec = next(r for r in recs if r.format == "application/fits")
-    with fits.open(io.BytesIO(requests.get(fits_rec.acref, timeout=60).content)) as h:
+    found = {}
+    for fmt, mime in (("all", "application/fits"), ("native", "application/fits"),
+                      ("votable", "application/x-votable+xml")):
+        res = ssa.search(pos=(s["ra"], s["dec"]), diameter=0.01,
+                         band=(float(s["em_min"]) + 1e-8, float(s["em_max"]) - 1e-8),
+                         time=Time([(t - dt).isot, (t + dt).isot], format="isot"),
+                         format=fmt)
+        dids = [str(r["ssa_pubDID"]) for r in res]
+        assert len(dids) == len(set(dids))  # one row per spectrum
+        recs = [r for r in res if str(r["ssa_pubDID"]) == s["publisher_did"]]
+        assert len(recs) == 1 and recs[0].format == mime
+        found[mime] = recs[0]
+    rec = found["application/fits"]
+    assert abs(rec.ra - s["ra"]) < 1e-6 and rec.title == s["filename"]
+    # pyvo's SSARecord.dateobs reads ssa:DataID.Date
+    assert rec.dateobs is not None
+    assert abs(rec.dateobs.mjd - float(s["mjd_obs"])) < 1.0
+    # pyvo's getdataset fetches the first #this link of the row's DataLink
+    # document: it must be the format the row names
+    with fits.open(io.BytesIO(_getdataset(rec))) as h:
         wave = h[1].data["WAVE"][0]
-    vot_rec = next(r for r in recs if r.format == "application/x-votable+xml")
-    body = requests.get(vot_rec.acref, timeout=60).content
+    vot_rec = found["application/x-votable+xml"]
+    body = _getdataset(vot_rec)
     spec = strict_votable(body).get_first_table()
     assert np.allclose(spec.array["WAVE"], wave)
     assert spec.get_field_by_id("FLUX").utype == "spec:Spectrum.Data.FluxAxis.Value"
+    with fits.open(io.BytesIO(requests.get(rec.acref, timeout=60).content)) as h:
+        assert np.allclose(h[1].data["WAVE"][0], wave)
 
 
 def test_metadata(live_server: LiveServer) -> None:

@@ -12,6 +12,8 @@ from astropy.io.votable.tree import VOTableFile
 #: UCD1 words that SIA 1.0 mandates (pyvo reads them) and that astropy's UCD1+
 #: check reports as W06 in any VOTable version that also allows ``VOX:`` words.
 SIA1_UCD1 = ("POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN", "INST_ID")
+#: The UCD1 words that SCS 1.03 §2 mandates (TOPCAT and pyvo find the columns by them).
+SCS_UCD1 = ("ID_MAIN", "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN", "OBS_ANG-SIZE")
 
 
 def strict_votable(body: bytes, allowed_ucd1: tuple[str, ...] = ()) -> VOTableFile:

@@ -23,11 +23,27 @@ from tap.adql.translate import MAX_QUERY_LENGTH, ADQLError, translate
     ("INSERT INTO pessto.runs VALUES (1)", "syntax error"),
     ("UPDATE archive.product SET release_date = now()", "syntax error"),
     ("DELETE FROM archive.product", "syntax error"),
-    ("SELECT CENTROID(s_region) FROM ivoa.ObsCore", "CENTROID"),
-    ("SELECT CAST(s_ra AS INTEGER) FROM ivoa.ObsCore", "CAST is not supported"),
-    ("WITH q AS (SELECT 1 FROM ivoa.ObsCore) SELECT * FROM q", "WITH is not"),
-    ("SELECT s_ra FROM ivoa.ObsCore EXCEPT SELECT s_dec FROM ivoa.ObsCore",
-     "EXCEPT is not"),
+    ("SELECT CAST(s_ra AS POINT) FROM ivoa.ObsCore", "CAST to 'POINT'"),
+    ("SELECT CAST(s_ra AS INTEGER(3)) FROM ivoa.ObsCore", "takes no length"),
+    ("SELECT CAST(s_ra) FROM ivoa.ObsCore", "CAST needs 'AS type'"),
+    ("SELECT CAST(s_ra AS text) FROM ivoa.ObsCore", "CAST to 'text'"),
+    ("WITH RECURSIVE q AS (SELECT 1 FROM ivoa.ObsCore) SELECT * FROM q",
+     "RECURSIVE is not"),
+    ("WITH q (a) AS (SELECT s_ra FROM ivoa.ObsCore) SELECT * FROM q",
+     "column lists"),
+    ("WITH q AS SELECT 1 FROM ivoa.ObsCore", "name AS \\(query\\)"),
+    ("WITH q AS (SELECT * FROM archive.product) SELECT * FROM q", "not published"),
+    ("WITH q AS (DELETE FROM pessto.runs) SELECT * FROM q", "syntax error"),
+    ("SELECT IN_UNIT(s_ra + 1, 'rad') FROM ivoa.ObsCore", "must name one"),
+    ("SELECT IN_UNIT(s_ra, 'm') FROM ivoa.ObsCore", "cannot be converted"),
+    ("SELECT IN_UNIT(s_ra, 'furlong') FROM ivoa.ObsCore", "not a VOUnit"),
+    ("SELECT IN_UNIT(obs_id, 'm') FROM ivoa.ObsCore", "has no unit"),
+    ("SELECT IN_UNIT(s_ra) FROM ivoa.ObsCore", "a column and a unit string"),
+    ("SELECT IN_UNIT(nothing, 'm') FROM ivoa.ObsCore", "not a column"),
+    ("SELECT REGION('x') FROM ivoa.ObsCore", "REGION"),
+    ("SELECT s_ra FROM ivoa.ObsCore EXCEPT SELECT TOP 1 s_dec FROM ivoa.ObsCore",
+     "TOP in a later part"),
+    ("SELECT ivo_nothing(s_ra) FROM ivoa.ObsCore", "unknown function ivo_nothing"),
     ("SELECT zqfnlower(obs_id) FROM ivoa.ObsCore", "reserved text"),
     ("SELECT name FROM pessto.runs UNION SELECT TOP 1 name FROM pessto.targets",
      "TOP in a later part"),
@@ -80,6 +96,30 @@ def test_long_query_limit_is_stated() -> None:
      "ivoa.ObsCore", "SELECT LOWER(obs_id), UPPER(obs_id), COALESCE(s_ra, 0.0)"),
     ("SELECT TOP 2 name FROM pessto.runs UNION SELECT name FROM pessto.targets",
      "(SELECT name FROM pessto.runs LIMIT 2) UNION SELECT name"),
+    ("SELECT CAST(s_ra AS INTEGER), CAST(obs_id AS VARCHAR(5)), CAST(s_dec AS "
+     "DOUBLE PRECISION) FROM ivoa.ObsCore", "SELECT CAST(s_ra AS INTEGER), "
+     "CAST(obs_id AS VARCHAR(5)), CAST(s_dec AS DOUBLE PRECISION)"),
+    ("SELECT CAST(CAST(s_ra AS INTEGER) AS CHAR(3)) FROM ivoa.ObsCore",
+     "CAST(CAST(s_ra AS INTEGER) AS CHAR(3))"),
+    ("SELECT name FROM pessto.runs EXCEPT SELECT name FROM pessto.targets "
+     "INTERSECT SELECT name FROM pessto.runs UNION ALL SELECT name FROM "
+     "pessto.runs", "pessto.runs EXCEPT SELECT name FROM pessto.targets INTERSECT "
+     "SELECT name FROM pessto.runs UNION ALL SELECT"),
+    ("SELECT IN_UNIT(em_min, 'nm') FROM ivoa.ObsCore", "((em_min) * 1000000000.0)"),
+    ("SELECT IN_UNIT(o.s_fov, 'arcsec') FROM ivoa.ObsCore AS o",
+     "((o.s_fov) * 3600.0)"),
+    ("WITH r AS (SELECT run_id, name FROM pessto.runs) SELECT r.name FROM r",
+     "SELECT r.name FROM (SELECT run_id, name FROM pessto.runs) AS r"),
+    ("WITH r AS (SELECT run_id FROM pessto.runs), s AS (SELECT run_id FROM r) "
+     "SELECT x.run_id FROM s AS x JOIN r ON r.run_id = x.run_id",
+     "FROM (SELECT run_id FROM (SELECT run_id FROM pessto.runs) AS r) AS x JOIN "
+     "(SELECT run_id FROM pessto.runs) AS r ON"),
+    ("SELECT ivo_string_agg(name, ','), ivo_hasword(name, 'efosc') FROM pessto.runs",
+     "SELECT string_agg(name, ','), ivo_hasword(name, 'efosc')"),
+    ("SELECT ivo_healpix_index(10, s_ra, s_dec) FROM ivoa.ObsCore",
+     "ivo_healpix_index(10, s_ra, s_dec)"),
+    ("SELECT CENTROID(CIRCLE('ICRS', 1, 2, 3)) FROM pessto.runs",
+     "CENTROID(scircle(spoint(RADIANS(1.0), RADIANS(2.0)), RADIANS(3.0)))"),
 ])
 def test_translated(adql: str, expected: str) -> None:
     assert expected in translate(adql, {"t1"}).sql

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
 from vo_archive.db import migrate
+from vo_archive.db.cluster import EmbeddedCluster
 from vo_archive.db.engine import cluster_for, get_engine
 from vo_archive.ingest.recovery import check
 from vo_archive.ingest.storage import Storage
@@ -29,6 +30,9 @@ def register(sub: Any) -> None:
         dsub, "status", cmd_status, "say where the database is and its state"
     )
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--credentials", action="store_true",
+                    help="also print the embedded cluster's superuser and its DSN "
+                         "(read from the cluster's 0600 file: run as its owner)")
     ck = add_command(dsub, "check", cmd_check,
                      "recover crashed ingests; check every file against the database")
     ck.add_argument("--deep", action="store_true", help="also verify SHA-256 checksums")
@@ -93,7 +97,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         info["server"] = "external (VO_ARCHIVE_DSN)"
     else:
         info["server"] = "embedded"
-        info.update(cluster_for(settings).status())
+        cluster = cluster_for(settings)
+        info.update(cluster.status())
+        if args.credentials:
+            info.update(_credentials(cluster))
     if settings.dsn or info.get("running"):
         engine = get_engine(settings)
         with engine.connect() as conn:
@@ -117,6 +124,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         for key, value in info.items():
             print(f"{key:>12}: {value}")
     return 0
+
+
+def _credentials(cluster: EmbeddedCluster) -> dict[str, str]:
+    """Return the embedded cluster's superuser, where it is kept, and its DSN."""
+    try:
+        info = cluster.info
+    except (OSError, ValueError) as exc:
+        raise CommandError(
+            f"cannot read {cluster.info_path} ({exc.__class__.__name__}): it holds "
+            "the superuser password and is readable by its owner only (root)"
+        ) from None
+    return {"superuser": info.user, "credentials": str(cluster.info_path),
+            "dsn": info.dsn()}
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:

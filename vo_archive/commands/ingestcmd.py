@@ -1,4 +1,10 @@
-"""``vo-archive ingest`` and ``vo-archive demo``."""
+"""``vo-archive ingest`` and ``vo-archive demo``.
+
+Exit status of ``ingest``: 0 when every file was archived or unchanged, 1 when
+some were rejected, 2 for a usage or database error, and
+:data:`EXIT_STORAGE_FULL` (3) when the archive's storage took no more files
+(full, over quota, read-only) and the ingest stopped.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,15 @@ from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
 from vo_archive.db import migrate
 from vo_archive.db.engine import get_engine
-from vo_archive.ingest.pipeline import Ingestor, IngestSummary, iter_fits_paths
+from vo_archive.ingest.pipeline import (
+    Ingestor,
+    IngestStopped,
+    IngestSummary,
+    iter_fits_paths,
+)
+
+#: Exit status of an ingest stopped by a storage that takes no more files.
+EXIT_STORAGE_FULL = 3
 
 
 def register(sub: Any) -> None:
@@ -54,19 +68,39 @@ def run_ingest(settings: Settings, paths: list[str], run: str | None = None,
         done = n
         bar.set_postfix(rejected=rejected)
 
-    with Ingestor(settings, engine, run_name=run, workers=workers,
-                  progress=progress) as ingestor:
-        summary = ingestor.ingest_paths(paths)
-    bar.close()
+    try:
+        with Ingestor(settings, engine, run_name=run, workers=workers,
+                      progress=progress) as ingestor:
+            summary = ingestor.ingest_paths(paths)
+    finally:
+        bar.close()
     return summary
 
 
+def _report_stop(stop: IngestStopped, total: int | None = None) -> int:
+    """Say why the ingest stopped and what to do; return the exit status."""
+    done = len(stop.summary.results)
+    of = f" of {total}" if total is not None else ""
+    print(f"vo-archive: error: ingest stopped after {done}{of} files: {stop.cause}; "
+          "what was recorded is kept: once the folder takes files again (room "
+          "made, or mounted writable), run the same ingest again for the rest",
+          file=sys.stderr)
+    return EXIT_STORAGE_FULL
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    """Ingest files; exit 1 if any was rejected."""
-    summary = run_ingest(settings, args.paths, args.run, args.workers, args.quiet)
+    """Ingest files; exit 1 if any was rejected, 3 if the storage is full."""
+    stop: IngestStopped | None = None
+    try:
+        summary = run_ingest(settings, args.paths, args.run, args.workers,
+                             args.quiet)
+    except IngestStopped as exc:
+        stop, summary = exc, exc.summary
     for r in summary.rejected:
         print(f"rejected: {r.source}: {r.reason}", file=sys.stderr)
     print(summary.line())
+    if stop is not None:
+        return _report_stop(stop, sum(1 for _ in iter_fits_paths(args.paths)))
     return 1 if summary.rejected else 0
 
 
@@ -91,7 +125,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         marker.write_text("ok\n")
     engine = get_engine(settings)
     migrate.upgrade(engine, settings.publisher_authority)
-    summary = run_ingest(settings, [str(out)])
+    try:
+        summary = run_ingest(settings, [str(out)])
+    except IngestStopped as stop:
+        print(stop.summary.line())
+        return _report_stop(stop)
     print(summary.line())
     if args.no_serve:
         return 0

@@ -97,6 +97,16 @@ class PayloadTooLarge(UsageFault):
     status = 413
 
 
+class InsufficientStorage(TransientFault):
+    """The archive's storage takes no more files (RFC 4918 §11.5: 507).
+
+    Full, over quota or read-only: a state of the archive that its operator
+    ends, after which the same upload succeeds; so a TransientFault.
+    """
+
+    status = 507
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedFault:
     """Body, status, and headers of a fault response."""
@@ -141,6 +151,11 @@ def votable_error_document(message: str, scs: bool = False,
     ).encode()
 
 
+#: Statuses a cone search keeps: credentials asked for or refused, a client
+#: that must slow down (the challenge and Retry-After only work with them).
+SCS_KEEP = frozenset({401, 403, 429})
+
+
 def render_fault(fault: Fault, style: FaultStyle, wants_votable: bool = True
                  ) -> RenderedFault:
     """Render ``fault`` in ``style``.
@@ -168,4 +183,9 @@ def render_fault(fault: Fault, style: FaultStyle, wants_votable: bool = True
         return RenderedFault((fault.text + "\n").encode(), fault.status,
                              "text/plain; charset=utf-8", headers)
     body = votable_error_document(fault.text, scs=style is FaultStyle.SCS)
-    return RenderedFault(body, fault.status, VOTABLE_CT, headers)
+    status = fault.status
+    if style is FaultStyle.SCS and 400 <= status < 500 and status not in SCS_KEEP:
+        # SCS 1.03 §2 answers an error in the VOTable, over HTTP 200: STILTS and
+        # TOPCAT read the Error INFO only from a successful answer
+        status = 200
+    return RenderedFault(body, status, VOTABLE_CT, headers)

@@ -27,7 +27,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-MIN_PG_MAJOR = 13
+# 14: the schema sets lz4 column compression (schema/versions/0001_core.py), and
+# replication uses CREATE OR REPLACE TRIGGER.
+MIN_PG_MAJOR = 14
 SUPERUSER = "vo_archive"
 DEFAULT_DBNAME = "pessto"
 SERVICE_USERS = ("postgres", "vo-archive")
@@ -102,9 +104,9 @@ def find_pg_bindir() -> Path:
             except (OSError, subprocess.CalledProcessError):
                 continue
     raise ClusterError(
-        "no PostgreSQL >= 13 server binaries found (initdb, pg_ctl); install them "
-        "(Debian: apt-get install postgresql-15) or set VO_ARCHIVE_DSN to an "
-        "existing server"
+        f"no PostgreSQL >= {MIN_PG_MAJOR} server binaries found (initdb, pg_ctl); "
+        "install them (Debian: apt-get install postgresql-15) or set VO_ARCHIVE_DSN "
+        "to an existing server"
     )
 
 

@@ -14,6 +14,11 @@ batches. For each batch:
 A crash between 2 and 4 leaves journaled files that no version names; they are
 removed by :func:`vo_archive.ingest.recovery.recover`, which every ingest and
 ``vo-archive db check`` run first.
+
+A storage that takes no more files (full, over quota, read-only) stops the
+ingest at once (:class:`IngestStopped`): the batches recorded before stay, the
+batch that met it is undone by that recovery, and a later run archives the
+rest. A file that cannot be read is rejected and the ingest goes on.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from vo_archive.config import ReleasePolicy, Settings
 from vo_archive.ingest.classify import Category, Level, is_standard_star, normalise_name
 from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepare_file
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
-from vo_archive.ingest.storage import Storage
+from vo_archive.ingest.storage import Storage, StorageFull
 from vo_archive.sky import healpix29
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,23 @@ class IngestSummary:
             f"unchanged {self.count(Outcome.UNCHANGED)}, "
             f"rejected {self.count(Outcome.REJECTED)}"
         )
+
+
+class IngestStopped(Exception):
+    """The ingest stopped before its end: the storage takes no more files.
+
+    Parameters
+    ----------
+    cause
+        The refused write: where, why, and the room left.
+    summary
+        The results of the files recorded before the ingest stopped.
+    """
+
+    def __init__(self, cause: StorageFull, summary: IngestSummary) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.summary = summary
 
 
 def _fault(point: str) -> None:
@@ -275,7 +297,7 @@ class Ingestor:
     # -- session ------------------------------------------------------------
     def __enter__(self) -> Ingestor:
         """Start a session: recover dead sessions, then take a session lock."""
-        self.storage.root.mkdir(parents=True, exist_ok=True)
+        self.storage.make_root()
         if self.workers > 1:
             # Reader processes die with this process (PR_SET_PDEATHSIG), so a
             # killed ingest leaves no child holding copies of its database
@@ -322,16 +344,27 @@ class Ingestor:
 
         Reading and checksumming of the next batch (worker processes) overlaps
         with recording the current one (this process and the database).
+
+        Raises
+        ------
+        IngestStopped
+            When the storage takes no more files; it holds the results so far.
         """
         summary = IngestSummary()
         pending: Callable[[], list[Prepared | Rejected]] | None = None
-        for batch in self._batches(paths):
-            upcoming = self._prepare(batch)
+        try:
+            for batch in self._batches(paths):
+                upcoming = self._prepare(batch)
+                if pending is not None:
+                    self._record_batch(pending(), summary)
+                pending = upcoming
             if pending is not None:
                 self._record_batch(pending(), summary)
-            pending = upcoming
-        if pending is not None:
-            self._record_batch(pending(), summary)
+        except StorageFull as full:
+            # every later file would meet the same full disk: stop here (the
+            # caller reports it, once)
+            log.info("ingest stopped after %d files: %s", len(summary.results), full)
+            raise IngestStopped(full, summary) from full
         return summary
 
     def _batches(self, paths: Iterable[str | Path]) -> Iterator[list[str]]:
@@ -345,7 +378,13 @@ class Ingestor:
             yield batch
 
     def ingest_bytes(self, filename: str, data: bytes) -> FileResult:
-        """Ingest one file given as bytes (pipeline uploads); same checks as files."""
+        """Ingest one file given as bytes (pipeline uploads); same checks as files.
+
+        Raises
+        ------
+        StorageFull
+            When the storage takes no more files (nothing of this one is kept).
+        """
         if (not filename or os.path.basename(filename) != filename
                 or filename in (".", "..") or "\x00" in filename):
             # The name becomes part of a path in the session folder.

@@ -113,7 +113,14 @@ def prepare_file(source: str, storage_root: str, session_id: int,
     Returns
     -------
     Prepared or Rejected
-        The recorded facts, or the reason for rejection.
+        The recorded facts, or the reason for rejection (a file that cannot be
+        read is "unreadable").
+
+    Raises
+    ------
+    StorageFull
+        When the copy into storage fails for want of room or on a read-only
+        file system: the archive's state, not the file's.
     """
     name = filename or os.path.basename(source)
     storage = Storage(Path(storage_root))

@@ -6,20 +6,77 @@ removed while a version row points to it. Ingest writes into
 renames into place and flushes the file system before the rows that name the
 file are committed, so that a crash leaves at worst files that no row names;
 :func:`vo_archive.ingest.recovery.recover` removes those.
+
+A write the storage file system refuses for lack of room (``ENOSPC``, ``EDQUOT``)
+or because it is read-only (``EROFS``) raises :class:`StorageFull`: that is the
+archive's own state, not the file's, and ingest stops at it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1 << 20
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+#: Errors of a file system that takes no more writes: full, over quota, read-only.
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def free_space(folder: Path) -> str:
+    """Describe the room left for the archive on ``folder``'s file system."""
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return f"free space unknown ({exc.strerror or exc})"
+    text = (f"{_size(st.f_bavail * st.f_frsize)} free of "
+            f"{_size(st.f_blocks * st.f_frsize)}")
+    if st.f_flag & os.ST_RDONLY:
+        text += ", mounted read-only"
+    return text
+
+
+class StorageFull(Exception):
+    """The archive's storage takes no more files: full, over quota or read-only.
+
+    Parameters
+    ----------
+    folder
+        The storage folder (its root).
+    reason
+        What the file system said (``No space left on device``...).
+    free
+        The room left there (:func:`free_space`), when the write failed.
+    """
+
+    def __init__(self, folder: str, reason: str, free: str) -> None:
+        # the arguments are the pickled state (raised in reader processes)
+        super().__init__(folder, reason, free)
+        self.folder = folder
+        self.reason = reason
+        self.free = free
+
+    def __str__(self) -> str:
+        """Say what failed, where, and how much room is left."""
+        return (f"cannot write to the archive's storage folder {self.folder}: "
+                f"{self.reason} ({self.free})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +100,28 @@ class Storage:
         #: storage folders (``ab/cd``) known to exist
         self._made: set[str] = set()
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn a write the file system refuses for want of room into StorageFull.
+
+        Raises
+        ------
+        StorageFull
+            On ``ENOSPC``, ``EDQUOT`` or ``EROFS``; other errors pass unchanged.
+        """
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                raise
+            raise StorageFull(self._root, exc.strerror or str(exc),
+                              free_space(self.root)) from exc
+
+    def make_root(self) -> None:
+        """Create the storage folder if it does not exist."""
+        with self.writing():
+            self.root.mkdir(parents=True, exist_ok=True)
+
     def path_of(self, storage_key: str) -> Path:
         """Return the absolute path of a stored file."""
         return self.root / storage_key
@@ -59,39 +138,61 @@ class Storage:
         return path
 
     def copy_in(self, data: bytes, session_id: int, name: str) -> StoredFile:
-        """Write ``data`` into the session folder, computing its checksums."""
+        """Write ``data`` into the session folder, computing its checksums.
+
+        Raises
+        ------
+        StorageFull
+            When the storage file system takes no more writes.
+        """
         sha = hashlib.sha256(data).hexdigest()
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         tmp = self.tmp_root / str(session_id) / f"{sha}-{os.getpid()}-{name}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileNotFoundError:
-            # the session's first file: make the folder only then, rather than
-            # asking for it (a failing mkdir) once per file
-            self.session_dir(session_id)
-            fd = os.open(tmp, flags, 0o666)
-        with open(fd, "wb") as fh:
-            fh.write(data)
+        with self.writing():
+            try:
+                fd = os.open(tmp, flags, 0o666)
+            except FileNotFoundError:
+                # the session's first file: make the folder only then, rather
+                # than asking for it (a failing mkdir) once per file
+                self.session_dir(session_id)
+                fd = os.open(tmp, flags, 0o666)
+            with open(fd, "wb") as fh:
+                fh.write(data)
         return StoredFile(tmp, self.key_for(sha), len(data), sha, md5)
 
     def copy_stream(self, src: Path, session_id: int) -> StoredFile:
-        """Copy a large file into the session folder in chunks, with checksums."""
+        """Copy a large file into the session folder in chunks, with checksums.
+
+        Raises
+        ------
+        StorageFull
+            When the storage file system takes no more writes (a read of
+            ``src`` that fails raises its own ``OSError``).
+        """
         sha = hashlib.sha256()
         md5 = hashlib.md5(usedforsecurity=False)
-        tmp = self.session_dir(session_id) / f"stream-{os.getpid()}-{src.name}"
-        size = 0
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                sha.update(chunk)
-                md5.update(chunk)
-                fout.write(chunk)
-                size += len(chunk)
+        # reads do not fail with the errors writing() turns into StorageFull
+        with self.writing():
+            tmp = self.session_dir(session_id) / f"stream-{os.getpid()}-{src.name}"
+            size = 0
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    sha.update(chunk)
+                    md5.update(chunk)
+                    fout.write(chunk)
+                    size += len(chunk)
         digest = sha.hexdigest()
         return StoredFile(tmp, self.key_for(digest), size, digest, md5.hexdigest())
 
     def place(self, stored: StoredFile) -> None:
-        """Move a session file to its final place (content already there is kept)."""
+        """Move a session file to its final place (content already there is kept).
+
+        Raises
+        ------
+        StorageFull
+            When the storage file system takes no more writes.
+        """
         # os.path on strings: this runs once per new file in the one recording
         # process, where pathlib's objects cost as much as the system calls.
         key = stored.storage_key
@@ -100,22 +201,34 @@ class Storage:
             stored.tmp_path.unlink(missing_ok=True)
             return
         folder = os.path.dirname(key)
-        if folder not in self._made:
-            os.makedirs(os.path.join(self._root, folder), exist_ok=True)
-            self._made.add(folder)
-        os.replace(stored.tmp_path, final)
-        os.chmod(final, 0o444)
+        with self.writing():
+            if folder not in self._made:
+                os.makedirs(os.path.join(self._root, folder), exist_ok=True)
+                self._made.add(folder)
+            os.replace(stored.tmp_path, final)
+            os.chmod(final, 0o444)
 
     def discard(self, stored: StoredFile) -> None:
         """Remove a session file that will not be archived."""
         stored.tmp_path.unlink(missing_ok=True)
 
     def flush(self) -> None:
-        """Make every write to the storage file system durable (``syncfs``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make every write to the storage file system durable (``syncfs``).
+
+        Raises
+        ------
+        StorageFull
+            When written data could not be kept for want of room (a file
+            system that allocates at write-back, over its quota).
+        """
+        self.make_root()
         fd = os.open(self.root, os.O_RDONLY)
         try:
             if _libc.syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                if code in FULL_ERRNOS:
+                    raise StorageFull(self._root, os.strerror(code),
+                                      free_space(self.root))
                 os.sync()
         finally:
             os.close(fd)

@@ -2,8 +2,8 @@
 
 Faults are ``text/plain`` starting with the SODA 1.0 §5.2 error code
 (``UsageError``, ``MultiValuedParamNotSupported``, ``AuthenticationError``...);
-an ID that is unknown or not visible to the caller is ``NotFoundFault`` (404),
-as the file it names is at ``/products``.
+an ID that is unknown or not visible to the caller gets the answer its file gets
+at ``/products`` (401 with challenges when anonymous, 404 ``NotFoundFault``).
 """
 
 from __future__ import annotations

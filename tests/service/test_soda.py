@@ -196,7 +196,9 @@ def test_errors(live_server: LiveServer) -> None:
         assert r.text.startswith(f"{code}: "), (params, r.text)
 
     fails(400, "UsageError", {"CIRCLE": f"{ra} {dec} 0.01"})
-    fails(404, "NotFoundFault", {"ID": "ivo://pessto.ia2.inaf.it/pessto?999999/v1"})
+    # as for /products: an anonymous caller cannot tell unknown from proprietary
+    fails(401, "AuthenticationError",
+          {"ID": "ivo://pessto.ia2.inaf.it/pessto?999999/v1"})
     fails(404, "NotFoundFault", {"ID": "ivo://elsewhere/x?1"})
     fails(400, "UsageError", {"ID": did, "CIRCLE": f"{ra} {dec}"})
     fails(400, "UsageError", {"ID": did, "CIRCLE": "ten 20 0.1"})
@@ -243,11 +245,12 @@ def test_access_rule_is_the_files_one(access_site: AccessSite) -> None:
     circle = f"{img['ra']} {img['dec']} {10 / 3600}"
     anonymous = _soda(server, did, CIRCLE=circle)
     direct = server.get(f"/products/{img['product_id']}/versions/{img['version_no']}")
-    assert anonymous.status_code == direct.status_code == 404
-    assert anonymous.headers["Content-Type"] == direct.headers["Content-Type"]
-    assert anonymous.text.startswith("NotFoundFault: ")
-    assert _soda(server, did, accounts.outsider.bearer, CIRCLE=circle
-                 ).status_code == 404
+    assert anonymous.status_code == direct.status_code == 401
+    for header in ("Content-Type", "WWW-Authenticate", "Vary", "Cache-Control"):
+        assert anonymous.headers.get(header) == direct.headers.get(header), header
+    assert anonymous.text.startswith("AuthenticationError: ")
+    outsider = _soda(server, did, accounts.outsider.bearer, CIRCLE=circle)
+    assert outsider.status_code == 404 and outsider.text.startswith("NotFoundFault: ")
     member = _soda(server, did, accounts.member.bearer, CIRCLE=circle)
     assert member.status_code == 200, member.text
     with _fits(member.content) as hdul:
@@ -257,6 +260,10 @@ def test_access_rule_is_the_files_one(access_site: AccessSite) -> None:
                        headers=accounts.member.bearer)
     assert "#cutout" in links.text and SODA in links.text
     assert SODA not in server.get("/datalink/links", params={"ID": did}).text
+    # the authenticated twin serves members as well
+    twin = server.get("/auth/soda/sync", params={"ID": did, "CIRCLE": circle},
+                      headers=accounts.member.bearer)
+    assert twin.status_code == 200 and twin.content == member.content
 
 
 def test_datalink_document_with_descriptors_passes_votlint(live_server: LiveServer

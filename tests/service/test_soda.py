@@ -17,13 +17,14 @@ import requests
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
-from lxml import etree
 from sqlalchemy import text
 
 from tests.auth_fixtures import AccessSite, access_site  # noqa: F401
 from tests.conftest import LiveServer
+from tests.schemata import assert_valid
 from tests.service.vocheck import strict_votable
 from vo_archive.spectra import read_spectrum
+from vo_archive.vosi import AVAILABILITY_NS, CAPABILITIES_NS
 
 SODA = "ivo://ivoa.net/std/SODA#sync-1.0"
 
@@ -292,48 +293,14 @@ def test_datalink_document_with_descriptors_passes_votlint(live_server: LiveServ
     assert {str(row["service_def"]) for row in cutouts} == ids
 
 
-#: The IVOA schemas, in ../shared/data next to the repository (or a worktree's).
-SCHEMATA = next((p / "shared" / "data" / "ivoa-schemata"
-                 for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "data" / "ivoa-schemata").is_dir()),
-                Path("ivoa-schemata"))
-
-
-class _LocalSchemata(etree.Resolver):
-    """Resolve schema locations to the IVOA schemata kept here (no network)."""
-
-    def resolve(self, url: str | None, pubid: str | None, context: object
-                ) -> object:
-        local = SCHEMATA / str(url).rsplit("/", 1)[-1]
-        return self.resolve_filename(str(local), context) if local.exists() else None
-
-
-def _schema(*imports: tuple[str, str]) -> etree.XMLSchema:
-    parser = etree.XMLParser()
-    parser.resolvers.add(_LocalSchemata())
-    body = "".join(f'<xs:import namespace="{ns}" schemaLocation="http://localhost/{name}"/>'
-                   for ns, name in imports)
-    return etree.XMLSchema(etree.fromstring(
-        f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{body}</xs:schema>'
-        .encode(), parser))
-
-
 def test_capabilities_and_availability(live_server: LiveServer) -> None:
-    if not SCHEMATA.is_dir():
-        pytest.skip(f"no IVOA schemata at {SCHEMATA}")
     caps = live_server.get("/soda/capabilities")
     assert caps.status_code == 200
     assert SODA in caps.text and f"{live_server.url}/soda/sync" in caps.text
-    schema = _schema(("http://www.ivoa.net/xml/VOSICapabilities/v1.0",
-                      "VOSICapabilities.xsd"),
-                     ("http://www.ivoa.net/xml/VODataService/v1.1",
-                      "VODataService.xsd"))
-    assert schema.validate(etree.fromstring(caps.content)), schema.error_log
+    assert_valid(caps.content, CAPABILITIES_NS)
     avail = live_server.get("/soda/availability")
     assert avail.status_code == 200 and "<vosi:available>true" in avail.text
-    schema = _schema(("http://www.ivoa.net/xml/VOSIAvailability/v1.0",
-                      "VOSIAvailability.xsd"))
-    assert schema.validate(etree.fromstring(avail.content)), schema.error_log
+    assert_valid(avail.content, AVAILABILITY_NS)
 
 
 def test_images_without_sky_coordinates_offer_no_cutout(live_server: LiveServer

@@ -32,3 +32,17 @@ __all__ = [
     "read_spectrum",
     "verdict_to_dict",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Return ``bp``, the ``/classify`` blueprint, imported only when asked for.
+
+    The services (:mod:`classify.routes`, :mod:`classify.async_routes`,
+    :mod:`classify.jobs`, :mod:`classify.storage`) need Flask and the database;
+    importing the numerical core does not load them.
+    """
+    if name == "bp":
+        from classify.routes import bp
+
+        return bp
+    raise AttributeError(f"module 'classify' has no attribute {name!r}")

@@ -43,6 +43,9 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("classify", "/classify"),
+    ("classify.async_routes", "/classify/async"),
+    ("classify.stats_routes", ""),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
     ("vo_archive.oai", ""),
@@ -52,7 +55,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
 _SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products", "/soda")
+                 "/products", "/classify", "/soda")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -24,6 +24,7 @@ log = logging.getLogger("vo_archive")
 COMMAND_MODULES = (
     "vo_archive.commands.dbcmd",
     "vo_archive.commands.ingestcmd",
+    "classify.pendingcmd",
     "vo_archive.commands.servecmd",
     "vo_archive.commands.usercmd",
     "replication.cli",

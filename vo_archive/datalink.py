@@ -21,11 +21,16 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, select, text
 
 from vo_archive import web
 from vo_archive.access import caller_connection, current_caller, visible
-from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
+from vo_archive.dal import (
+    DATALINK_STANDARD,
+    parse_publisher_did,
+    publisher_did,
+    service_descriptor,
+)
 from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
@@ -46,10 +51,13 @@ NOT_VISIBLE = "not-visible"
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
+#: XML ID of the classification service descriptor, and its standard.
+CLASSIFY_SERVICE = "classify"
+CLASSIFY_STANDARD = "ivo://pessto.ia2.inaf.it/std/classify#sync-1.0"
 _CALIBRATION_SEMANTICS = {"ZEROCOR": "#bias", "FLATCOR": "#flat"}
 
 FIELDS: tuple[Field, ...] = (
-    Field("ID", "char", "*", ucd="meta.id;meta.main",
+    Field("ID", "char", "*", ucd="meta.id;meta.main", id="ID",
           description="Identifier of the dataset the link belongs to"),
     Field("access_url", "char", "*", ucd="meta.ref.url", description="Link URL"),
     Field("service_def", "char", "*", ucd="meta.ref",
@@ -151,14 +159,14 @@ def links_of(conn: Connection, did: str, authority: str,
     p, v = product, version
     row = conn.execute(
         select(v.c.version_id, v.c.filename, v.c.file_size, p.c.mode,
-               p.c.product_type)
+               p.c.product_type, p.c.category)
         .select_from(v.join(p, p.c.product_id == v.c.product_id))
         .where(v.c.product_id == pid, v.c.version_no == vno,
                visible(p.c.release_date))).first()
     if row is None:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
                      "not public)", semantics="#this", local_semantics=NOT_VISIBLE)]
-    version_id, filename, size, mode, product_type = row
+    version_id, filename, size, mode, product_type, category = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
                            preferred_format))
     soda = cutout_link(conn, did, version_id, mode, product_type)
@@ -167,6 +175,8 @@ def links_of(conn: Connection, did: str, authority: str,
                         semantics="#cutout", content_type="application/fits",
                         content_qualifier=_qualifier(mode),
                         service_def=soda.descriptor_id, descriptor=soda.descriptor))
+    if product_type in SPECTRUM_TYPES and category == "science":
+        out += _classification_links(conn, did, version_id)
     for ovno, ofile, osize, current in conn.execute(
             select(v.c.version_no, v.c.filename, v.c.file_size, v.c.is_current)
             .where(v.c.product_id == pid, v.c.version_no != vno)
@@ -193,6 +203,61 @@ def eso_raw_url(template: str, filename: str) -> str:
     """Return the ESO archive's links URL of a raw frame's file name."""
     dp_id = re.sub(r"\.fits(\.(gz|Z|fz))?\Z", "", filename, flags=re.IGNORECASE)
     return template.replace("{dp_id}", quote(dp_id, safe=":.-"))
+
+
+def _classification_links(conn: Connection, did: str, version_id: int
+                          ) -> list[Link]:
+    """Return the classification service and the stored classification, if any.
+
+    The stored classification is read through ``pessto.classifications``, so
+    it follows the access rule of its spectrum.
+    """
+    out = [Link(did, service_def=CLASSIFY_SERVICE, semantics="#proc",
+                description="Classify this spectrum (template cross-correlation: "
+                "type, redshift, age)", content_type="application/x-votable+xml",
+                local_semantics="classify")]
+    stored = conn.execute(text(
+        "SELECT sn_type, good, redshift FROM pessto.classifications "
+        "WHERE version_id = :v AND is_latest ORDER BY classification_id DESC "
+        "LIMIT 1"), {"v": version_id}).first()
+    if stored is not None:
+        sn_type, good, z = stored
+        what = f"{sn_type} at z = {z:.4f}" if good and z is not None else (
+            "no good match" if not good else str(sn_type))
+        out.append(Link(did, web.absolute(
+            f"/classify/stored?ID={quote(did, safe='')}"),
+            description=f"Stored classification of this spectrum: {what}",
+            semantics="#auxiliary", content_type="application/x-votable+xml",
+            local_semantics="classification"))
+    return out
+
+
+#: Defaults of the classifier's numeric options (classify.core.ClassifyOptions),
+#: given as the descriptor's values: clients (pyvo) send a PARAM's value as is.
+CLASSIFY_DEFAULTS = {"ZMIN": "-0.01", "ZMAX": "1.2", "RLAPMIN": "5.0", "TOP": "10"}
+
+
+def classify_descriptor() -> str:
+    """Return the service descriptor of ``/classify/sync`` for the links rows."""
+    def param(name: str, datatype: str, description: str, ref: str | None = None
+              ) -> str:
+        return Field(name, datatype, "*" if datatype == "char" else None,
+                     description=description, ref=ref).element(
+            "PARAM", CLASSIFY_DEFAULTS.get(name, ""))
+
+    inputs = [
+        param("ID", "char", "The spectrum (dataset identifier)", ref="ID"),
+        param("ZMIN", "double", "Smallest redshift searched"),
+        param("ZMAX", "double", "Largest redshift searched"),
+        param("Z", "char", "Fixed redshift (e.g. of the host); empty: searched"),
+        param("TYPES", "char", "Template types, separated by commas (Ia,II,...)"),
+        param("RLAPMIN", "double", "Smallest rlap of a good match"),
+        param("TOP", "int", "Number of best matches returned"),
+    ]
+    return service_descriptor(
+        CLASSIFY_SERVICE, "/classify/sync", CLASSIFY_STANDARD, inputs,
+        name="classify", description="Classify a spectrum by template "
+        "cross-correlation", content_type="application/x-votable+xml")
 
 
 def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]:
@@ -300,7 +365,7 @@ def links() -> Response:
                 break
             rows += batch
             descriptors.update((k.service_def, k.descriptor) for k in found
-                               if k.service_def)
+                               if k.service_def and k.descriptor)
     if hidden and hidden == len(ids) and current_caller().anonymous:
         # Signing in may show them. The same answer whether they exist or not,
         # as for the files; a request that also names public datasets gets
@@ -310,6 +375,8 @@ def links() -> Response:
             "public (or no such dataset); members sign in to see proprietary data",
             authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
+    descriptors = {CLASSIFY_SERVICE: classify_descriptor(), **descriptors} if any(
+        r[2] == CLASSIFY_SERVICE for r in rows) else descriptors
     doc = TableDocument(FIELDS, infos, table_name="links",
                         trailing_resources=list(descriptors.values()))
     # stream_votable flags OVERFLOW when it is offered a row past its limit

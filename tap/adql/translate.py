@@ -76,6 +76,50 @@ MAX_EXPANDED_LENGTH = 200_000
 #: renamed to placeholders that parse as function calls, then named back.
 RENAMED = {"LOWER": "zqfnlower", "UPPER": "zqfnupper", "COALESCE": "zqfncoalesce"}
 _RENAMED_BACK = {v: k for k, v in RENAMED.items()}
+_COLUMN = r'((?:[A-Za-z_]\w*\.)?(?:[A-Za-z_]\w*|"(?:[^"]|"")+"))'
+#: POINT(ra, dec) of two columns, as queryparser writes it. It becomes
+#: ``tap_adql.sky_point(ra, dec)``, which the GiST indexes on positions are
+#: built on and which is LEAKPROOF (schema/versions/0009_row_security.py): a
+#: cone search can then use the index under the row-level policies.
+_COLUMN_POINT = re.compile(rf"\bspoint\(RADIANS\({_COLUMN}\), RADIANS\({_COLUMN}\)\)")
+
+
+def _second_argument(sql: str, open_paren: int) -> str:
+    """Return the second argument of the call whose ``(`` is at ``open_paren``."""
+    depth, start = 0, None
+    for i in range(open_paren, len(sql)):
+        ch = sql[i]
+        if ch in "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return sql[start:i].strip() if start is not None else ""
+        elif ch == "," and depth == 1:
+            if start is not None:
+                return sql[start:i].strip()
+            start = i + 1
+    return ""
+
+
+def _column_geometry(sql: str) -> str:
+    """Write POINTs and circles around them on columns with the LEAKPROOF helpers.
+
+    ``POINT(ra, dec)`` of two columns becomes ``sky_point``, a circle around
+    such a point ``sky_circle`` and ``DISTANCE(...) < r`` to such a point
+    ``sky_dwithin`` (schema/versions/0009_row_security.py): every function on
+    a column is then LEAKPROOF, and a cone or a TAP_UPLOAD crossmatch can use
+    the positions' GiST index under the row-level policies. A circle whose
+    radius is outside [0, 90°] matches nothing there instead of failing.
+    """
+    sql = _COLUMN_POINT.sub(r"sky_point(\1, \2)", sql)
+    sql = sql.replace("scircle(sky_point(", "sky_circle(sky_point(")
+    out, pos = [], 0
+    for m in re.finditer(r"\bspoint_dwithin\(", sql):
+        if _second_argument(sql, m.end() - 1).startswith("sky_point("):
+            out.append(sql[pos:m.start()] + "sky_dwithin(")
+            pos = m.end()
+    return "".join(out) + sql[pos:]
 
 
 class ADQLError(Exception):
@@ -357,6 +401,7 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         raise ADQLError(str(exc)) from None
     sql = re.sub(r"\b(ivo_\w+)\s*\(", lambda m: UDFS.get(m.group(1).lower(),
                                                          m.group(1)) + "(", sql)
+    sql = _column_geometry(sql)
     sql = _restore(sql, literals)
     return Translation(sql, tuple(dict.fromkeys(checker.tables)),
                        tuple(dict.fromkeys(checker.used_uploads)))

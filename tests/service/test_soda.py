@@ -140,7 +140,7 @@ def _spectrum_band(live_server: LiveServer, where: str) -> None:
     lo, hi = float(spec["em_min"]), float(spec["em_max"])  # type: ignore[arg-type]
     band = (lo + 0.3 * (hi - lo), lo + 0.6 * (hi - lo))
     links = _links(live_server, str(spec["did"]))
-    proc = links.get_first_proc()
+    proc = next(links.bysemantics("#cutout"))  # spectra also offer #proc (classify)
     soda = links.get_adhocservice_by_id(proc.service_def)
     params = {p.name: p for p in soda.groups[0].entries}
     assert float(params["BAND"].values.min) == pytest.approx(lo)

@@ -71,14 +71,28 @@ def test_long_query_limit_is_stated() -> None:
 @pytest.mark.parametrize(("adql", "expected"), [
     ("SELECT TOP 10 s_ra FROM ivoa.ObsCore WHERE 1=CONTAINS(POINT('ICRS', s_ra, "
      "s_dec), CIRCLE('ICRS', 10, 20, 0.5))",
-     "spoint(RADIANS(s_ra), RADIANS(s_dec)) @ scircle(spoint(RADIANS(10.0), "
+     "sky_point(s_ra, s_dec) @ scircle(spoint(RADIANS(10.0), "
      "RADIANS(20.0)), RADIANS(0.5)) LIMIT 10"),
+    # POINT of two columns is the indexed, LEAKPROOF sky_point (#13)
+    ("SELECT name FROM pessto.targets AS t WHERE 1 = CONTAINS(POINT(t.ra, "
+     "t.\"dec\"), CIRCLE(1, 2, 0.5))", 'sky_point(t.ra, t."dec") @ scircle('),
+    # a crossmatch: circles around column positions are sky_circle (#13)
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON 1 = CONTAINS("
+     "POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",
+     "sky_point(o.s_ra, o.s_dec) @ sky_circle(sky_point(u.ra, u.dec), "
+     "RADIANS(0.01))"),
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON "
+     "DISTANCE(POINT(o.s_ra, o.s_dec), POINT(u.ra, u.dec)) < 0.01",
+     "sky_dwithin(sky_point(o.s_ra, o.s_dec), sky_point(u.ra, u.dec), "),
+    # constant circles keep pgSphere's own (and its error for r > 90°)
+    ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), "
+     "POINT(1, 2)) < 0.1", "spoint_dwithin(sky_point(s_ra, s_dec), spoint("),
     ("SELECT COORD1(POINT(s_ra, s_dec)) AS c FROM ivoa.ObsCore",
-     "COORD1(spoint(RADIANS(s_ra), RADIANS(s_dec)))"),
+     "COORD1(sky_point(s_ra, s_dec))"),
     ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), POINT(1, 2))"
      " < 0.1", "spoint_dwithin("),
     ("SELECT DISTANCE(s_ra, s_dec, 1, 2) AS d FROM ivoa.ObsCore",
-     "DEGREES(spoint(RADIANS(s_ra), RADIANS(s_dec)) <-> spoint(RADIANS(1.0), "
+     "DEGREES(sky_point(s_ra, s_dec) <-> spoint(RADIANS(1.0), "
      "RADIANS(2.0)))"),
     ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON "
      "1 = CONTAINS(POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",

@@ -41,7 +41,14 @@ from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 
 from tap.adql import rewrite
-from tap.adql.tokens import Kind, Token, TokenError, split_args, tokenize
+from tap.adql.tokens import (
+    Kind,
+    Token,
+    TokenError,
+    check_size,
+    split_args,
+    tokenize,
+)
 from tap.published import Table, find_table, unquote
 
 #: Longest ADQL text accepted (characters).
@@ -333,6 +340,10 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         significant.pop()
     if not significant:
         raise ADQLError("the query is empty")
+    try:
+        check_size(significant)
+    except TokenError as exc:
+        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
     for t in significant:
         if t.text == ";":
             raise ADQLError(
@@ -351,13 +362,16 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
             raise rewrite.RewriteError(
                 f"the query is longer than {MAX_EXPANDED_LENGTH} characters once "
                 "its WITH tables are written out", 0)
+        # the written-out WITH tables nest deeper: the bounds again
+        check_size([t for t in tokens if t.kind is not Kind.SPACE])
         tokens, cast_types = rewrite.rename_casts(tokens, CAST_TYPES)
         tokens, set_ops = rewrite.rename_set_operators(tokens)
         norm, literals = _normalise(tokens)
         norm, unit_calls = rewrite.rename_in_units(
             norm, lambda ph: literals[int(ph.strip("'")[5:-1])])
-    except rewrite.RewriteError as exc:
-        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
+    except (rewrite.RewriteError, TokenError) as exc:
+        raise ADQLError(str(exc), *_position(adql, min(exc.offset, len(adql)))
+                        ) from None
     text = _join(norm)
     starts = _offset_map(norm)
 
@@ -366,6 +380,9 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
 
     try:
         translator = _Translator(text)
+    except RecursionError:
+        # check_size keeps real queries far from this; a safety net only
+        raise ADQLError("the query is nested too deeply") from None
     except QuerySyntaxError as exc:
         line, col, near = exc.syntax_errors[0]
         offset = _line_col_offset(text, line, col)
@@ -379,6 +396,8 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         checker.visit(translator.tree)
     except _TreeError as exc:
         raise ADQLError(str(exc), *at(exc.offset)) from None
+    except RecursionError:
+        raise ADQLError("the query is nested too deeply") from None
     try:
         sql = translator.to_postgresql()
     except QueryError as exc:

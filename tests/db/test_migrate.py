@@ -98,7 +98,7 @@ def test_upgrade_to_row_security_keeps_what_each_caller_sees(
     with engine.connect() as conn:
         before = {(v, p): _reader_count(conn, f"SELECT count(*) FROM {v}", p)
                   for v in views for p in (False, True)}
-    assert "0009_row_security" in migrate.upgrade(engine)
+    assert "0014_classification_security" in migrate.upgrade(engine)  # past 0009
     with engine.connect() as conn:
         after = {(v, p): _reader_count(conn, f"SELECT count(*) FROM {v}", p)
                  for v in views for p in (False, True)}
@@ -116,7 +116,8 @@ def test_upgrade_to_row_security_keeps_what_each_caller_sees(
     assert after == before
     assert before[("ivoa.obscore", False)] < before[("ivoa.obscore", True)]
     assert owners == {"pessto_published"}
-    assert secured == {"product", "version", "provenance", "run", "target"}
+    assert secured == {"product", "version", "provenance", "run", "target",
+                       "classification"}
     # a product made proprietary hides its versions at once, and back
     with engine.begin() as conn:
         pid = conn.execute(text(

@@ -262,11 +262,8 @@ def test_upgrade_is_repeatable(demo_archive: Archive) -> None:
     from vo_archive.db import migrate
 
     heads = migrate.upgrade(demo_archive.engine)
-<<<<<<< HEAD
-    assert "0010_classification" in heads  # the TAP branch, past 0008_inline_did
-=======
-    assert "0009_row_security" in heads  # the TAP branch, past 0002_tap
->>>>>>> leak
+    # the TAP branch, past the row security and classification migrations
+    assert "0014_classification_security" in heads
     assert migrate.upgrade(demo_archive.engine) == heads
 
 

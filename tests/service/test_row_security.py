@@ -171,3 +171,48 @@ def test_member_sees_the_hidden_rows(access_site: AccessSite) -> None:
                       "AS o JOIN pessto.products AS p ON p.product_id = "
                       "o.pessto_product_id", False, who)
         assert _answer(resp) == (200, expect), who
+
+
+@pytest.mark.parametrize("oracle", sorted(ORACLES))
+@pytest.mark.parametrize("view,col,mine", [
+    ("pessto.classifications", "redshift", "classifier_version = 'oracle-test'"),
+    ("pessto.classifications", "rlap", "classifier_version = 'oracle-test'"),
+    ("pessto.classification_matches", "redshift", "template = 'oracle-test'"),
+])
+def test_hidden_classification_answers_like_none(access_site: AccessSite, view: str,
+                                                 col: str, mine: str, oracle: str
+                                                 ) -> None:
+    """A proprietary spectrum's classification cannot be read through errors.
+
+    The count is of the test's own row (the job workers classify meanwhile);
+    whether the test is evaluated on the hidden row before that condition is up
+    to the planner, which is what the policy must make harmless.
+    """
+    engine = access_site.server.archive.engine
+    value = 0.0123456789
+    with engine.begin() as conn:
+        version_id = conn.execute(text(
+            _HIDDEN_VERSION.format(col="version_id"))).scalar_one()
+        cid = conn.execute(text(
+            "INSERT INTO archive.classification (version_id, classifier_version, "
+            "library_version, sn_type, redshift, rlap, good, matches) VALUES "
+            "(:v, 'oracle-test', 'oracle-test', 'Ia', :z, :z, true, "
+            "jsonb_build_array(jsonb_build_object('template', 'oracle-test', "
+            "'z', :z))) "
+            "RETURNING classification_id"), {"v": version_id, "z": value}
+        ).scalar_one()
+    try:
+        def ask(v: float, who: str | None = None) -> requests.Response:
+            test = ORACLES[oracle].format(col=col, v=repr(v))
+            return _query(access_site, f"SELECT COUNT(*) AS n FROM {view} "
+                          f"WHERE {mine} AND {test}", False, who)
+
+        hidden, absent = _answer(ask(value)), _answer(ask(-7.5))
+        assert hidden == absent == (200, 0), (hidden, absent)
+        assert _answer(ask(-7.5, "member")) == (200, 1)
+        member = ask(value, "member")
+        assert member.status_code == 400, member.text[:300]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM archive.classification "
+                              "WHERE classification_id = :c"), {"c": cid})

@@ -151,3 +151,67 @@ def test_error_position_is_in_the_original_text() -> None:
     with pytest.raises(ADQLError) as info:
         translate("SELECT 'x' AS a,\n  pg_sleep(1) FROM ivoa.ObsCore")
     assert (info.value.line, info.value.column) == (2, 3)
+
+
+def _with_chain(n: int) -> str:
+    ctes = ["t0 AS (SELECT obs_id FROM ivoa.ObsCore)"] + [
+        f"t{i} AS (SELECT obs_id FROM t{i - 1})" for i in range(1, n)]
+    return "WITH " + ", ".join(ctes) + f" SELECT obs_id FROM t{n - 1}"
+
+
+def test_written_out_with_tables_are_bounded_too() -> None:
+    """Each WITH table is one level deeper once written out as a derived table."""
+    assert translate(_with_chain(20)).sql.startswith("SELECT")
+    with pytest.raises(ADQLError, match="more than 25 deep"):
+        translate(_with_chain(30))
+
+
+_ONE = "SELECT TOP 1 {} AS x FROM ivoa.ObsCore"
+
+
+@pytest.mark.parametrize(("adql", "message"), [
+    (_ONE.format("(" * 300 + "1" + ")" * 300), "more than 25 deep"),
+    (_ONE.format("(" * 3000 + "1" + ")" * 3000), "more than 25 deep"),
+    (_ONE.format("ABS(" * 2000 + "1" + ")" * 2000), "more than 25 deep"),
+    (_ONE.format("(" * 26 + "1" + ")" * 26), "more than 25 deep"),
+    (_ONE.format("+".join(["1"] * 6000)), "more than 10000 tokens"),
+    (_ONE.format("+".join(["1"] * 202)), "more than 200 operators"),
+    ("SELECT obs_id FROM ivoa.ObsCore WHERE " + " OR ".join(["s_ra > 1"] * 202),
+     "more than 200 operators"),
+    (_ONE.format("(" * 20 + "+".join(["1"] * 190) + ")" * 20), "nested too deeply"),
+    (_ONE.format("(" * 6 + "+".join(["1"] * 150) + ")" * 6
+                 + "+" + "+".join(["1"] * 100)), "nested too deeply"),
+])
+def test_too_large_or_too_deep_is_refused_before_parsing(
+        adql: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(text: str) -> None:
+        raise AssertionError("the parser was reached")
+
+    monkeypatch.setattr("tap.adql.translate._Translator", never)
+    with pytest.raises(ADQLError, match=message):
+        translate(adql)
+
+
+def _nested_sums(levels: int, terms: int) -> str:
+    inner = "1"
+    for _ in range(levels):
+        inner = "ABS(" + "+".join(["s_ra"] * terms) + "+" + inner + ")"
+    return inner
+
+
+@pytest.mark.parametrize("adql", [
+    _ONE.format("(" * 25 + "1" + ")" * 25),
+    _ONE.format("ABS(" * 25 + "1" + ")" * 25),
+    _ONE.format("+".join(["1"] * 201)),
+    "SELECT obs_id FROM ivoa.ObsCore WHERE " + " AND ".join(["s_ra > 1"] * 200),
+    _ONE.format(_nested_sums(8, 20)),
+    "SELECT obs_id FROM ivoa.ObsCore WHERE obs_id IN ("
+    + ", ".join(f"'id{i}'" for i in range(2000)) + ")",
+])
+def test_largest_accepted_queries_translate_deep_in_a_stack(adql: str) -> None:
+    """The bounds leave room for the web server's own frames (~150)."""
+
+    def deep(n: int) -> str:
+        return deep(n - 1) if n else translate(adql).sql
+
+    assert deep(150).startswith("SELECT")

@@ -354,7 +354,8 @@ def test_run_and_object_pages_fit(site: Site, browser: tuple[Any, Path],
                 "(run_id) WHERE p.release_date <= now() GROUP BY 1 "
                 "ORDER BY count(*) DESC LIMIT 1")).scalar_one()
         for kind, path in (("run", f"/runs/{run}"),
-                           ("object", f"/objects/{site.target}")):
+                           ("object", f"/objects/{site.target}"),
+                           ("runs", "/runs"), ("objects", "/objects")):
             driver.get(site.server.url + path)
             driver.execute_script(DEEP_ALL)
             if kind == "object":
@@ -362,11 +363,16 @@ def test_run_and_object_pages_fit(site: Site, browser: tuple[Any, Path],
             wait = driver.execute_script(
                 "return [document.documentElement.scrollWidth, window.innerWidth]")
             assert wait[0] <= wait[1], (kind, size, wait)
-            previews = driver.execute_script(
+            if kind in ("runs", "objects"):
+                continue
+            # previews are made on first request: wait until some show, in view
+            assert wait_for(lambda: driver.execute_script(
                 "return Array.from(document.querySelectorAll('#products img.preview'))"
                 ".filter(i => { const r = i.getBoundingClientRect(); return r.width"
-                " > 0 && r.right <= window.innerWidth; }).length")
-            assert previews > 0, (kind, size)
+                " > 0 && r.right <= window.innerWidth; }).length"), 120), (kind, size)
+            wait = driver.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert wait[0] <= wait[1], (kind, size, wait)
             full_shot(driver, shots / f"{kind}-{size[0]}.png")
     finally:
         driver.set_window_size(1280, 800)
@@ -447,3 +453,30 @@ def test_eso_run_id_stands_for_its_runs(site: Site, tmp_path: Path) -> None:
             "AND v.is_current AND p.category = 'science'"),
             {"e": site.eso_run}).scalars())
     assert set(files) == rows and rows
+
+
+def test_spectrum_downloads_follow_the_access_rule(site: Site) -> None:
+    import io
+
+    from astropy.io.votable import parse_single_table
+
+    url = site.server.url
+    page = requests.get(f"{url}/objects/{site.target}", timeout=60).text
+    csv_link = re.search(r'class="dl-csv" href="([^"]+)"', page)
+    vot_link = re.search(r'class="dl-votable" href="([^"]+)"', page)
+    assert csv_link and vot_link
+    got = requests.get(url + csv_link.group(1), timeout=60)
+    assert got.status_code == 200 and got.headers["Content-Type"].startswith("text/csv")
+    lines = got.text.splitlines()
+    assert lines[0].startswith("wavelength_angstrom,flux_") and len(lines) > 100
+    waves = [float(x.split(",")[0]) for x in lines[1:]]
+    assert waves == sorted(waves) and 2000 < waves[0] < waves[-1] < 30000
+    vot = requests.get(url + vot_link.group(1).replace("&amp;", "&"), timeout=60)
+    assert vot.status_code == 200
+    table = parse_single_table(io.BytesIO(vot.content))
+    assert len(table.array) == len(lines) - 1
+    hidden = f"{url}/products/{site.hidden_product}/versions/1/spectrum.csv"
+    anonymous = requests.get(hidden, timeout=60)
+    member = requests.get(hidden, headers=site.accounts.member.bearer, timeout=60)
+    assert anonymous.status_code in (401, 404) and member.status_code == 200
+    assert f"/products/{site.hidden_product}/" not in page

@@ -129,6 +129,7 @@ def registry_settings(settings: Settings) -> dict[str, str]:
 def services() -> list[ServiceDescription]:
     """Return the description of every service the archive offers."""
     # imported here: the protocol packages import vo_archive, not the reverse
+    import classify.capability
     import conesearch.capability
     import siap.capability
     import siap.sia2.capability
@@ -186,6 +187,14 @@ def services() -> list[ServiceDescription]:
             "spectra (by wavelength), as FITS; each dataset's DataLink document "
             "describes its ranges.", "/soda", soda.capability.capabilities,
             "vr:Service", "SODA 1.0"),
+        ServiceDescription(
+            "classify", "PESSTO spectral classification", "PESSTO classify",
+            "Classification of supernova spectra by template cross-correlation "
+            "(SNID-style, against a library of 517 supernovae): type, subtype, "
+            "redshift and age of an archived PESSTO spectrum or of an uploaded one, "
+            "synchronous or as UWS jobs.", "/classify",
+            classify.capability.capabilities, "vr:Service",
+            "PESSTO classification 1.0"),
     ]
 
 

@@ -25,7 +25,7 @@ NS = {"o": OAI_NS, "ri": "http://www.ivoa.net/xml/RegistryInterface/v1.0",
 AUTH = "ivo://pessto.ia2.inaf.it"
 EXPECTED = {AUTH, f"{AUTH}/org", f"{AUTH}/registry", f"{AUTH}/tap", f"{AUTH}/scs",
             f"{AUTH}/siap", f"{AUTH}/sia2", f"{AUTH}/ssap", f"{AUTH}/datalink",
-            f"{AUTH}/soda"}
+            f"{AUTH}/soda", f"{AUTH}/classify"}
 PAGE = 3
 
 
@@ -108,7 +108,7 @@ def test_service_records_say_what_the_services_serve(
             ("siap", "/siap", "sia:SimpleImageAccess"),
             ("ssap", "/ssap", "ssa:SimpleSpectralAccess"),
             ("sia2", "/sia2", None), ("datalink", "/datalink", None),
-            ("soda", "/soda", None)]:
+            ("soda", "/soda", None), ("classify", "/classify", None)]:
         root = oai(registry_server, verb="GetRecord", identifier=f"{AUTH}/{key}",
                    metadataPrefix="ivo_vor")
         res = root.find(".//ri:Resource", NS)

@@ -8,6 +8,12 @@ their latencies, and how the stalled connections were answered (503 beyond the
 readers' bound; 408 or 400 at the body deadline).
 
     python bench/stalled.py --url http://127.0.0.1:8000 [--stalled 60] [--cones 20]
+    python bench/stalled.py --smoke    # serves a 200-product archive of its own
+
+Output:
+
+    N stalled bodies; M cone searches: median X ms, max Y ms
+    stalled connections after the cones: CODE N, ...
 
 Before the worker bounded stalled bodies, the default configuration made a
 cone search wait 200 s behind 60 of them.
@@ -18,9 +24,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import socket
+import sys
 import time
 import urllib.parse
 from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def stall(host: str, port: int, n: int) -> list[socket.socket]:
@@ -40,10 +50,65 @@ def stall(host: str, port: int, n: int) -> list[socket.socket]:
 def main() -> int:
     """Run the measurement and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", required=True, help="a running archive")
+    ap.add_argument("--url", help="a running archive")
     ap.add_argument("--stalled", type=int, default=60)
     ap.add_argument("--cones", type=int, default=20)
+    ap.add_argument("--smoke", action="store_true",
+                    help="serve a small archive of its own, 10 stalled bodies, "
+                    "5 cones: checks the script, measures nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.stalled, args.cones = 10, 5
+        return smoke(args)
+    if not args.url:
+        ap.error("--url is required (or --smoke)")
+    return measure(args)
+
+
+def smoke(args: argparse.Namespace) -> int:
+    """Serve a scratch archive of 200 demo products and measure against it."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    import requests
+
+    from bench.common import child_env, prepare_archive, scratch_dir, stop_embedded
+    from vo_archive.db.cluster import free_port
+
+    home = scratch_dir("vo-archive-bench-stalled-")
+    server = None
+    try:
+        prepare_archive(home, 200)
+        port = free_port()
+        log = open(home / "server.log", "wb")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vo_archive", "serve", "--port", str(port),
+             "--workers", "1", "--job-workers", "0"],
+            env=child_env(VO_ARCHIVE_HOME=str(home)), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        args.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(args.url + "/scs/availability", timeout=2)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the archive did not start") from None
+                time.sleep(0.3)
+        return measure(args)
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+        stop_embedded(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Stall bodies at ``args.url``, time cone searches, print the figures."""
     u = urllib.parse.urlsplit(args.url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
     socks = stall(host, port, args.stalled)

@@ -70,6 +70,12 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf"own type for {N}% of them \(no good match: \d+\); median \|dz\| {N}",
          exactly(1)),
     ],
+    # cone searches behind stalled request bodies (issue 13)
+    "stalled.py": [
+        (rf"\d+ stalled bodies; \d+ cone searches: median {N} ms, max {N} ms",
+         exactly(1)),
+        (r"stalled connections after the cones: .+", exactly(1)),
+    ],
     "dal.py": [
         (r"service +conn +clients +median ms +p95 ms +req/s", exactly(1)),
         (rf"(SCS|SIA2|SSAP) +(new|keep-alive) +\d+ +{N} +{N} +{N}", exactly(18)),

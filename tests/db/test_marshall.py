@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,8 +17,8 @@ from tests.unit.test_marshall_names import NAME_KEYS
 from vo_archive.db.cluster import EmbeddedCluster
 from vo_archive.marshall.match import match_all
 
-MARSHALL_SQL = (Path(__file__).resolve().parents[2] / "schema" / "marshall"
-                / "001_marshall.sql").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+MARSHALL_SQL = (ROOT / "schema" / "marshall" / "001_marshall.sql").read_text()
 
 
 @pytest.fixture
@@ -198,3 +202,57 @@ def test_marshall_in_another_database(
     report = match_all(db, marshall_dsn=other)
     assert (report.matched, report.transients) == (1, 2)
     assert marshall_id(db, tid) == 41
+
+
+def cli(archive: Archive, *args: str,
+        config: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``vo-archive marshall ...`` on the archive, as an operator would."""
+    home = archive.settings.home
+    (home / "archive.toml").write_text(config)
+    env = dict(os.environ, VO_ARCHIVE_HOME=str(home),
+               VO_ARCHIVE_DSN=str(archive.settings.dsn), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "vo_archive", "marshall", *args],
+                          capture_output=True, text=True, env=env, check=False,
+                          timeout=120)
+
+
+def test_command_reports_counts_and_ambiguous_cases(
+        archive: Archive, db: psycopg2.extensions.connection) -> None:
+    matched = target(db, "SN2018abc", 150.0, 20.0)
+    target(db, "field A", 30.0, 10.0)
+    target(db, "NGC 1234", 50.0, 50.0)
+    m = transient(db, "SN 2018abc", 150.0, 20.0)
+    transient(db, "ZTF18aaaaaaa", 30.0, 10.0 + ARCSEC)
+    transient(db, "ZTF18bbbbbbb", 30.0, 10.0 + 2.5 * ARCSEC)
+    dry = cli(archive, "match", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would match against 3 Marshall transients: matched 1, unmatched 1, " \
+           "ambiguous 1" in dry.stdout
+    assert marshall_id(db, matched) is None
+    assert "ambiguous: field A" in dry.stdout
+    assert "ZTF18aaaaaaa" in dry.stdout and "ZTF18bbbbbbb" in dry.stdout
+    # a smaller radius from the configuration: no longer ambiguous
+    out = cli(archive, "match", "--json", config="[marshall]\nradius_arcsec = 2.0\n")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["matched"], doc["unmatched"], doc["ambiguous"]) == (2, 1, 0)
+    assert marshall_id(db, matched) == m
+
+
+@pytest.mark.parametrize(("args", "config", "message"), [
+    (("match", "--radius", "-1"), "", "the radius must be positive"),
+    (("match",), "[marshall]\nradius_arcsec = 'x'\n", "radius_arcsec must be a number"),
+    (("match",), "[marshall]\ndsn = 'postgresql://nobody@127.0.0.1:1/none'\n",
+     "cannot reach the Marshall"),
+])
+def test_command_errors_are_one_line(archive: Archive, args: tuple[str, ...],
+                                     config: str, message: str) -> None:
+    out = cli(archive, *args, config=config)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_command_without_a_marshall(make_archive: Callable[..., Archive]) -> None:
+    out = cli(make_archive(), "match")
+    assert out.returncode == 2
+    assert "no marshall.transients" in out.stderr and "Traceback" not in out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -256,3 +257,26 @@ def test_command_without_a_marshall(make_archive: Callable[..., Archive]) -> Non
     out = cli(make_archive(), "match")
     assert out.returncode == 2
     assert "no marshall.transients" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ingest_matches_the_targets_it_creates(
+        archive: Archive, db: psycopg2.extensions.connection,
+        demo_files: list[Path]) -> None:
+    from astropy.io import fits
+
+    files = demo_files[:60]
+    names = set()
+    for path in files:
+        obj = str(fits.getheader(path).get("OBJECT", ""))
+        if re.fullmatch(r"(SN|AT)20\d\d[a-z]{3}", obj):
+            names.add(obj)
+    assert names, "the demo files have IAU-named targets"
+    expected = {}
+    for i, name in enumerate(sorted(names)):
+        # the Marshall writes them "AT 20xxabc", a degree away: a match by name
+        expected[name] = transient(db, "AT " + name[2:], float(i), 0.0)
+    match_all(db)
+    archive.ingest(files)
+    got = dict(run(db, "SELECT name, marshall_id FROM archive.target "
+                       "WHERE name = ANY(%s)", (sorted(names),)))
+    assert got == expected

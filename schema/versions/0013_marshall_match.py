@@ -264,6 +264,12 @@ DECLARE
     ids integer[] := '{}';
     pos spoint;
 BEGIN
+    -- A read-only copy of the archive's tables (QUB's AUX copy next to its
+    -- Marshall) is the replicator's to write, not this trigger's.
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'archive.target'::regclass
+               AND tgname LIKE '\_repl\_deny\_%') THEN
+        RETURN;
+    END IF;
     IF op = 'TRUNCATE' THEN
         DELETE FROM archive.marshall_index;
         PERFORM archive.marshall_rematch(ARRAY(
@@ -348,6 +354,28 @@ BEGIN
     RETURN true;
 END
 $$;
+-- The refresh runs in other sessions (the replicator's has its own
+-- search_path): these functions find pgSphere where it is installed.
+DO $$
+DECLARE
+    s text := (SELECT extnamespace::regnamespace::text FROM pg_extension
+               WHERE extname = 'pg_sphere');
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'archive.marshall_targets_of(bigint, text, spoint)',
+        'archive.marshall_rematch(integer[])',
+        'archive.marshall_refresh(text, bigint, bigint, text, double precision, '
+            'double precision)',
+        'archive.marshall_transient_changed()',
+        'archive.marshall_transient_replicated()',
+        'archive.marshall_install_refresh()']
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog', f, s);
+    END LOOP;
+END
+$$;
+
 SELECT archive.marshall_install_refresh();
 """
 

@@ -109,6 +109,10 @@ def rematch_targets(cur: Any, target_ids: Iterable[int]) -> int:
     ids = sorted(set(target_ids))
     if not ids:
         return 0
+    # A database not yet upgraded to 0013_marshall_match has nothing to match.
+    cur.execute("SELECT to_regprocedure('archive.marshall_rematch(integer[])')")
+    if cur.fetchone()[0] is None:
+        return 0
     cur.execute("SELECT archive.marshall_rematch(%s::integer[])", (ids,))
     return int(cur.fetchone()[0])
 

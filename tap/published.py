@@ -220,6 +220,71 @@ PROVENANCE = Table("pessto.provenance", "Inputs named in each file's header: raw
           principal=True, indexed=True),
 ))
 
+CLASSIFICATIONS = Table(
+    "pessto.classifications", "Spectral classifications of the final 1D science "
+    "spectra by template cross-correlation: one row per file, classifier version "
+    "and template-library version (is_latest marks the newest of each file)", (
+    _col("classification_id", "long", "Archive identifier of the classification",
+         None, "meta.id;meta.main", principal=True, indexed=True),
+    _PID, _VID, _VNO,
+    _col("is_current", "boolean", "Whether the file is the current version of its "
+         "product", None, "meta.code"),
+    _col("target_id", "int", "Target (pessto.targets)", None, "meta.id;src",
+         indexed=True),
+    _col("run_id", "int", "Observing run (pessto.runs)", None, "meta.id",
+         indexed=True),
+    _text("classifier_version", "Version of the classifier", "meta.version"),
+    _text("library_version", "Version of the template library", "meta.version"),
+    _text("sn_type", "Type: the type with the largest share of good matches "
+          "(empty when no match was good)", "src.class", principal=True),
+    _text("sn_subtype", "Subtype within the type", "src.class"),
+    _col("fraction", "double", "Share of the best good matches that are of this "
+         "type", None, "stat.value"),
+    _col("redshift", "double", "Redshift from the good matches of the type", None,
+         "src.redshift", principal=True),
+    _col("redshift_err", "double", "Error of the redshift", None,
+         "stat.error;src.redshift"),
+    _col("age", "double", "Age: days from maximum light", "d", "time.phase",
+         principal=True),
+    _col("age_err", "double", "Error of the age", "d", "stat.error;time.phase"),
+    _col("rlap", "double", "rlap (Tonry-Davis r times overlap) of the best match",
+         None, "stat.correlation", principal=True),
+    _col("good", "boolean", "Whether any template matched above the rlap "
+         "threshold", None, "meta.code.qual", principal=True),
+    _text("problem", "Why the file could not be classified, if it could not",
+          "meta.note"),
+    _text("best_template", "Template of the best match", "meta.id"),
+    _col("n_matches", "int", "Number of matches kept", None, "meta.number"),
+    _time("classified_at", "When the file was classified (UTC)", "time.processing"),
+    _col("is_latest", "boolean", "Whether this is the newest classification of "
+         "the file", None, "meta.code"),
+    _DID,
+))
+
+CLASSIFICATION_MATCHES = Table(
+    "pessto.classification_matches", "Best template matches of each "
+    "classification, best first", (
+    _col("classification_id", "long", "The classification "
+         "(pessto.classifications)", None, "meta.id", principal=True, indexed=True),
+    _col("rank", "int", "Rank of the match (1 = best)", None, "meta.number",
+         principal=True),
+    _text("template", "Template (supernova) of the match", "meta.id",
+          principal=True),
+    _text("sn_type", "Type of the template", "src.class", principal=True),
+    _text("sn_subtype", "Subtype of the template", "src.class"),
+    _col("phase", "double", "Age of the template epoch: days from maximum", "d",
+         "time.phase", principal=True),
+    _col("redshift", "double", "Redshift of the correlation peak", None,
+         "src.redshift", principal=True),
+    _col("redshift_err", "double", "Error of the redshift (from the peak width)",
+         None, "stat.error;src.redshift"),
+    _col("r", "double", "Tonry-Davis r: peak height over the antisymmetric noise",
+         None, "stat.correlation"),
+    _col("lap", "double", "Overlap in ln(wavelength) of spectrum and template",
+         None, "stat.value"),
+    _col("rlap", "double", "r times lap", None, "stat.correlation", principal=True),
+))
+
 def _tap_obscore_columns() -> tuple[Column, ...]:
     """ObsCore columns as TAP publishes them.
 
@@ -311,8 +376,10 @@ TAP_SCHEMA_TABLES = (
 SCHEMAS: tuple[Schema, ...] = (
     Schema("ivoa", "IVOA data models: the ObsCore table of all PESSTO files",
            (OBSCORE,)),
-    Schema("pessto", "PESSTO products, versions, runs, targets and provenance as "
-           "published by the archive", (PRODUCTS, VERSIONS, RUNS, TARGETS, PROVENANCE)),
+    Schema("pessto", "PESSTO products, versions, runs, targets, provenance and "
+           "spectral classifications as published by the archive",
+           (PRODUCTS, VERSIONS, RUNS, TARGETS, PROVENANCE, CLASSIFICATIONS,
+            CLASSIFICATION_MATCHES)),
     Schema(_TS, "Description of the tables published by this TAP service",
            TAP_SCHEMA_TABLES),
 )
@@ -326,6 +393,21 @@ KEYS: tuple[ForeignKey, ...] = (
                (("product_id", "product_id"),), "Product a file is a version of"),
     ForeignKey("provenance_version", "pessto.provenance", "pessto.versions",
                (("version_id", "version_id"),), "File whose header names the input"),
+    ForeignKey("classifications_version", "pessto.classifications",
+               "pessto.versions", (("version_id", "version_id"),),
+               "File a classification is of"),
+    ForeignKey("classifications_product", "pessto.classifications",
+               "pessto.products", (("product_id", "product_id"),),
+               "Product a classified file is a version of"),
+    ForeignKey("classifications_target", "pessto.classifications",
+               "pessto.targets", (("target_id", "target_id"),),
+               "Target of a classified spectrum"),
+    ForeignKey("classifications_run", "pessto.classifications", "pessto.runs",
+               (("run_id", "run_id"),), "Run of a classified spectrum"),
+    ForeignKey("matches_classification", "pessto.classification_matches",
+               "pessto.classifications",
+               (("classification_id", "classification_id"),),
+               "Classification a match belongs to"),
     ForeignKey("obscore_product", "ivoa.ObsCore", "pessto.products",
                (("pessto_product_id", "product_id"),), "PESSTO product of a file"),
     ForeignKey("ts_tables_schema", "TAP_SCHEMA.tables", "TAP_SCHEMA.schemas",

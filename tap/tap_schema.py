@@ -119,10 +119,16 @@ def sync_tap_schema(conn: Connection) -> None:
 
 
 def _comment(conn: Connection, table: Table) -> None:
-    """Write the description as DDL comments on the relation and its columns."""
+    """Write the description as DDL comments on the relation and its columns.
+
+    A relation that a later migration creates is skipped: that migration
+    synchronises again.
+    """
     schema, name = table.sql_name.split(".", 1)
     kind = "TABLE" if table.table_type == "table" else "VIEW"
     rel = f"{_sql_ident(schema)}.{_sql_ident(name)}"
+    if conn.execute(text("SELECT to_regclass(:r)"), {"r": rel}).scalar() is None:
+        return
     # COMMENT takes no bind parameters; quote the literal the SQL way.
     conn.execute(text(f"COMMENT ON {kind} {rel} IS {_literal(table.description)}"))
     for c in table.columns:

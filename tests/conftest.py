@@ -123,7 +123,8 @@ class LiveServer:
 
 
 def start_server(
-    archive: Archive, extra_env: dict[str, str] | None = None
+    archive: Archive, extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> LiveServer:
     """Start the archive's production server (gunicorn) on a free port."""
     port = free_port()
@@ -132,7 +133,7 @@ def start_server(
     log = open(archive.settings.home / f"server-{port}.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vo_archive", "serve", "--port", str(port),
-         "--workers", "2"],
+         "--workers", "2", *extra_args],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

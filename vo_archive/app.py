@@ -25,6 +25,7 @@ from vo_archive.dali.errors import (
     render_fault,
 )
 from vo_archive.db.outage import database_unavailable, unavailable_fault
+from vo_archive.twin import AuthTwin, protect_response
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,19 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
+    ("classify", "/classify"),
+    ("classify.async_routes", "/classify/async"),
+    ("classify.stats_routes", ""),
     ("vo_archive.upload", ""),
     ("vo_archive.openapi", ""),
     ("vo_archive.oai", ""),
+    ("vo_archive.signin", ""),
 )
 
 _SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products")
+                 "/products", "/classify")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -74,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.before_request(load_caller)
     app.after_request(_after)
+    app.after_request(protect_response)
+    app.wsgi_app = AuthTwin(app.wsgi_app)  # type: ignore[method-assign]
     app.register_error_handler(Fault, _handle_fault)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -13,6 +13,14 @@ through :func:`vo_archive.access.current_caller`.
   anonymous, which would hide proprietary rows without telling it why.
 - VOSI ``/capabilities`` and ``/availability`` are anonymous (VOSI 1.1 §2): the
   header is not even read there.
+- Without an ``Authorization`` header, the session cookie of the sign-in form
+  (:mod:`vo_archive.signin`) counts; a stale one is cleared, never refused.
+- Under the authenticated twin (``/auth/...``, :mod:`vo_archive.twin`) an
+  anonymous caller gets 401.
+
+``/login`` hands out login tokens (``archive.token.kind = 'login'``, 24 hours)
+and browser sessions (``archive.session``); both are random secrets stored as
+their SHA-256, in the database, so every web node sees them.
 
 Tokens are 32 random bytes, shown once and stored as their SHA-256 (a fast hash
 is enough for random secrets). Passwords are stored with scrypt (RFC 7914); a
@@ -37,9 +45,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from flask import g, request
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from vo_archive import web
@@ -64,6 +73,12 @@ FAILURE_WINDOW = 60.0
 #: Paths that stay anonymous whatever the request carries (VOSI 1.1 §2).
 ANONYMOUS_SUFFIXES = ("/capabilities", "/availability")
 REALM = "PESSTO archive"
+#: How long a token handed out by ``/login`` works.
+LOGIN_TOKEN_SECONDS = 24 * 3600
+#: How long a browser session of the sign-in form lasts.
+SESSION_SECONDS = 24 * 3600
+SESSION_COOKIE = "vo_archive_session"
+SESSION_PREFIX = "pvs_"
 
 
 class TooManyFailures(TransientFault):
@@ -236,10 +251,122 @@ def revoke_tokens(engine: Engine, name: str) -> int:
         if conn.execute(text("SELECT 1 FROM archive.account WHERE name = :n"),
                         {"n": name}).first() is None:
             raise AccountError(f"no account {name!r}")
+        # signed-in browsers are signed out too
+        conn.execute(text(
+            "DELETE FROM archive.session WHERE account_id = "
+            "(SELECT account_id FROM archive.account WHERE name = :n)"), {"n": name})
         return int(conn.execute(text(
             "DELETE FROM archive.token WHERE account_id = "
             "(SELECT account_id FROM archive.account WHERE name = :n)"),
             {"n": name}).rowcount)
+
+
+# -- sign-in: login tokens and browser sessions --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """A secret handed out at sign-in, and when it stops working."""
+
+    value: str
+    expires_at: datetime
+    lifetime: int
+
+
+def _purge_expired(conn: Connection) -> None:
+    conn.execute(text("DELETE FROM archive.session WHERE expires_at < now()"))
+    conn.execute(text("DELETE FROM archive.token WHERE kind = 'login' "
+                      "AND expires_at < now()"))
+
+
+def issue_login_token(engine: Engine, name: str,
+                      seconds: int = LOGIN_TOKEN_SECONDS) -> Permit:
+    """Make a short-lived login token for an account (stored as its SHA-256).
+
+    Raises
+    ------
+    AccountError
+        If there is no such account.
+    """
+    token = new_token()
+    with engine.begin() as conn:
+        _purge_expired(conn)
+        row = conn.execute(text(
+            "INSERT INTO archive.token (token_hash, account_id, label, expires_at, "
+            "kind) SELECT :h, account_id, 'login', "
+            "now() + make_interval(secs => :s), 'login' "
+            "FROM archive.account WHERE name = :n RETURNING expires_at"),
+            {"h": token_hash(token), "s": seconds, "n": name}).first()
+    if row is None:
+        raise AccountError(f"no account {name!r}")
+    return Permit(token, row[0], seconds)
+
+
+def revoke_login_token(engine: Engine, token: str) -> bool:
+    """Revoke one login token; return whether it was one (API tokens are kept)."""
+    with engine.begin() as conn:
+        return bool(conn.execute(text(
+            "DELETE FROM archive.token WHERE token_hash = :h AND kind = 'login'"),
+            {"h": token_hash(token)}).rowcount)
+
+
+def open_session(engine: Engine, name: str, addr: str | None = None,
+                 user_agent: str | None = None,
+                 seconds: int = SESSION_SECONDS) -> Permit:
+    """Start a browser session for an account; return the cookie's value.
+
+    The value is always new (never one the browser sent before signing in, so
+    a session cannot be fixed by whoever planted a cookie), and only its
+    SHA-256 is stored.
+
+    Raises
+    ------
+    AccountError
+        If there is no such account.
+    """
+    value = SESSION_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        _purge_expired(conn)
+        row = conn.execute(text(
+            "INSERT INTO archive.session (session_hash, account_id, expires_at, "
+            "remote_addr, user_agent) SELECT :h, account_id, "
+            "now() + make_interval(secs => :s), :a, :u "
+            "FROM archive.account WHERE name = :n RETURNING expires_at"),
+            {"h": token_hash(value), "s": seconds, "a": addr,
+             "u": (user_agent or "")[:200], "n": name}).first()
+    if row is None:
+        raise AccountError(f"no account {name!r}")
+    return Permit(value, row[0], seconds)
+
+
+def caller_for_session(engine: Engine, value: str) -> Caller | None:
+    """Return the caller of a live session cookie (None: no such live session)."""
+    if not value.startswith(SESSION_PREFIX) or not _TOKEN_CHARS.match(value):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT a.name, a.roles FROM archive.session s "
+            "JOIN archive.account a USING (account_id) "
+            "WHERE s.session_hash = :h AND s.expires_at > now()"),
+            {"h": token_hash(value)}).first()
+    return None if row is None else Caller(row[0], frozenset(row[1]))
+
+
+def close_session(engine: Engine, value: str) -> bool:
+    """End a browser session; return whether it was live."""
+    with engine.begin() as conn:
+        return bool(conn.execute(text(
+            "DELETE FROM archive.session WHERE session_hash = :h"),
+            {"h": token_hash(value)}).rowcount)
+
+
+def session_csrf(value: str) -> str:
+    """Return the CSRF token of a session: derived from its secret cookie.
+
+    A page of another site can neither read the cookie nor this token, and
+    every web node can recompute it without shared state.
+    """
+    return hashlib.sha256(f"csrf\x00{value}".encode()).hexdigest()[:40]
 
 
 # -- authentication -----------------------------------------------------------
@@ -370,6 +497,40 @@ def parse_basic(value: str) -> tuple[str, str]:
     return name, secret
 
 
+def check_secret(engine: Engine, name: str, secret: str, addr: str = "?") -> Caller:
+    """Return the caller of an account name and its password or one of its tokens.
+
+    HTTP Basic, the sign-in form and ``/login`` all come here, so they share the
+    limit on wrong passwords.
+
+    Raises
+    ------
+    AuthorizationFault
+        401 if the name and secret do not match.
+    TooManyFailures
+        429 when this address guessed this account's password too often lately.
+    """
+    if not NAME_PATTERN.match(name) or not secret or len(secret) > 1024:
+        raise _unauthorized("wrong account name or password")
+    caller = None
+    if _TOKEN_CHARS.match(secret):
+        caller = caller_for_token(engine, secret, name)
+    if caller is None:
+        # Only password checks are limited: they cost a KDF run each and are
+        # what a guesser would try; random tokens cannot be guessed.
+        key = f"{addr}\x00{name}"
+        if FAILURES.blocked(key):
+            raise TooManyFailures(
+                "too many failed logins for this account from this address; "
+                "try again later", retry_after=int(FAILURE_WINDOW))
+        caller = caller_for_password(engine, name, secret)
+        if caller is None:
+            FAILURES.record(key)
+    if caller is None:
+        raise _unauthorized("wrong account name, token or password")
+    return caller
+
+
 def authenticate(engine: Engine, header: str | None, addr: str = "?") -> Caller:
     """Return the caller an ``Authorization`` header value stands for.
 
@@ -403,25 +564,7 @@ def authenticate(engine: Engine, header: str | None, addr: str = "?") -> Caller:
         return caller
     if scheme == "basic":
         name, secret = parse_basic(value)
-        if not NAME_PATTERN.match(name) or len(secret) > 1024:
-            raise _unauthorized("wrong account name or password")
-        caller = None
-        if _TOKEN_CHARS.match(secret):
-            caller = caller_for_token(engine, secret, name)
-        if caller is None:
-            # Only password checks are limited: they cost a KDF run each and are
-            # what a guesser would try; random tokens cannot be guessed.
-            key = f"{addr}\x00{name}"
-            if FAILURES.blocked(key):
-                raise TooManyFailures(
-                    "too many failed logins for this account from this address; "
-                    "try again later", retry_after=int(FAILURE_WINDOW))
-            caller = caller_for_password(engine, name, secret)
-            if caller is None:
-                FAILURES.record(key)
-        if caller is None:
-            raise _unauthorized("wrong account name, token or password")
-        return caller
+        return check_secret(engine, name, secret, addr)
     raise _unauthorized(f"unsupported authentication scheme {scheme[:20]!r} "
                         "(use Bearer or Basic)")
 
@@ -429,20 +572,32 @@ def authenticate(engine: Engine, header: str | None, addr: str = "?") -> Caller:
 def load_caller() -> None:
     """Set ``g.caller`` from the request's credentials (a ``before_request`` hook).
 
+    The ``Authorization`` header wins; without one, a session cookie of the
+    sign-in form counts, except on a cross-site request that would change
+    something (an ``Origin`` of another site on a POST, PUT or DELETE). In the
+    authenticated twin a caller without credentials gets 401 with the
+    challenges (``g.auth_scheme`` says how the caller authenticated).
+
     Raises
     ------
     AuthorizationFault
-        401 for credentials that do not check out.
+        401 for credentials that do not check out, and for an anonymous caller
+        in the twin.
     TooManyFailures
         429 when this address guessed an account's password too often lately.
     """
     g.caller = ANONYMOUS
-    header = request.headers.get("Authorization")
-    if header is None or request.path.endswith(ANONYMOUS_SUFFIXES):
+    g.auth_scheme = None
+    if request.path.endswith(ANONYMOUS_SUFFIXES):
         return
+    header = request.headers.get("Authorization")
     addr = request.remote_addr or "?"
     try:
-        g.caller = authenticate(web.engine(), header, addr)
+        if header is not None:
+            g.caller = authenticate(web.engine(), header, addr)
+            g.auth_scheme = header.strip().partition(" ")[0].lower()
+        elif request.cookies.get(SESSION_COOKIE):
+            _load_session(request.cookies.getlist(SESSION_COOKIE))
     except SQLAlchemyError as exc:
         log.error("cannot check credentials: %s [%s]", exc, g.get("request_id"))
         raise TransientFault("cannot check credentials now; try again later",
@@ -452,6 +607,42 @@ def load_caller() -> None:
                     request.path, fault.message, g.get("request_id"),
                     request.user_agent.string[:100])
         raise
+    if web.in_twin() and g.caller.anonymous and request.path not in TWIN_OPEN:
+        raise AuthorizationFault(
+            f"{web.TWIN_PREFIX}/... is the authenticated twin of the archive: send "
+            "an account name and password or token (HTTP Basic) or a bearer token, "
+            f"or use {web.public_base_url()}{request.path} anonymously",
+            authenticate=True)
+
+
+#: Paths of the twin open to anonymous callers, beyond capabilities/availability.
+TWIN_OPEN = frozenset({"/login"})
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def same_origin() -> bool:
+    """Return whether the request's ``Origin`` (if any) is the archive's own."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not sent by a browser (browsers send it on every POST)
+    own = {urlsplit(request.host_url), urlsplit(web.public_base_url())}
+    return any(origin.rstrip("/") == f"{u.scheme}://{u.netloc}" for u in own)
+
+
+def _load_session(values: list[str]) -> None:
+    if request.method in _UNSAFE and not same_origin():
+        log.warning("session cookie ignored on a cross-site %s of %s [%s]",
+                    request.method, request.path, g.get("request_id"))
+        return
+    # a cookie planted for a narrower path or domain comes first: try them all
+    for value in values[:4]:
+        caller = caller_for_session(web.engine(), value)
+        if caller is not None:
+            g.caller = caller
+            g.auth_scheme = "cookie"
+            g.session_value = value
+            return
+    g.stale_session = True  # the answer clears the cookie
 
 
 def require_roles(roles: frozenset[str], action: str) -> Caller:

@@ -24,12 +24,14 @@ log = logging.getLogger("vo_archive")
 COMMAND_MODULES = (
     "vo_archive.commands.dbcmd",
     "vo_archive.commands.ingestcmd",
+    "classify.pendingcmd",
     "vo_archive.commands.servecmd",
     "vo_archive.commands.usercmd",
     "replication.cli",
     "vo_archive.commands.exportcmd",
     "vo_archive.commands.workercmd",
     "vo_archive.commands.registrycmd",
+    "vo_archive.commands.classifycmd",
     "vo_archive.commands.marshallcmd",
 )
 

@@ -19,12 +19,17 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, select, text
 
 from vo_archive import web
-from vo_archive.access import caller_connection, visible
-from vo_archive.dal import DATALINK_STANDARD, parse_publisher_did, publisher_did
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.access import caller_connection, current_caller, visible
+from vo_archive.dal import (
+    DATALINK_STANDARD,
+    parse_publisher_did,
+    publisher_did,
+    service_descriptor,
+)
+from vo_archive.dali.errors import AuthorizationFault, FaultStyle, UsageFault
 from vo_archive.dali.params import parse_maxrec
 from vo_archive.dali.responseformat import parse_response_format, require_votable
 from vo_archive.obscore import DATALINK_FORMAT
@@ -38,13 +43,18 @@ web.set_fault_style(bp.name, FaultStyle.DALI)
 
 #: Most IDs one request may name.
 MAX_IDS = 1000
+#: local_semantics of the error row of a dataset the caller may not see.
+NOT_VISIBLE = "not-visible"
 #: Most #derivation rows per ID.
 MAX_DERIVED = 100
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")
+#: XML ID of the classification service descriptor, and its standard.
+CLASSIFY_SERVICE = "classify"
+CLASSIFY_STANDARD = "ivo://pessto.ia2.inaf.it/std/classify#sync-1.0"
 _CALIBRATION_SEMANTICS = {"ZEROCOR": "#bias", "FLATCOR": "#flat"}
 
 FIELDS: tuple[Field, ...] = (
-    Field("ID", "char", "*", ucd="meta.id;meta.main",
+    Field("ID", "char", "*", ucd="meta.id;meta.main", id="ID",
           description="Identifier of the dataset the link belongs to"),
     Field("access_url", "char", "*", ucd="meta.ref.url", description="Link URL"),
     Field("service_def", "char", "*", ucd="meta.ref",
@@ -83,14 +93,16 @@ class Link:
     content_length: int | None = None
     content_qualifier: str | None = None
     local_semantics: str | None = None
+    service_def: str | None = None
 
-    def row(self) -> list[Any]:
-        """Return the TABLEDATA row."""
+    def row(self, link_auth: str = "false") -> list[Any]:
+        """Return the TABLEDATA row (``link_auth``: DataLink 1.1 §3.2.12)."""
         ok = self.error_message is None
-        return [self.id, self.access_url, None, self.error_message, self.description,
+        return [self.id, self.access_url, self.service_def, self.error_message,
+                self.description,
                 self.semantics, self.content_type, self.content_length,
                 self.content_qualifier, self.local_semantics,
-                "false" if ok else None, True if ok else None]
+                link_auth if ok else None, True if ok else None]
 
 
 def _qualifier(mode: str) -> str:
@@ -142,16 +154,18 @@ def links_of(conn: Connection, did: str, authority: str,
     p, v = product, version
     row = conn.execute(
         select(v.c.version_id, v.c.filename, v.c.file_size, p.c.mode,
-               p.c.product_type)
+               p.c.product_type, p.c.category)
         .select_from(v.join(p, p.c.product_id == v.c.product_id))
         .where(v.c.product_id == pid, v.c.version_no == vno,
                visible(p.c.release_date))).first()
     if row is None:
         return [Link(did, error_message=f"NotFoundFault: no dataset {did} (or it is "
-                     "not public)", semantics="#this")]
-    version_id, filename, size, mode, product_type = row
+                     "not public)", semantics="#this", local_semantics=NOT_VISIBLE)]
+    version_id, filename, size, mode, product_type, category = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
                            preferred_format))
+    if product_type in SPECTRUM_TYPES and category == "science":
+        out += _classification_links(conn, did, version_id)
     for ovno, ofile, osize, current in conn.execute(
             select(v.c.version_no, v.c.filename, v.c.file_size, v.c.is_current)
             .where(v.c.product_id == pid, v.c.version_no != vno)
@@ -178,6 +192,61 @@ def eso_raw_url(template: str, filename: str) -> str:
     """Return the ESO archive's links URL of a raw frame's file name."""
     dp_id = re.sub(r"\.fits(\.(gz|Z|fz))?\Z", "", filename, flags=re.IGNORECASE)
     return template.replace("{dp_id}", quote(dp_id, safe=":.-"))
+
+
+def _classification_links(conn: Connection, did: str, version_id: int
+                          ) -> list[Link]:
+    """Return the classification service and the stored classification, if any.
+
+    The stored classification is read through ``pessto.classifications``, so
+    it follows the access rule of its spectrum.
+    """
+    out = [Link(did, service_def=CLASSIFY_SERVICE, semantics="#proc",
+                description="Classify this spectrum (template cross-correlation: "
+                "type, redshift, age)", content_type="application/x-votable+xml",
+                local_semantics="classify")]
+    stored = conn.execute(text(
+        "SELECT sn_type, good, redshift FROM pessto.classifications "
+        "WHERE version_id = :v AND is_latest ORDER BY classification_id DESC "
+        "LIMIT 1"), {"v": version_id}).first()
+    if stored is not None:
+        sn_type, good, z = stored
+        what = f"{sn_type} at z = {z:.4f}" if good and z is not None else (
+            "no good match" if not good else str(sn_type))
+        out.append(Link(did, web.absolute(
+            f"/classify/stored?ID={quote(did, safe='')}"),
+            description=f"Stored classification of this spectrum: {what}",
+            semantics="#auxiliary", content_type="application/x-votable+xml",
+            local_semantics="classification"))
+    return out
+
+
+#: Defaults of the classifier's numeric options (classify.core.ClassifyOptions),
+#: given as the descriptor's values: clients (pyvo) send a PARAM's value as is.
+CLASSIFY_DEFAULTS = {"ZMIN": "-0.01", "ZMAX": "1.2", "RLAPMIN": "5.0", "TOP": "10"}
+
+
+def classify_descriptor() -> str:
+    """Return the service descriptor of ``/classify/sync`` for the links rows."""
+    def param(name: str, datatype: str, description: str, ref: str | None = None
+              ) -> str:
+        return Field(name, datatype, "*" if datatype == "char" else None,
+                     description=description, ref=ref).element(
+            "PARAM", CLASSIFY_DEFAULTS.get(name, ""))
+
+    inputs = [
+        param("ID", "char", "The spectrum (dataset identifier)", ref="ID"),
+        param("ZMIN", "double", "Smallest redshift searched"),
+        param("ZMAX", "double", "Largest redshift searched"),
+        param("Z", "char", "Fixed redshift (e.g. of the host); empty: searched"),
+        param("TYPES", "char", "Template types, separated by commas (Ia,II,...)"),
+        param("RLAPMIN", "double", "Smallest rlap of a good match"),
+        param("TOP", "int", "Number of best matches returned"),
+    ]
+    return service_descriptor(
+        CLASSIFY_SERVICE, "/classify/sync", CLASSIFY_STANDARD, inputs,
+        name="classify", description="Classify a spectrum by template "
+        "cross-correlation", content_type="application/x-votable+xml")
 
 
 def _provenance_links(conn: Connection, did: str, version_id: int) -> list[Link]:
@@ -271,16 +340,31 @@ def links() -> Response:
     preferred = params.single("PREFERRED_FORMAT")
     rows: list[list[Any]] = []
     overflow = False
+    # links to the twin (the answer of an authenticated caller) need credentials
+    link_auth = "false" if web.base_url() == web.public_base_url() else "true"
+    hidden = 0
     with caller_connection(web.engine()) as conn:
         for did in ids:
-            batch = [link.row() for link in links_of(conn, did, s.publisher_authority,
-                                                     preferred)]
+            found = links_of(conn, did, s.publisher_authority, preferred)
+            hidden += found[0].local_semantics == NOT_VISIBLE
+            batch = [link.row(link_auth) for link in found]
             if rows and len(rows) + len(batch) > maxrec:  # truncate between IDs only
                 overflow = True
                 break
             rows += batch
+    if hidden and hidden == len(ids) and current_caller().anonymous:
+        # Signing in may show them. The same answer whether they exist or not,
+        # as for the files; a request that also names public datasets gets
+        # their links and error rows for the others.
+        raise AuthorizationFault(
+            f"{'dataset ' + ids[0] if hidden == 1 else 'these datasets'}: not "
+            "public (or no such dataset); members sign in to see proprietary data",
+            authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
-    doc = TableDocument(FIELDS, infos, table_name="links")
+    descriptors = [classify_descriptor()] if any(
+        r[2] == CLASSIFY_SERVICE for r in rows) else []
+    doc = TableDocument(FIELDS, infos, table_name="links",
+                        trailing_resources=descriptors)
     # stream_votable flags OVERFLOW when it is offered a row past its limit
     body = b"".join(stream_votable(doc, rows + rows[-1:], len(rows)) if overflow
                     else stream_votable(doc, rows, None))

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, send_file
 from sqlalchemy import text
 
 from vo_archive import web
-from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, NotFoundFault
+from vo_archive.access import caller_connection, current_caller
+from vo_archive.dali.errors import AuthorizationFault, FaultStyle, NotFoundFault
 from vo_archive.ingest.storage import Storage
 
 bp = Blueprint("files", __name__)
@@ -39,6 +39,9 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
 
     Raises
     ------
+    AuthorizationFault
+        401 for an anonymous caller if there is no such product or version or
+        it is not public.
     NotFoundFault
         If there is no such product or version, or the caller may not see it.
     """
@@ -61,6 +64,12 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
     if row is None:
         what = f"version {version_no} of product {product_id}" if version_no else \
             f"product {product_id}"
+        if current_caller().anonymous:
+            # Signing in may show it. Also the answer for products that do not
+            # exist, so that an anonymous caller cannot tell them apart.
+            raise AuthorizationFault(f"{what} is not public (or does not exist); "
+                                     "members sign in to see proprietary products",
+                                     authenticate=True)
         raise NotFoundFault(f"no {what} (or it is not public)")
     return ArchivedFile(*row)
 

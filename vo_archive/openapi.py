@@ -358,3 +358,34 @@ declare("oai.oai",
 declare("moc.coverage", _p("FORMAT", "fits, json or ascii", _enum("fits", "json",
                                                                    "ascii"), ["json"]),
         RESPONSEFORMAT)
+CLASSIFY_PARAMS = (
+    _p("ID", "product id or publisher DID of a 1D spectrum", None,
+       ["1", "ivo://pessto.ia2.inaf.it/pessto?1/v1"]),
+    *(_p(n, d, {"type": "number"}, e) for n, d, e in (
+        ("ZMIN", "smallest redshift", ["0"]), ("ZMAX", "largest redshift", ["0.3"]),
+        ("Z", "fixed redshift", ["0.05"]), ("AGEMIN", "youngest epoch, d", ["-10"]),
+        ("AGEMAX", "oldest epoch, d", ["30"]), ("WMIN", "shortest wavelength, Å",
+                                               ["3500"]),
+        ("WMAX", "longest wavelength, Å", ["9000"]),
+        ("RLAPMIN", "rlap threshold", ["5"]))),
+    _p("TYPES", "template types, comma-separated", None, ["Ia,II", "Ib,Ic"]),
+    _p("TOP", "number of matches", {"type": "integer", "minimum": 1}, ["5"]),
+    _p("RESPONSEFORMAT", "votable or json", _enum("votable", "json"), ["json"]),
+)
+_SPECTRUM_BODY = {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "additionalProperties": {
+        "type": "string", "contentMediaType": "application/octet-stream"}}},
+    "application/fits": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}}}}
+declare("classify.home")
+declare("classify.sync", *CLASSIFY_PARAMS, body=_SPECTRUM_BODY)
+declare("classify.stored", CLASSIFY_PARAMS[0], CLASSIFY_PARAMS[-1])
+declare("classify_async.job_create", *CLASSIFY_PARAMS, RUNID,
+        _p("PHASE", "RUN to start at once", _enum("RUN"), ["RUN"]))
+for _name, _params in list(PARAMETERS.items()):
+    if _name.startswith("tap_async.") and _name not in ("tap_async.job_create",
+                                                       "tap_async.parameters"):
+        declare("classify_async" + _name[len("tap_async"):], *_params)
+declare("classify_async.parameters", *CLASSIFY_PARAMS)
+declare("statistics.statistics", _p("FORMAT", "html or json", _enum("html", "json"),
+                                    ["json"]))

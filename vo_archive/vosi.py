@@ -70,21 +70,67 @@ ANONYMOUS_ONLY = frozenset({
     "ivo://ivoa.net/std/VOSI#tables", "ivo://ivoa.net/std/VOSI#tables-1.1",
     "ivo://ivoa.net/std/DALI#examples",
 })
+#: standardID of the capability of the whole archive, after the publisher authority.
+ARCHIVE_STANDARD = "/pessto#archive"
+#: Capabilities anonymous even in the twin (VOSI 1.1 §2).
+VOSI_OPEN = frozenset({"ivo://ivoa.net/std/VOSI#capabilities",
+                       "ivo://ivoa.net/std/VOSI#availability"})
 
 
-def interface_security(cap: Capability) -> list[str]:
-    """Return the ``securityMethod`` XML of each interface to write for ``cap``.
+def _methods(*methods: str) -> str:
+    return "".join(f"<securityMethod standardID={quoteattr(m)}/>" for m in methods)
+
+
+def interfaces(cap: Capability) -> list[tuple[str, str]]:
+    """Return (access URL, ``securityMethod`` XML) of each interface of ``cap``.
 
     One base URL serves anonymous and authenticated callers (TAP 1.1 §2.4,
     VOResource 1.1 §3.3.1): the anonymous interface has no ``securityMethod``,
-    and one more interface per accepted method names it, so that clients
-    (pyvo's ``AuthSession``, TOPCAT) learn that authenticated access exists and
-    how to use it. A capability that sets ``security`` itself keeps it.
+    one more interface per accepted method names it, and one more gives the
+    authenticated twin (``/auth/...``, which always asks for credentials), so
+    that clients (pyvo's ``AuthSession``, TOPCAT) learn that authenticated
+    access exists, how to use it, and where to send credentials. In the twin's
+    own capabilities every interface but VOSI capabilities and availability
+    needs credentials. A capability that sets ``security`` itself keeps it.
     """
-    if cap.security or cap.standard_id in ANONYMOUS_ONLY:
-        return [cap.security]
-    return ["", *(f"<securityMethod standardID={quoteattr(m)}/>"
-                  for m in SECURITY_METHODS)]
+    url = web.absolute(cap.path)
+    if cap.security:
+        return [(url, cap.security)]
+    if cap.standard_id in VOSI_OPEN:
+        return [(url, "")]
+    # one securityMethod per interface (VOResource 1.1 §3.3.1, maxOccurs 1)
+    if web.in_twin():
+        return [(url, _methods(m)) for m in SECURITY_METHODS]
+    if cap.standard_id in ANONYMOUS_ONLY:
+        return [(url, "")]
+    twin = web.twin_absolute(cap.path)
+    return [(url, ""), *((url, _methods(m)) for m in SECURITY_METHODS),
+            *((twin, _methods(m)) for m in SECURITY_METHODS)]
+
+
+def archive_capability() -> str:
+    """Return the capability saying that every URL of the archive takes credentials.
+
+    Answers to authenticated callers hold URLs of other services (files,
+    previews, DataLink, SSA getData) under the twin; this lets a client that
+    learnt the capabilities of one service (pyvo's ``AuthSession`` matches URLs
+    against the access URLs of ``use="base"`` interfaces) send its credentials
+    there too. It is no IVOA protocol: its standardID is the archive's own
+    (clients such as STILTS's taplint need one on every capability).
+    """
+    root = escape(web.public_base_url() + "/")
+    std = quoteattr(web.settings().publisher_authority.rstrip("/") + ARCHIVE_STANDARD)
+    return (
+        f"<capability standardID={std}><description>Every URL of this archive: "
+        "anonymous, or with an account's credentials (HTTP Basic or a bearer "
+        "token from /login) to see proprietary data; under /auth/ credentials are "
+        "always asked for."
+        "</description>"
+        f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
+        "</accessURL></interface>"
+        + "".join(f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{root}'
+                  f"</accessURL>{_methods(m)}</interface>" for m in SECURITY_METHODS)
+        + "</capability>")
 
 
 def capabilities_document(caps: Sequence[Capability],
@@ -95,6 +141,7 @@ def capabilities_document(caps: Sequence[Capability],
     decl = " ".join(f"xmlns:{k}={quoteattr(v)}" for k, v in ns.items())
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<vosi:capabilities {decl}>"]
     parts += [capability_xml(cap) for cap in caps]
+    parts.append(archive_capability())
     parts.append("</vosi:capabilities>\n")
     return "".join(parts).encode()
 
@@ -108,12 +155,12 @@ def capability_xml(cap: Capability) -> str:
     t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
     version = f" version={quoteattr(cap.version)}" if cap.version else ""
     parts = [f"<capability standardID={quoteattr(cap.standard_id)}{t}>"]
-    for security in interface_security(cap):
+    for url, security in interfaces(cap):
         parts.append(
             f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}'
             f'{version}>'
             f"<accessURL use={quoteattr(cap.use)}>"
-            f"{escape(web.absolute(cap.path))}</accessURL>"
+            f"{escape(url)}</accessURL>"
             f"{security}{cap.interface_body}</interface>"
         )
     parts.append(cap.body)

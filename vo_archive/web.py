@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flask import current_app, request
 from sqlalchemy import Engine
 
+from vo_archive.access import current_caller
 from vo_archive.config import Settings
 from vo_archive.dali.errors import FaultStyle, UsageFault
 from vo_archive.dali.params import ParamSet
@@ -48,7 +49,18 @@ def params() -> ParamSet:
     return ParamSet(items)
 
 
-def base_url() -> str:
+#: Path prefix of the authenticated twin of every service (see vo_archive.twin).
+TWIN_PREFIX = "/auth"
+#: WSGI environ key marking a request that came in through the twin.
+TWIN_KEY = "vo_archive.auth_twin"
+
+
+def in_twin() -> bool:
+    """Return whether the request came in through the authenticated twin."""
+    return bool(request.environ.get(TWIN_KEY))
+
+
+def public_base_url() -> str:
     """Return the external base URL of the archive, without a trailing slash.
 
     The configured ``base_url`` wins (for an archive behind a proxy); otherwise
@@ -58,6 +70,26 @@ def base_url() -> str:
     if configured:
         return configured.rstrip("/")
     return request.host_url.rstrip("/")
+
+
+def base_url() -> str:
+    """Return the base URL the URLs of this answer are made from.
+
+    That is :func:`public_base_url`, with the twin's ``/auth`` for a request
+    that came through the twin or carries credentials: every URL an
+    authenticated caller is given (access URLs, DataLink, previews, jobs) lives
+    under the twin, where clients that only answer a 401 are asked for
+    credentials, and which the capabilities declare as authenticated.
+    """
+    base = public_base_url()
+    if in_twin() or not current_caller().anonymous:
+        return base + TWIN_PREFIX
+    return base
+
+
+def twin_absolute(path: str) -> str:
+    """Return the absolute URL of an archive path in the authenticated twin."""
+    return public_base_url() + TWIN_PREFIX + "/" + path.lstrip("/")
 
 
 def absolute(path: str) -> str:

@@ -48,6 +48,21 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf"FIGURE loo_\S+ {N}", at_least(1)),
         (rf"FIGURE speed_\S+ {N}", at_least(1)),
     ],
+    # classification on arrival by the job workers (issue 14)
+    "classify_workers.py": [
+        (rf"made \d+ spectra from templates in {N} s", exactly(1)),
+        (r"ingested; \d+ spectra queued for classification", exactly(1)),
+        (rf"the classifier alone: {N} s per spectrum in one process \({N} spectra/s "
+         r"on one core\)", exactly(1)),
+        (r"load average before measuring: \(.*\)", exactly(1)),
+        (rf"\d+ spectra classified by \d+ workers: {N} spectra/s from the first "
+         rf"verdict to the last \({N} s\); {N} spectra/s with the workers' "
+         rf"start-up \({N} s\)", exactly(1)),
+        (rf"workers' CPU time: {N} s per spectrum \(start-up included\): \d+ cores "
+         rf"would classify {N} spectra/s", exactly(1)),
+        (rf"own type for {N}% of them \(no good match: \d+\); median \|dz\| {N}",
+         exactly(1)),
+    ],
     "dal.py": [
         (r"service +conn +clients +median ms +p95 ms +req/s", exactly(1)),
         (rf"(SCS|SIA2|SSAP) +(new|keep-alive) +\d+ +{N} +{N} +{N}", exactly(18)),

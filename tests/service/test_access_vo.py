@@ -98,7 +98,7 @@ def test_ssa_getdata(access_site: AccessSite) -> None:
     did = sorted(spectra)[0]
     anon = _req(access_site, "GET", "/ssap", params={"REQUEST": "getData",
                                                      "PUBDID": did})
-    assert anon.status_code in (400, 404), anon.status_code
+    assert anon.status_code == 401, anon.status_code  # signing in may show it
     assert not anon.content.startswith(b"SIMPLE")
     got = _req(access_site, "GET", "/ssap", "member",
                params={"REQUEST": "getData", "PUBDID": did})
@@ -248,11 +248,17 @@ def test_tap_async_scope_and_ownership(access_site: AccessSite) -> None:
 def test_datalink(access_site: AccessSite) -> None:
     h = access_site.hidden
     did = sorted(h.dids)[0]
-    anon = _rows_dl(_req(access_site, "GET", "/datalink/links", params={"ID": did}))
-    assert len(anon) >= 1
+    alone = _req(access_site, "GET", "/datalink/links", params={"ID": did})
+    assert alone.status_code == 401 and b"/products/" not in alone.content
+    # with a public dataset: its links, and an error row for the hidden one
+    public = sorted(h.visible_dids)[0]
+    anon = _rows_dl(_req(access_site, "GET", "/datalink/links",
+                         params=[("ID", did), ("ID", public)]))
+    mine = [r for r in anon if str(r["ID"]) == did]
+    assert len(mine) == 1
     assert all(not str(r["access_url"]).strip() or "--" in str(r["access_url"])
-               for r in anon), "no link to a proprietary file"
-    assert any(str(r["error_message"]).startswith("NotFoundFault") for r in anon)
+               for r in mine), "no link to a proprietary file"
+    assert str(mine[0]["error_message"]).startswith("NotFoundFault")
     member = _rows_dl(_req(access_site, "GET", "/datalink/links", "member",
                            params={"ID": did}))
     this = [r for r in member if str(r["semantics"]) == "#this"]
@@ -269,7 +275,7 @@ def test_previews(access_site: AccessSite) -> None:
     for pid in sorted(access_site.hidden.product_ids)[:12]:
         path = f"/products/{pid}/versions/1/preview.png"
         anon = _req(access_site, "GET", path)
-        assert anon.status_code == 404 and not anon.content.startswith(b"\x89PNG")
+        assert anon.status_code == 401 and not anon.content.startswith(b"\x89PNG")
         member = _req(access_site, "GET", path, "member")
         if member.status_code == 200:
             assert member.content.startswith(b"\x89PNG")

@@ -31,4 +31,5 @@ def test_file_download_with_range_and_checksum(live_server: LiveServer) -> None:
     part = live_server.get(f"/products/{pid}", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206
     assert part.content == r.content[100:200]
-    assert live_server.get("/products/999999999").status_code == 404
+    # anonymous: the same 401 as for a proprietary product (no existence oracle)
+    assert live_server.get("/products/999999999").status_code == 401

@@ -58,4 +58,6 @@ def test_previews(live_server: LiveServer) -> None:
         again = requests.get(url, headers={"If-None-Match": first.headers["ETag"]},
                              timeout=60)
         assert again.status_code == 304
-    assert live_server.get("/products/999999/versions/1/preview.png").status_code == 404
+    # anonymous: the same 401 as for a proprietary product (no existence oracle)
+    assert live_server.get("/products/999999/versions/1/preview.png"
+                           ).status_code == 401

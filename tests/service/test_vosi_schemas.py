@@ -10,7 +10,8 @@ from tests.schemata import assert_valid
 CAPABILITIES = "http://www.ivoa.net/xml/VOSICapabilities/v1.0"
 AVAILABILITY = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
 TABLES = "http://www.ivoa.net/xml/VOSITables/v1.0"
-BASES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink")
+BASES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink",
+         "/auth/scs", "/auth/tap", "/auth/ssap")
 
 
 @pytest.mark.parametrize("base", BASES)

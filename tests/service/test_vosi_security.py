@@ -47,7 +47,9 @@ def _methods(doc: bytes) -> dict[str, list[list[str]]]:
 def test_data_services_offer_anonymous_basic_and_token_interfaces() -> None:
     m = _methods(_document())
     for std in ("ivo://ivoa.net/std/ConeSearch", "ivo://ivoa.net/std/TAP"):
-        assert m[std] == [[], [BASIC], [TOKEN]], m[std]
+        # anonymous, Basic, token; then the authenticated twin with each
+        # (one securityMethod per interface: VOResource 1.1 schema)
+        assert m[std] == [[], [BASIC], [TOKEN], [BASIC], [TOKEN]], m[std]
     for std in ("ivo://ivoa.net/std/VOSI#capabilities",
                 "ivo://ivoa.net/std/VOSI#availability",
                 "ivo://ivoa.net/std/VOSI#tables-1.1"):
@@ -63,3 +65,9 @@ def test_pyvo_learns_the_security_methods() -> None:
         securitymethods.ANONYMOUS, securitymethods.BASIC, TOKEN}
     assert urls.allowed_auth_methods("https://archive.example/scs/capabilities") == {
         securitymethods.ANONYMOUS}
+    # the twin always needs credentials; every other URL of the archive (files,
+    # DataLink of other services) takes them
+    assert urls.allowed_auth_methods("https://archive.example/auth/scs") == {
+        securitymethods.BASIC, TOKEN}
+    assert urls.allowed_auth_methods("https://archive.example/auth/products/1") == {
+        securitymethods.ANONYMOUS, securitymethods.BASIC, TOKEN}

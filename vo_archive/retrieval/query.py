@@ -54,6 +54,9 @@ TARGET = table("target", *(column(c) for c in (
     "target_id", "name", "ra", "dec", "classification", "redshift")),
     schema="archive")
 ALIAS = table("target_alias", column("alias"), column("target_id"), schema="archive")
+CLASSIFICATION = table("classification", *(column(c) for c in (
+    "classification_id", "version_id", "sn_type", "sn_subtype", "redshift", "age",
+    "rlap", "good", "problem")), schema="archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,21 @@ class ProductFile:
     ra: float | None
     dec: float | None
     public: bool
+    #: The newest stored classification of the file (1D science spectra), if any.
+    classification: dict[str, Any] | None = None
+
+    @property
+    def classification_label(self) -> str:
+        """Return the classification as a page shows it ("Ia z=0.050", ...)."""
+        c = self.classification
+        if not c:
+            return ""
+        if c.get("problem"):
+            return "unreadable"
+        if not c.get("good"):
+            return "no match"
+        z = f" z={c['z']:.3f}" if c.get("z") is not None else ""
+        return f"{c.get('subtype') or c.get('type')}{z}"
 
     def as_json(self) -> dict[str, Any]:
         """Return the JSON form used by the pages and scripts."""
@@ -99,6 +117,9 @@ class ProductFile:
             "url": f"/products/{self.product_id}/versions/{self.version_no}",
             "preview": f"/products/{self.product_id}/versions/{self.version_no}"
                        "/preview.png",
+            "classification": ({**self.classification,
+                                "label": self.classification_label}
+                               if self.classification else None),
         }
 
 
@@ -150,6 +171,15 @@ _FILE_COLUMNS = (
     RUN.c.name, func.coalesce(TARGET.c.name, PRODUCT.c.object), PRODUCT.c.night,
     VERSION.c.ra, VERSION.c.dec,
     func.coalesce(PRODUCT.c.release_date <= func.now(), false()),
+    # the newest classification of the file: it is as visible as the file
+    select(func.jsonb_build_object(
+        "type", CLASSIFICATION.c.sn_type, "subtype", CLASSIFICATION.c.sn_subtype,
+        "z", CLASSIFICATION.c.redshift, "age", CLASSIFICATION.c.age,
+        "rlap", CLASSIFICATION.c.rlap, "good", CLASSIFICATION.c.good,
+        "problem", CLASSIFICATION.c.problem))
+    .where(CLASSIFICATION.c.version_id == VERSION.c.version_id)
+    .order_by(CLASSIFICATION.c.classification_id.desc()).limit(1)
+    .scalar_subquery(),
 )
 
 

@@ -118,11 +118,17 @@ def get_job(conn: Connection, job_id: str, lock: bool = False) -> Job | None:
 
 def list_jobs(conn: Connection, caller: Caller, phases: Sequence[Phase] = (),
               after: datetime | None = None, last: int | None = None,
-              limit: int = 1000) -> list[Job]:
-    """Return the caller's jobs, oldest first, filtered as UWS 1.1 §2.2.2.1 says."""
+              limit: int = 1000, runner: str | None = None) -> list[Job]:
+    """Return the caller's jobs, oldest first, filtered as UWS 1.1 §2.2.2.1 says.
+
+    With ``runner``, only the jobs of that service (each job list is its own).
+    """
     where = ["destruction > now()", "phase <> 'ARCHIVED'",
              "owner_name IS NOT DISTINCT FROM :owner"]
     args: dict[str, Any] = {"owner": caller.name}
+    if runner is not None:
+        where.append("runner = :runner")
+        args["runner"] = runner
     if phases:
         where.append("phase = ANY(:phases)")
         args["phases"] = [p.value for p in phases]

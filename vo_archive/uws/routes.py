@@ -91,7 +91,7 @@ def make_uws_blueprint(name: str, runner: str, default_duration: int,
 
     def load(conn: Connection, job_id: str, lock: bool = False) -> Job:
         job = get_job(conn, job_id, lock)
-        if job is None:
+        if job is None or job.runner != runner:  # another service's job list
             raise NotFoundFault(f"no job {job_id}")
         caller = current_caller()
         if job.owner_name is not None and job.owner_name != caller.name:
@@ -131,7 +131,8 @@ def make_uws_blueprint(name: str, runner: str, default_duration: int,
         if last_n is not None and last_n <= 0:
             raise UsageFault("LAST must be a positive integer", "LAST")
         with web.engine().connect() as conn:
-            jobs = list_jobs(conn, current_caller(), phases, after_ts, last_n)
+            jobs = list_jobs(conn, current_caller(), phases, after_ts, last_n,
+                             runner=runner)
         return _xml(joblist_document(jobs, web.absolute(_list_path())))
 
     @bp.route("", methods=["POST"])

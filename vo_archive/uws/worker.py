@@ -33,7 +33,11 @@ from vo_archive.uws.phases import Phase
 log = logging.getLogger(__name__)
 
 #: Services that run jobs: runner name → "module:function" taking a JobRun.
-RUNNERS: dict[str, str] = {"tap": "tap.jobs:run_job"}
+RUNNERS: dict[str, str] = {"tap": "tap.jobs:run_job",
+                           "classify": "classify.jobs:run_job"}
+#: Other tasks of the job queue: task name → "module:function" taking the
+#: settings and the task's arguments (queued by triggers and commands).
+TASKS: dict[str, str] = {"classify.version": "classify.jobs:classify_version"}
 QUEUE = "uws"
 TASK = "uws.run_job"
 CLEANUP_TASK = "uws.cleanup"
@@ -131,6 +135,12 @@ def _runner(name: str) -> Callable[[JobRun], None]:
     return fn
 
 
+def _task(name: str) -> Callable[..., object]:
+    module, _, func = TASKS[name].partition(":")
+    fn: Callable[..., object] = getattr(importlib.import_module(module), func)
+    return fn
+
+
 def run_job(settings: Settings, job_id: str) -> None:
     """Run one queued job to COMPLETED, ERROR or (if aborted meanwhile) ABORTED."""
     engine = get_engine(settings)
@@ -200,6 +210,12 @@ def make_app(settings: Settings) -> Any:
     @app.task(name=TASK, queue=QUEUE)
     def run_task(job_id: str) -> None:
         run_job(settings, job_id)
+
+    for name in TASKS:
+        def run_other(_name: str = name, **kwargs: Any) -> None:
+            _task(_name)(settings, **kwargs)
+
+        app.task(name=name, queue=QUEUE)(run_other)
 
     @app.periodic(cron="* * * * *", periodic_id="uws-cleanup")
     @app.task(name=CLEANUP_TASK, queue=QUEUE, queueing_lock="uws-cleanup")

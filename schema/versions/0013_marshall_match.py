@@ -27,12 +27,20 @@ to each site, not replicated).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
 
 revision = "0013_marshall_match"
 down_revision = "0001_core"
 branch_labels = ("marshall",)
-depends_on = None
+# pessto.marshall_classifications compares with the archive's classifications.
+depends_on = ("0010_classification",)
+
+#: The Marshall's schema (idempotent): the backup's tables exist in every
+#: archive database, empty where the Marshall lives in another one, so that the
+#: published view and the refresh triggers always have them.
+MARSHALL_SQL = Path(__file__).resolve().parents[1] / "marshall" / "001_marshall.sql"
 
 UPGRADE = r"""
 CREATE FUNCTION archive.marshall_name_key(name text) RETURNS text
@@ -377,9 +385,55 @@ END
 $$;
 
 SELECT archive.marshall_install_refresh();
+
+-- Type names compared without spaces, hyphens and the SN prefix; a type
+-- agrees with its subtypes (SN IIP with II, SN Ia-91T with Ia).
+CREATE FUNCTION archive.sn_types_agree(a text, b text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT starts_with(x, y) OR starts_with(y, x)
+    FROM (SELECT regexp_replace(regexp_replace(lower(a), '[[:space:]_-]+', '', 'g'),
+                                '^sn', '') AS x,
+                 regexp_replace(regexp_replace(lower(b), '[[:space:]_-]+', '', 'g'),
+                                '^sn', '') AS y) AS k
+$$;
+
+-- The Marshall's view of each matched target, next to the archive's own
+-- classification.  The survey's private data: members only
+-- (archive.visible(NULL) holds only in a transaction opened for a caller who
+-- sees proprietary data).
+CREATE VIEW pessto.marshall_classifications AS
+SELECT t.target_id, m.transient_id AS marshall_id, m.name AS marshall_name,
+       m.status, pr.priority, c.sn_type, c.redshift, c.phase_days,
+       c.classified_by, c.classified_at,
+       (SELECT count(*) FROM marshall.classifications x
+        WHERE x.transient_id = m.transient_id)::integer AS n_classifications,
+       (SELECT string_agg('ATel #' || a.atel_number, ', ' ORDER BY a.atel_number)
+        FROM marshall.atel_refs a WHERE a.transient_id = m.transient_id) AS atels,
+       coalesce(ac.sn_type, t.classification) AS archive_type,
+       ac.redshift AS archive_redshift,
+       ac.classified_at AS archive_classified_at,
+       NOT archive.sn_types_agree(c.sn_type, coalesce(ac.sn_type, t.classification))
+           AS types_disagree
+FROM archive.target t
+JOIN marshall.transients m ON m.transient_id = t.marshall_id
+LEFT JOIN marshall.priorities pr ON pr.transient_id = m.transient_id
+LEFT JOIN LATERAL (
+    SELECT x.sn_type, x.redshift, x.phase_days, x.classified_by, x.classified_at
+    FROM marshall.classifications x WHERE x.transient_id = m.transient_id
+    ORDER BY x.classified_at DESC, x.classification_id DESC LIMIT 1) AS c ON true
+LEFT JOIN LATERAL (
+    SELECT k.sn_type, k.redshift, k.classified_at
+    FROM archive.classification k
+    JOIN archive.version v USING (version_id)
+    JOIN archive.product p USING (product_id)
+    WHERE p.target_id = t.target_id AND k.good AND k.sn_type IS NOT NULL
+    ORDER BY k.classified_at DESC, k.classification_id DESC LIMIT 1) AS ac ON true
+WHERE archive.visible(NULL);
 """
 
 DOWNGRADE = r"""
+DROP VIEW IF EXISTS pessto.marshall_classifications;
+DROP FUNCTION IF EXISTS archive.sn_types_agree(text, text);
 DO $$ BEGIN
     IF to_regclass('marshall.transients') IS NOT NULL THEN
         DROP TRIGGER IF EXISTS marshall_refresh ON marshall.transients;
@@ -403,7 +457,8 @@ DROP FUNCTION IF EXISTS archive.marshall_name_key(text);
 
 
 def upgrade() -> None:
-    """Create the cross-match tables, functions and refresh triggers."""
+    """Create the cross-match tables, functions, refresh triggers and view."""
+    op.execute(MARSHALL_SQL.read_text())
     op.execute(UPGRADE)
 
 

@@ -155,8 +155,8 @@ def test_ambiguous_cases_are_listed_not_guessed(
 
 
 def test_dry_run_changes_nothing(db: psycopg2.extensions.connection) -> None:
-    tid = target(db, "SN2018abc", 150.0, 20.0)
     transient(db, "SN 2018abc", 150.0, 20.0)
+    tid = target(db, "SN2018abc", 150.0, 20.0)       # (no ingest: not matched yet)
     report = match_all(db, dry_run=True)
     assert report.matched == 1
     assert marshall_id(db, tid) is None
@@ -219,12 +219,13 @@ def cli(archive: Archive, *args: str,
 
 def test_command_reports_counts_and_ambiguous_cases(
         archive: Archive, db: psycopg2.extensions.connection) -> None:
-    matched = target(db, "SN2018abc", 150.0, 20.0)
-    target(db, "field A", 30.0, 10.0)
-    target(db, "NGC 1234", 50.0, 50.0)
     m = transient(db, "SN 2018abc", 150.0, 20.0)
     transient(db, "ZTF18aaaaaaa", 30.0, 10.0 + ARCSEC)
     transient(db, "ZTF18bbbbbbb", 30.0, 10.0 + 2.5 * ARCSEC)
+    # targets made after the transients, not by an ingest: not matched yet
+    matched = target(db, "SN2018abc", 150.0, 20.0)
+    target(db, "field A", 30.0, 10.0)
+    target(db, "NGC 1234", 50.0, 50.0)
     dry = cli(archive, "match", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would match against 3 Marshall transients: matched 1, unmatched 1, " \
@@ -254,7 +255,12 @@ def test_command_errors_are_one_line(archive: Archive, args: tuple[str, ...],
 
 
 def test_command_without_a_marshall(make_archive: Callable[..., Archive]) -> None:
-    out = cli(make_archive(), "match")
+    archive = make_archive()
+    conn = psycopg2.connect(archive.settings.dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA marshall CASCADE")
+    conn.close()
+    out = cli(archive, "match")
     assert out.returncode == 2
     assert "no marshall.transients" in out.stderr and "Traceback" not in out.stderr
 
@@ -280,3 +286,57 @@ def test_ingest_matches_the_targets_it_creates(
     got = dict(run(db, "SELECT name, marshall_id FROM archive.target "
                        "WHERE name = ANY(%s)", (sorted(names),)))
     assert got == expected
+
+
+def test_view_members_only_with_disagreement_flag(
+        archive: Archive, db: psycopg2.extensions.connection) -> None:
+    from sqlalchemy import text
+
+    from vo_archive.access import ANONYMOUS, Caller, caller_connection
+
+    agree = target(db, "SN2019aaa", 10.0, 10.0)
+    differ = target(db, "SN2019bbb", 20.0, 20.0)
+    bare = target(db, "SN2019ccc", 30.0, 30.0)
+    a = transient(db, "SN 2019aaa", 10.0, 10.0)
+    b = transient(db, "SN 2019bbb", 20.0, 20.0)
+    transient(db, "SN 2019ccc", 30.0, 30.0)
+    run(db, "UPDATE archive.target SET classification = 'Ia' WHERE target_id = %s",
+        (agree,))
+    run(db, "UPDATE archive.target SET classification = 'II' WHERE target_id = %s",
+        (differ,))
+    run(db, "INSERT INTO marshall.classifications (transient_id, sn_type, redshift, "
+            "phase_days, classified_by, classified_at) VALUES "
+            "(%s, 'SN II', 0.01, -3, 'ann', '2019-01-01'), "
+            "(%s, 'SN Ia-91T', 0.05, 2, 'bob', '2019-02-01'), "
+            "(%s, 'SN Ic', 0.02, 5, 'cyd', '2019-03-01')", (a, a, b))
+    run(db, "INSERT INTO marshall.atel_refs VALUES (12345, %s, 't', '2019-01-02'), "
+            "(12001, %s, 't', '2019-01-01')", (a, a))
+    run(db, "INSERT INTO marshall.priorities VALUES (%s, 1, 'ann')", (a,))
+    run(db, "UPDATE marshall.transients SET status = 'classified' "
+            "WHERE transient_id = %s", (a,))
+    match_all(db)
+    query = text("SELECT target_id, marshall_id, sn_type, redshift, classified_by, "
+                 "n_classifications, atels, priority, status, archive_type, "
+                 "types_disagree FROM pessto.marshall_classifications "
+                 "ORDER BY target_id")
+    with caller_connection(archive.engine, ANONYMOUS) as conn:
+        assert conn.execute(query).all() == []
+    with caller_connection(archive.engine, Caller("x", frozenset())) as conn:
+        assert conn.execute(query).all() == []
+    member = Caller("ann", frozenset({"member"}))
+    with caller_connection(archive.engine, member) as conn:
+        rows = [tuple(r) for r in conn.execute(query).all()]
+    assert rows[0] == (agree, a, "SN Ia-91T", 0.05, "bob", 2,
+                       "ATel #12001, ATel #12345", 1, "classified", "Ia", False)
+    assert rows[1][:3] == (differ, b, "SN Ic") and rows[1][-2:] == ("II", True)
+    assert rows[2][0] == bare and rows[2][2] is None and rows[2][-1] is None
+
+
+@pytest.mark.parametrize(("a", "b", "agree"), [
+    ("SN Ia", "Ia", True), ("SN Ia-91T", "Ia", True), ("SN IIP", "II", True),
+    ("SN II", "IIn", True), ("SN Ic", "II", False), ("TDE", "Ia", False),
+    ("SN Ib/c", "Ib", True), ("SN Ia", "Ic", False),
+])
+def test_types_agree(db: psycopg2.extensions.connection, a: str, b: str,
+                     agree: bool) -> None:
+    assert run(db, "SELECT archive.sn_types_agree(%s, %s)", (a, b))[0][0] is agree

@@ -34,8 +34,9 @@ from alembic import op
 revision = "0013_marshall_match"
 down_revision = "0001_core"
 branch_labels = ("marshall",)
-# pessto.marshall_classifications compares with the archive's classifications.
-depends_on = ("0010_classification",)
+# The GiST index on target positions (0002_tap).  The archive's classifications
+# (0010_classification, another branch) are read at run time, where they exist.
+depends_on = ("0002_tap",)
 
 #: The Marshall's schema (idempotent): the backup's tables exist in every
 #: archive database, empty where the Marshall lives in another one, so that the
@@ -85,9 +86,7 @@ COMMENT ON TABLE archive.marshall_match IS
 
 CREATE INDEX target_marshall_key ON archive.target (archive.marshall_name_key(name));
 CREATE INDEX target_alias_marshall_key ON archive.target_alias (archive.marshall_name_key(alias));
-CREATE INDEX target_marshall_pos ON archive.target
-    USING gist (spoint(radians(ra), radians(dec)))
-    WHERE ra IS NOT NULL AND dec IS NOT NULL;
+-- (target positions: the GiST index target_radec_sphere of 0002_tap)
 
 -- Local to each site (not in the AUX set): the radius the triggers use.
 CREATE TABLE archive.marshall_config (
@@ -397,6 +396,28 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                                 '^sn', '') AS y) AS k
 $$;
 
+-- The archive's latest good classification of a target's spectra
+-- (archive.classification of 0010_classification, when that is installed:
+-- PL/pgSQL resolves the table at run time).  As owner, like the view's own
+-- reads: the TAP reader role has no rights on archive tables.
+CREATE FUNCTION archive.target_classification(tid integer,
+    OUT sn_type text, OUT redshift double precision, OUT classified_at timestamptz)
+RETURNS SETOF record LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('archive.classification') IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT k.sn_type, k.redshift, k.classified_at
+    FROM archive.classification k
+    JOIN archive.version v USING (version_id)
+    JOIN archive.product p USING (product_id)
+    WHERE p.target_id = tid AND k.good AND k.sn_type IS NOT NULL
+    ORDER BY k.classified_at DESC, k.classification_id DESC LIMIT 1;
+END
+$$;
+
 -- The Marshall's view of each matched target, next to the archive's own
 -- classification.  The survey's private data: members only
 -- (archive.visible(NULL) holds only in a transaction opened for a caller who
@@ -421,19 +442,14 @@ LEFT JOIN LATERAL (
     SELECT x.sn_type, x.redshift, x.phase_days, x.classified_by, x.classified_at
     FROM marshall.classifications x WHERE x.transient_id = m.transient_id
     ORDER BY x.classified_at DESC, x.classification_id DESC LIMIT 1) AS c ON true
-LEFT JOIN LATERAL (
-    SELECT k.sn_type, k.redshift, k.classified_at
-    FROM archive.classification k
-    JOIN archive.version v USING (version_id)
-    JOIN archive.product p USING (product_id)
-    WHERE p.target_id = t.target_id AND k.good AND k.sn_type IS NOT NULL
-    ORDER BY k.classified_at DESC, k.classification_id DESC LIMIT 1) AS ac ON true
+LEFT JOIN LATERAL archive.target_classification(t.target_id) AS ac ON true
 WHERE archive.visible(NULL);
 """
 
 DOWNGRADE = r"""
 DROP VIEW IF EXISTS pessto.marshall_classifications;
-DROP FUNCTION IF EXISTS archive.sn_types_agree(text, text);
+DROP FUNCTION IF EXISTS archive.sn_types_agree(text, text),
+    archive.target_classification(integer);
 DO $$ BEGIN
     IF to_regclass('marshall.transients') IS NOT NULL THEN
         DROP TRIGGER IF EXISTS marshall_refresh ON marshall.transients;
@@ -448,8 +464,7 @@ DROP FUNCTION IF EXISTS archive.marshall_install_refresh(),
                              double precision),
     archive.marshall_rematch(integer[]),
     archive.marshall_targets_of(bigint, text, spoint), archive.marshall_radius();
-DROP INDEX IF EXISTS archive.target_marshall_pos, archive.target_alias_marshall_key,
-    archive.target_marshall_key;
+DROP INDEX IF EXISTS archive.target_alias_marshall_key, archive.target_marshall_key;
 DROP TABLE IF EXISTS archive.marshall_match, archive.marshall_index,
     archive.marshall_config;
 DROP FUNCTION IF EXISTS archive.marshall_name_key(text);

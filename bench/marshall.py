@@ -69,7 +69,8 @@ def offset(ra: float, dec: float, arcsec: float, rng: random.Random
     d = math.radians(arcsec / 3600)
     a = rng.uniform(0, 2 * math.pi)
     r0, d0 = math.radians(ra), math.radians(dec)
-    d1 = math.asin(math.sin(d0) * math.cos(d) + math.cos(d0) * math.sin(d) * math.cos(a))
+    d1 = math.asin(math.sin(d0) * math.cos(d)
+                   + math.cos(d0) * math.sin(d) * math.cos(a))
     r1 = r0 + math.atan2(math.sin(a) * math.sin(d) * math.cos(d0),
                          math.cos(d) - math.sin(d0) * math.sin(d1))
     return math.degrees(r1) % 360, math.degrees(d1)
@@ -131,7 +132,7 @@ def timed_match(dsn: str, marshall_dsn: str | None) -> tuple[float, str]:
 
 def main() -> int:
     """Run the benchmark."""
-    import psycopg2.extras  # noqa: F401  (execute_values)
+    import psycopg2.extras
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transients", type=int, default=100_000)

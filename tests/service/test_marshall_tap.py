@@ -91,7 +91,8 @@ def test_members_see_the_marshall_next_to_the_archive(site: Site) -> None:
     r = t[0]
     assert (int(r["target_id"]), int(r["marshall_id"])) == (site.target_id,
                                                             site.transient_id)
-    assert (r["sn_type"], r["status"], int(r["priority"])) == ("SN IIP", "classified", 2)
+    assert (r["sn_type"], r["status"], int(r["priority"])) == ("SN IIP",
+                                                               "classified", 2)
     assert r["atels"] == "ATel #11111" and r["classified_by"] == "qub"
     assert r["archive_type"] == "Ia" and bool(r["types_disagree"]) is True
 

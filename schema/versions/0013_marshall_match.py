@@ -123,6 +123,7 @@ RETURNS integer[] LANGUAGE sql STABLE AS $$
     ) AS a
 $$;
 
+-- ids NULL: every target.
 CREATE FUNCTION archive.marshall_rematch(ids integer[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -136,6 +137,10 @@ BEGIN
         candidates bigint[], reason text
     ) ON COMMIT DROP;
     DELETE FROM marshall_work;
+    IF ids IS NULL THEN
+        -- every target: nothing to widen
+        INSERT INTO marshall_work (target_id) SELECT target_id FROM archive.target;
+    ELSE
     -- The transients these targets touch, before and now; every target that
     -- touches one of them is settled together with them (one transient, one
     -- target).
@@ -176,6 +181,7 @@ BEGIN
                  AND t.ra IS NOT NULL AND t.dec IS NOT NULL
                 WHERE m.transient_id = ANY(touched)
         ) AS a(x) ON CONFLICT DO NOTHING;
+    END IF;
     END IF;
 
     UPDATE marshall_work w SET by_name = (

@@ -147,8 +147,7 @@ def match_all(conn: Any, marshall_dsn: str | None = None,
             transients = load_index(cur, marshall_dsn)
             if marshall_dsn is None:
                 cur.execute("SELECT archive.marshall_install_refresh()")
-            cur.execute("SELECT archive.marshall_rematch("
-                        "ARRAY(SELECT target_id FROM archive.target))")
+            cur.execute("SELECT archive.marshall_rematch(NULL)")
             report = _report(cur, transients)
         if dry_run:
             conn.rollback()

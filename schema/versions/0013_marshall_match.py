@@ -135,7 +135,7 @@ BEGIN
         target_id integer PRIMARY KEY, by_name bigint[], by_pos bigint[],
         status text, transient_id bigint, method text, sep double precision,
         candidates bigint[], reason text
-    ) ON COMMIT DROP;
+    );  -- kept for the session: its statements' plans stay cached
     DELETE FROM marshall_work;
     IF ids IS NULL THEN
         -- every target: nothing to widen

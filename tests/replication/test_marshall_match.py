@@ -7,7 +7,7 @@ the replicator's ``session_replication_role = replica``) match it with the
 archive's targets in the applier's transaction, with no manual step.  Their
 writes to ``archive.target`` and ``archive.marshall_match`` are the archive's
 own changes, captured for the AUX stream: the cross-match reaches QUB's
-read-only copy.
+read-only copy, as do the archive's own classifications.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from tests.replication.conftest import (
     wait_for,
     write_config,
 )
+from tests.replication.test_aux import ingest
 from vo_archive.db.cluster import EmbeddedCluster
 
-AUX_WITH_MATCH = [*AUX_TABLES, "archive.marshall_match"]
+AUX_WITH_MATCH = [*AUX_TABLES, "archive.marshall_match", "archive.classification"]
 ARCSEC = 1 / 3600
 
 
@@ -69,9 +70,11 @@ def marshall_ids(dsn: str) -> dict[str, int | None]:
     return dict(query(dsn, "SELECT name, marshall_id FROM archive.target"))
 
 
-def test_marshall_changes_at_qub_match_targets_at_ia2(joined: Env) -> None:
+def test_marshall_changes_at_qub_match_targets_at_ia2(joined: Env,
+                                                     demo_fits: list[Path]) -> None:
     env = joined
     qub, ia2, copy = env.dsns["qub"], env.dsns["ia2"], env.dsns["copy"]
+    ingest(env, demo_fits[:8])      # products whose spectra the archive classifies
     execute(ia2, "INSERT INTO archive.target (name, ra, dec) VALUES "
                  "('SN2024abc', 150.0, 20.0), ('ZTF24aaaaaaa', 30.0, -10.0), "
                  "('PESSTO field 7', 0.0005, -89.9999)")
@@ -84,7 +87,7 @@ def test_marshall_changes_at_qub_match_targets_at_ia2(joined: Env) -> None:
                  PYTHONPATH=str(ROOT)),
         capture_output=True, text=True, check=False, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "matched 0, unmatched 3, ambiguous 0" in out.stdout
+    assert "matched 0, unmatched " in out.stdout and "ambiguous 0" in out.stdout
     init(env.path)
     env.replicator.start()
 
@@ -119,14 +122,24 @@ def test_marshall_changes_at_qub_match_targets_at_ia2(joined: Env) -> None:
     wait_for(lambda: marshall_ids(ia2)["PESSTO field 7"] == gaia,
              what="the moved transient matched at IA2")
 
+    # the archive classifies a spectrum: QUB reads the verdict
+    execute(ia2, "INSERT INTO archive.classification (version_id, "
+                 "classifier_version, library_version, sn_type, redshift, good) "
+                 "SELECT min(version_id), '1', 'lib', 'Ia', 0.05, true "
+                 "FROM archive.version")
+    wait_for(lambda: query(copy, "SELECT sn_type, redshift FROM "
+                                 "archive.classification") == [("Ia", 0.05)],
+             what="the archive's classification at QUB")
+
     # the Marshall stream is intact, and the cross-match reached QUB's copy
     env.assert_identical("marshall")
     env.assert_identical("aux")
-    assert marshall_ids(copy) == {"SN2024abc": new_id, "ZTF24aaaaaaa": ztf,
-                                  "PESSTO field 7": gaia}
+    matched = {k: v for k, v in marshall_ids(copy).items() if v is not None}
+    assert matched == {"SN2024abc": new_id, "ZTF24aaaaaaa": ztf,
+                       "PESSTO field 7": gaia}
     assert dict(query(copy, "SELECT target_id, method FROM archive.marshall_match "
                             "ORDER BY target_id")) == dict(query(
         ia2, "SELECT target_id, method FROM archive.marshall_match"))
     assert sorted(m for (m,) in query(
-        copy, "SELECT method FROM archive.marshall_match")) == [
-        "name", "name+position", "position"]
+        copy, "SELECT method FROM archive.marshall_match WHERE method IS NOT NULL")
+    ) == ["name", "name+position", "position"]

@@ -125,3 +125,32 @@ def test_the_view_is_described(site: Site) -> None:
     resp = requests.get(site.server.url + "/tap/tables", timeout=60)
     assert resp.status_code == 200
     assert VIEW in resp.text and "types_disagree" in resp.text
+
+
+def object_name(site: Site) -> str:
+    """The matched target's name."""
+    t = rows(tap(site, f"SELECT name FROM pessto.targets WHERE target_id = "
+                       f"{site.target_id}", "member"))
+    return str(t[0]["name"])
+
+
+def test_object_page_shows_the_marshall_to_members_only(site: Site) -> None:
+    url = f"{site.server.url}/objects/{object_name(site)}"
+    member = requests.get(url, headers=site.accounts.member.bearer,
+                          params={"format": "json"}, timeout=60)
+    assert member.status_code == 200, member.text[:300]
+    m = member.json()["marshall"]
+    assert (m["sn_type"], m["marshall_id"], m["types_disagree"]) == (
+        "SN IIP", site.transient_id, True)
+    html = requests.get(url, headers=site.accounts.member.bearer, timeout=60).text
+    assert "SN IIP" in html and "ATel #11111" in html and "disagree" in html
+    for who in (None, "outsider"):
+        headers = getattr(site.accounts, who).bearer if who else {}
+        anon = requests.get(url, headers=headers, params={"format": "json"},
+                            timeout=60)
+        if anon.status_code == 200:   # a public target: the page, without the Marshall
+            assert anon.json()["marshall"] is None
+        else:
+            assert anon.status_code == 404
+        page = requests.get(url, headers=headers, timeout=60).text
+        assert "SN IIP" not in page and "ATel" not in page and "qub" not in page

@@ -10,13 +10,14 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
+    Boolean,
     Float,
     Integer,
     String,
     bindparam,
     cast,
-    false,
     func,
+    literal_column,
     null,
     or_,
     select,
@@ -200,7 +201,9 @@ def _build(shape: SSAShape) -> Select[Any]:
     if shape.pubdid:
         conds.append(one_of(func.lower(p.c.publisher_did), "pubdid"))
     if shape.collection is False:
-        conds.append(false())
+        # not false(): SQLAlchemy would fold the whole WHERE into it and drop
+        # the band and time parameters the shape leaves open
+        conds.append(literal_column("false", Boolean))
     if shape.specrp:
         conds.append(p.c.em_res_power >= bindparam("specrp", type_=Float))
     if shape.snr:

@@ -6,6 +6,7 @@ from tap.params import parse_tap
 from tap.query import Limits, execute
 from tap.service import prepare, result_document
 from tap.uploads import resolve
+from vo_archive import fetch
 from vo_archive.dali.params import ParamSet
 from vo_archive.uws.jobs import upload_content
 from vo_archive.uws.worker import JobRun
@@ -26,7 +27,7 @@ def run_job(run: JobRun) -> None:
                         settings.maxrec_hard)
     with run.engine.connect() as conn:
         stored = upload_content(conn, job.job_id)
-    contents = resolve(request.uploads, stored.get)
+    contents = resolve(request.uploads, stored.get, fetch.policy(settings))
     translation, tables = prepare(request, contents)
     base = (job.base_url or settings.base_url or "").rstrip("/")
     duration = job.execution_duration or UNLIMITED_S

@@ -12,7 +12,7 @@ from tap.query import Limits, execute
 from tap.service import prepare, result_document
 from tap.tap_schema import ensure_tap_schema, table_document, tableset_document
 from tap.uploads import resolve
-from vo_archive import web
+from vo_archive import fetch, web
 from vo_archive.access import current_caller
 from vo_archive.dali.errors import FaultStyle, NotFoundFault, UsageFault
 from vo_archive.vosi import add_vosi_routes
@@ -69,7 +69,7 @@ def sync() -> Response:
         g.wants_votable = True
     settings = web.settings()
     req = parse_tap(params, settings.maxrec_default, settings.maxrec_hard)
-    contents = resolve(req.uploads, inline_part)
+    contents = resolve(req.uploads, inline_part, fetch.policy(settings))
     translation, tables = prepare(req, contents)
     base = web.base_url()
     rs = execute(web.engine(), current_caller(), translation, tables,

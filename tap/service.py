@@ -51,8 +51,10 @@ def result_document(rs: ResultSet, request: TAPRequest,
     trailing = []
     for i, f in enumerate(fields):
         if f.name.lower() in DID_COLUMNS and f.datatype == "char":
-            fields[i] = dataclasses.replace(f, id="dl_id")
-            trailing.append(datalink_descriptor("dl_id", absolute))
+            # the XML ID is the column's name: astropy (and so pyvo's
+            # to_table) names columns by their ID when they have one
+            fields[i] = dataclasses.replace(f, id=f.name)
+            trailing.append(datalink_descriptor(f.name, absolute))
             break
     return TableDocument(fields, infos=infos, table_name="result",
                          trailing_resources=trailing)

@@ -1,7 +1,8 @@
 """TAP_UPLOAD: VOTables sent with a query, loaded into temporary tables.
 
 DALI 1.1 §3.4.5 and TAP 1.1 §2.7.6: ``UPLOAD=name,URI`` where URI is
-``param:<part>`` (a multipart part of the same POST) or an http(s) URL; one
+``param:<part>`` (a multipart part of the same POST) or an http(s) URL (fetched
+by :mod:`vo_archive.fetch`, which refuses the archive's own networks); one
 UPLOAD value may list several tables separated by ``;`` (pyvo), and UPLOAD
 may be repeated. Each table becomes ``TAP_UPLOAD.<name>``: a temporary table
 of the query's transaction (dropped at its end), readable by the TAP reader
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import requests
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection
 
 from vo_archive.dali.errors import UsageFault
+from vo_archive.fetch import FetchError, FetchPolicy, fetch
 from vo_archive.votable import Field
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -99,27 +100,29 @@ def parse_upload(value: str) -> list[UploadSpec]:
     return specs
 
 
-def fetch_http(url: str, limit: int = MAX_UPLOAD_BYTES) -> bytes:
-    """Download an upload by URL, refusing more than ``limit`` bytes."""
+def fetch_http(name: str, url: str, rule: FetchPolicy,
+               limit: int = MAX_UPLOAD_BYTES) -> bytes:
+    """Download the upload ``name`` by URL (see :mod:`vo_archive.fetch`).
+
+    Raises
+    ------
+    UsageFault
+        "address not allowed" for an address the policy refuses, "could not
+        fetch" for any other failure (the same whatever the port's state), or
+        when the answer is larger than ``limit``.
+    """
     try:
-        with requests.get(url, stream=True, timeout=30) as resp:
-            if resp.status_code != 200:
-                raise UsageFault(f"UPLOAD {url}: HTTP status {resp.status_code}",
-                                 "UPLOAD")
-            data = bytearray()
-            for chunk in resp.iter_content(1 << 16):
-                data += chunk
-                if len(data) > limit:
-                    raise UsageFault(f"UPLOAD {url} is larger than {limit} bytes",
-                                     "UPLOAD")
-            return bytes(data)
-    except requests.RequestException as exc:
-        raise UsageFault(f"UPLOAD {url} cannot be read: {exc}", "UPLOAD") from None
+        return fetch(url, rule, limit)
+    except FetchError as exc:
+        raise UsageFault(f"UPLOAD {name}: {exc}", "UPLOAD") from None
 
 
-def resolve(specs: Sequence[UploadSpec], inline: Callable[[str], bytes | None]
-            ) -> list[tuple[str, bytes]]:
-    """Fetch every upload's bytes; ``inline(part)`` returns a multipart part."""
+def resolve(specs: Sequence[UploadSpec], inline: Callable[[str], bytes | None],
+            rule: FetchPolicy) -> list[tuple[str, bytes]]:
+    """Fetch every upload's bytes; ``inline(part)`` returns a multipart part.
+
+    ``rule`` says which non-global addresses an upload by URL may come from.
+    """
     out = []
     for spec in specs:
         if spec.uri.startswith("param:"):
@@ -132,7 +135,7 @@ def resolve(specs: Sequence[UploadSpec], inline: Callable[[str], bytes | None]
                 raise UsageFault(f"UPLOAD {spec.name} is larger than "
                                  f"{MAX_UPLOAD_BYTES} bytes", "UPLOAD")
         else:
-            content = fetch_http(spec.uri)
+            content = fetch_http(spec.name, spec.uri, rule)
         out.append((spec.name, content))
     return out
 

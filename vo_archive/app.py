@@ -39,6 +39,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("siap", "/siap"),
     ("vo_archive.previews", ""),
     ("vo_archive.datalink", "/datalink"),
+    ("soda", "/soda"),
     ("vo_archive.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
@@ -54,7 +55,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
 _SLASHES = re.compile(r"/{2,}")
 SERVER_HEADER = f"vo-archive/{__version__} (PESSTO archive; VO server)"
 CORS_PREFIXES = ("/scs", "/siap", "/sia2", "/ssap", "/tap", "/datalink", "/moc",
-                 "/products", "/classify")
+                 "/products", "/classify", "/soda")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -6,8 +6,10 @@ file's provenance keywords (``#progenitor`` for raw frames and parent files,
 ``#bias``/``#flat``/``#calibration`` for calibrations, ``#auxiliary`` for
 associated files), the other versions of the product (``#coderived``: derived
 from the same raw data), and the products made from this one
-(``#derivation``). Rows of one ID are consecutive; an ID that is unknown or not
-visible gets one error row (DataLink 1.1 §3.4).
+(``#derivation``); for images and 1D spectra also the SODA cutout service
+(``#cutout``, a service descriptor: :mod:`vo_archive.soda_descriptor`). Rows of
+one ID are consecutive; an ID that is unknown or not visible gets one error row
+(DataLink 1.1 §3.4).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vo_archive.dali.responseformat import parse_response_format, require_votabl
 from vo_archive.obscore import DATALINK_FORMAT
 from vo_archive.previews import preview_path
 from vo_archive.published import product, provenance, version
+from vo_archive.soda_descriptor import cutout_link
 from vo_archive.vosi import Capability, add_vosi_routes, vosi_capabilities
 from vo_archive.votable import Field, Info, TableDocument, stream_votable
 
@@ -94,6 +97,8 @@ class Link:
     content_qualifier: str | None = None
     local_semantics: str | None = None
     service_def: str | None = None
+    #: The service descriptor RESOURCE that ``service_def`` names.
+    descriptor: str = ""
 
     def row(self, link_auth: str = "false") -> list[Any]:
         """Return the TABLEDATA row (``link_auth``: DataLink 1.1 §3.2.12)."""
@@ -164,6 +169,12 @@ def links_of(conn: Connection, did: str, authority: str,
     version_id, filename, size, mode, product_type, category = row
     out = list(_file_links(did, pid, vno, filename, size, mode, product_type,
                            preferred_format))
+    soda = cutout_link(conn, did, version_id, mode, product_type)
+    if soda is not None:
+        out.append(Link(did, description="SODA cutout service for this dataset",
+                        semantics="#cutout", content_type="application/fits",
+                        content_qualifier=_qualifier(mode),
+                        service_def=soda.descriptor_id, descriptor=soda.descriptor))
     if product_type in SPECTRUM_TYPES and category == "science":
         out += _classification_links(conn, did, version_id)
     for ovno, ofile, osize, current in conn.execute(
@@ -339,6 +350,7 @@ def links() -> Response:
     maxrec = parse_maxrec(params, s.maxrec_hard, s.maxrec_hard)
     preferred = params.single("PREFERRED_FORMAT")
     rows: list[list[Any]] = []
+    descriptors: dict[str, str] = {}
     overflow = False
     # links to the twin (the answer of an authenticated caller) need credentials
     link_auth = "false" if web.base_url() == web.public_base_url() else "true"
@@ -352,6 +364,8 @@ def links() -> Response:
                 overflow = True
                 break
             rows += batch
+            descriptors.update((k.service_def, k.descriptor) for k in found
+                               if k.service_def and k.descriptor)
     if hidden and hidden == len(ids) and current_caller().anonymous:
         # Signing in may show them. The same answer whether they exist or not,
         # as for the files; a request that also names public datasets gets
@@ -361,10 +375,10 @@ def links() -> Response:
             "public (or no such dataset); members sign in to see proprietary data",
             authenticate=True)
     infos = [Info("QUERY_STATUS", "OK"), Info("standardID", DATALINK_STANDARD)]
-    descriptors = [classify_descriptor()] if any(
-        r[2] == CLASSIFY_SERVICE for r in rows) else []
+    descriptors = {CLASSIFY_SERVICE: classify_descriptor(), **descriptors} if any(
+        r[2] == CLASSIFY_SERVICE for r in rows) else descriptors
     doc = TableDocument(FIELDS, infos, table_name="links",
-                        trailing_resources=descriptors)
+                        trailing_resources=list(descriptors.values()))
     # stream_votable flags OVERFLOW when it is offered a row past its limit
     body = b"".join(stream_votable(doc, rows + rows[-1:], len(rows)) if overflow
                     else stream_votable(doc, rows, None))

@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 from flask import Blueprint, Response, request
 
 from vo_archive import web
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.dali.errors import FaultStyle, UsageFault, xml_text
 from vo_archive.registry import Record, authority_id, records, registry_settings
 
 bp = Blueprint("oai", __name__)
@@ -286,11 +286,14 @@ def answer(items: Sequence[tuple[str, str]], base: str) -> bytes:
                         if k != "verb")
         attrs = f" verb={quoteattr(req.verb)}{attrs}"
     except OAIError as err:
-        body = f"<error code={quoteattr(err.code)}>{escape(err.message)}</error>"
+        # the message may echo an argument's name holding characters XML cannot
+        body = (f"<error code={quoteattr(err.code)}>{escape(xml_text(err.message))}"
+                "</error>")
         # §3.2: no attributes when the verb or the arguments were wrong
         attrs = ""
         if err.code not in ("badVerb", "badArgument"):
-            attrs = "".join(f" {k}={quoteattr(v)}" for k, v in items)
+            attrs = "".join(f" {xml_text(k)}={quoteattr(xml_text(v))}"
+                            for k, v in items)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<OAI-PMH xmlns="{OAI_NS}" '
             'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '

@@ -24,7 +24,10 @@ bp = Blueprint("openapi", __name__)
 web.set_fault_style(bp.name, FaultStyle.TEXT)
 
 FAULT_NAMES = ("UsageFault", "NotFoundFault", "AuthorizationFault", "TransientFault",
-               "FatalFault", "DefaultFault")
+               "FatalFault", "DefaultFault",
+               # SODA 1.0 §5.2 error codes (/soda)
+               "UsageError", "MultiValuedParamNotSupported", "AuthenticationError",
+               "AuthorizationError", "ServiceUnavailable", "Error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +348,17 @@ declare("datalink.links",
         _p("ID", "publisher DID", None, ["ivo://pessto.ia2.inaf.it/pessto?1/v1"],
            repeatable=True),
         MAXREC, RESPONSEFORMAT)
+declare("soda.sync",
+        _p("ID", "publisher DID", None, ["ivo://pessto.ia2.inaf.it/pessto?1/v1"]),
+        _p("CIRCLE", "ra dec radius (ICRS degrees)", None, ["201.3 -89.7 0.01"]),
+        _p("POLYGON", "ra dec pairs (ICRS degrees)", None,
+           ["10 10 10.1 10 10.1 10.1"]),
+        _p("POS", "CIRCLE, RANGE or POLYGON", None, ["RANGE 10 10.1 10 10.1"]),
+        _p("BAND", "wavelength interval in metres 'lo hi'", None,
+           ["4e-7 6e-7", "-Inf 5e-7"]),
+        _p("TIME", "MJD interval 'lo hi'", None, ["55000 60000"]),
+        _p("POL", "polarisation state", None, ["I"], repeatable=True),
+        _p("RESPONSEFORMAT", "application/fits", None, ["application/fits"]))
 declare("oai.oai",
         _p("verb", "OAI-PMH verb", _enum("Identify", "ListMetadataFormats", "ListSets",
                                          "GetRecord", "ListIdentifiers",

@@ -132,6 +132,7 @@ def services() -> list[ServiceDescription]:
     import conesearch.capability
     import siap.capability
     import siap.sia2.capability
+    import soda.capability
     import ssap.capability
     import tap.capability
     import tap.tap_schema
@@ -179,6 +180,12 @@ def services() -> list[ServiceDescription]:
             "DataLink 1.1 documents of every PESSTO product: its file, preview, "
             "other versions, raw inputs, calibrations and derived products.",
             "/datalink", datalink.capabilities, "vr:Service", "DataLink 1.1"),
+        ServiceDescription(
+            "soda", "PESSTO archive cutouts (SODA)", "PESSTO SODA",
+            "SODA 1.0 synchronous cutouts of the PESSTO images (by position) and 1D "
+            "spectra (by wavelength), as FITS; each dataset's DataLink document "
+            "describes its ranges.", "/soda", soda.capability.capabilities,
+            "vr:Service", "SODA 1.0"),
     ]
 
 

@@ -75,7 +75,9 @@ def _log_upload(engine: Engine, caller: Caller, r: FileResult, size: int) -> Non
             "INSERT INTO archive.upload_log (account, remote_addr, filename, "
             "file_size, outcome, reason, product_id, version_no) "
             "VALUES (:a, :addr, :f, :s, :o, :r, :p, :v)"),
-            {"a": caller.name, "addr": request.remote_addr, "f": r.source, "s": size,
+            # PostgreSQL text cannot hold NUL, which a hostile file name may
+            {"a": caller.name, "addr": request.remote_addr,
+             "f": r.source.replace("\x00", "\ufffd"), "s": size,
              "o": r.outcome.value, "r": r.reason, "p": r.product_id,
              "v": r.version_no})
     log.info("upload by %s of %s (%d bytes): %s%s [%s]", caller.name, r.source, size,

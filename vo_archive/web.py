@@ -38,12 +38,17 @@ def params() -> ParamSet:
     Raises
     ------
     UsageFault
-        If the request body cannot be decoded.
+        If the request body cannot be decoded or a multipart part has no name.
     """
     try:
         items = list(request.args.items(multi=True))
         if request.method == "POST":
-            items += list(request.form.items(multi=True))
+            form = list(request.form.items(multi=True))
+            # werkzeug keeps a multipart part without a name under the key None
+            if any(name is None for name, _ in form) or None in request.files:
+                raise UsageFault("a multipart part has no name (its "
+                                 "Content-Disposition needs name=\"...\")")
+            items += form
     except UnicodeDecodeError as exc:
         raise UsageFault("request parameters are not valid UTF-8") from exc
     return ParamSet(items)

@@ -41,7 +41,14 @@ from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 
 from tap.adql import rewrite
-from tap.adql.tokens import Kind, Token, TokenError, split_args, tokenize
+from tap.adql.tokens import (
+    Kind,
+    Token,
+    TokenError,
+    check_size,
+    split_args,
+    tokenize,
+)
 from tap.published import Table, find_table, unquote
 
 #: Longest ADQL text accepted (characters).
@@ -76,6 +83,50 @@ MAX_EXPANDED_LENGTH = 200_000
 #: renamed to placeholders that parse as function calls, then named back.
 RENAMED = {"LOWER": "zqfnlower", "UPPER": "zqfnupper", "COALESCE": "zqfncoalesce"}
 _RENAMED_BACK = {v: k for k, v in RENAMED.items()}
+_COLUMN = r'((?:[A-Za-z_]\w*\.)?(?:[A-Za-z_]\w*|"(?:[^"]|"")+"))'
+#: POINT(ra, dec) of two columns, as queryparser writes it. It becomes
+#: ``tap_adql.sky_point(ra, dec)``, which the GiST indexes on positions are
+#: built on and which is LEAKPROOF (schema/versions/0009_row_security.py): a
+#: cone search can then use the index under the row-level policies.
+_COLUMN_POINT = re.compile(rf"\bspoint\(RADIANS\({_COLUMN}\), RADIANS\({_COLUMN}\)\)")
+
+
+def _second_argument(sql: str, open_paren: int) -> str:
+    """Return the second argument of the call whose ``(`` is at ``open_paren``."""
+    depth, start = 0, None
+    for i in range(open_paren, len(sql)):
+        ch = sql[i]
+        if ch in "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return sql[start:i].strip() if start is not None else ""
+        elif ch == "," and depth == 1:
+            if start is not None:
+                return sql[start:i].strip()
+            start = i + 1
+    return ""
+
+
+def _column_geometry(sql: str) -> str:
+    """Write POINTs and circles around them on columns with the LEAKPROOF helpers.
+
+    ``POINT(ra, dec)`` of two columns becomes ``sky_point``, a circle around
+    such a point ``sky_circle`` and ``DISTANCE(...) < r`` to such a point
+    ``sky_dwithin`` (schema/versions/0009_row_security.py): every function on
+    a column is then LEAKPROOF, and a cone or a TAP_UPLOAD crossmatch can use
+    the positions' GiST index under the row-level policies. A circle whose
+    radius is outside [0, 90°] matches nothing there instead of failing.
+    """
+    sql = _COLUMN_POINT.sub(r"sky_point(\1, \2)", sql)
+    sql = sql.replace("scircle(sky_point(", "sky_circle(sky_point(")
+    out, pos = [], 0
+    for m in re.finditer(r"\bspoint_dwithin\(", sql):
+        if _second_argument(sql, m.end() - 1).startswith("sky_point("):
+            out.append(sql[pos:m.start()] + "sky_dwithin(")
+            pos = m.end()
+    return "".join(out) + sql[pos:]
 
 
 class ADQLError(Exception):
@@ -289,6 +340,10 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         significant.pop()
     if not significant:
         raise ADQLError("the query is empty")
+    try:
+        check_size(significant)
+    except TokenError as exc:
+        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
     for t in significant:
         if t.text == ";":
             raise ADQLError(
@@ -307,13 +362,16 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
             raise rewrite.RewriteError(
                 f"the query is longer than {MAX_EXPANDED_LENGTH} characters once "
                 "its WITH tables are written out", 0)
+        # the written-out WITH tables nest deeper: the bounds again
+        check_size([t for t in tokens if t.kind is not Kind.SPACE])
         tokens, cast_types = rewrite.rename_casts(tokens, CAST_TYPES)
         tokens, set_ops = rewrite.rename_set_operators(tokens)
         norm, literals = _normalise(tokens)
         norm, unit_calls = rewrite.rename_in_units(
             norm, lambda ph: literals[int(ph.strip("'")[5:-1])])
-    except rewrite.RewriteError as exc:
-        raise ADQLError(str(exc), *_position(adql, exc.offset)) from None
+    except (rewrite.RewriteError, TokenError) as exc:
+        raise ADQLError(str(exc), *_position(adql, min(exc.offset, len(adql)))
+                        ) from None
     text = _join(norm)
     starts = _offset_map(norm)
 
@@ -322,6 +380,9 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
 
     try:
         translator = _Translator(text)
+    except RecursionError:
+        # check_size keeps real queries far from this; a safety net only
+        raise ADQLError("the query is nested too deeply") from None
     except QuerySyntaxError as exc:
         line, col, near = exc.syntax_errors[0]
         offset = _line_col_offset(text, line, col)
@@ -335,6 +396,8 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         checker.visit(translator.tree)
     except _TreeError as exc:
         raise ADQLError(str(exc), *at(exc.offset)) from None
+    except RecursionError:
+        raise ADQLError("the query is nested too deeply") from None
     try:
         sql = translator.to_postgresql()
     except QueryError as exc:
@@ -357,6 +420,7 @@ def translate(adql: str, uploads: set[str] | frozenset[str] = frozenset()
         raise ADQLError(str(exc)) from None
     sql = re.sub(r"\b(ivo_\w+)\s*\(", lambda m: UDFS.get(m.group(1).lower(),
                                                          m.group(1)) + "(", sql)
+    sql = _column_geometry(sql)
     sql = _restore(sql, literals)
     return Translation(sql, tuple(dict.fromkeys(checker.tables)),
                        tuple(dict.fromkeys(checker.used_uploads)))

@@ -48,6 +48,13 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf"FIGURE loo_\S+ {N}", at_least(1)),
         (rf"FIGURE speed_\S+ {N}", at_least(1)),
     ],
+    # SODA cutter (issue 16): one line per image size and region, the spectrum, memory
+    "cutout.py": [
+        (rf"image \d+x\d+, (circle 30\"|circle 2'|polygon 2'x2'|circle 1 deg "
+         rf"\(whole\)): {N} ms", exactly(4)),
+        (rf"1D spectrum \(\d+ pixels\), BAND: {N} ms", exactly(1)),
+        (rf"peak memory: {N} MB", exactly(1)),
+    ],
     # classification on arrival by the job workers (issue 14)
     "classify_workers.py": [
         (rf"made \d+ spectra from templates in {N} s", exactly(1)),

@@ -5,6 +5,8 @@ malformed HTTP, bad encodings, path traversal. Never a hang, never a 500, never 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
 import socket
 import threading
 import time
@@ -15,10 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from tests.auth_fixtures import Accounts, accounts  # noqa: F401
 from tests.conftest import Archive, LiveServer, start_server, stop_server
 
 HEAD_TIMEOUT = 3
 IDLE_TIMEOUT = 3
+BODY_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +31,12 @@ def tight_server(demo_archive: Archive, tmp_path_factory: pytest.TempPathFactory
     """The demo archive served with short timeouts and only 2 x 2 threads."""
     cfg = tmp_path_factory.mktemp("tight") / "archive.toml"
     cfg.write_text(f"[limits]\nhead_timeout = {HEAD_TIMEOUT}\n"
-                   f"idle_timeout = {IDLE_TIMEOUT}\nthreads = 2\n")
+                   f"idle_timeout = {IDLE_TIMEOUT}\nbody_timeout = {BODY_TIMEOUT}\n"
+                   "threads = 2\nmax_request_bytes = 100000\n")
     server = start_server(demo_archive, {"VO_ARCHIVE_CONFIG": str(cfg)})
     yield server
     stop_server(server.process)
+
 
 
 def _addr(server: LiveServer) -> tuple[str, int]:
@@ -128,7 +134,8 @@ def test_stalled_bodies_are_dropped(tight_server: LiveServer) -> None:
                 if not chunk:
                     break
                 answer += chunk
-            assert answer == b"" or answer.startswith(b"HTTP/1.1 401"), answer[:100]
+            assert answer == b"" or answer.startswith((b"HTTP/1.1 401",
+                                                       b"HTTP/1.1 503")), answer[:100]
         assert time.monotonic() - t0 < IDLE_TIMEOUT + 15, "the server closed them"
     finally:
         for s in socks:
@@ -253,3 +260,190 @@ def test_server_log_has_no_tracebacks_from_hostile_input(live_server: LiveServer
     assert logs
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     assert "unexpected error" not in text, text[-3000:]
+
+
+# -- requests that once answered 500 ------------------------------------------------
+
+_NAMELESS_PART = (b"--XX\r\nContent-Disposition: form-data\r\n\r\nfoo\r\n--XX--\r\n")
+
+
+@pytest.mark.parametrize("path", ["/tap/sync", "/tap/async", "/scs", "/ssap",
+                                  "/sia2/query", "/siap", "/datalink/links"])
+def test_multipart_part_without_a_name_is_a_usage_fault(live_server: LiveServer,
+                                                        path: str) -> None:
+    r = requests.post(live_server.url + path, data=_NAMELESS_PART, timeout=30,
+                      headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    # SCS 1.03 answers its errors with HTTP 200 and the error VOTable
+    assert r.status_code == (200 if path == "/scs" else 400), (path, r.status_code,
+                                                               r.text[:300])
+    assert "part has no name" in r.text, r.text[:300]
+
+
+@pytest.mark.parametrize("extra", [{"BAND": "5e-7"}, {"TIME": "2012-01-01/2014-01-01"},
+                                   {"BAND": "4e-7/8e-7", "TIME": "2012-01-01/"}])
+def test_ssap_unknown_collection_with_band_or_time(live_server: LiveServer,
+                                                   extra: dict[str, str]) -> None:
+    from astropy.io.votable import parse
+
+    r = live_server.get("/ssap", params={"REQUEST": "queryData", "COLLECTION": "nope",
+                                         **extra})
+    assert r.status_code == 200, r.text[:300]
+    table = parse(io.BytesIO(r.content), verify="exception").get_first_table()
+    assert len(table.array) == 0
+
+
+def test_upload_file_name_with_nul_is_rejected(live_server: LiveServer,
+                                               accounts: Accounts) -> None:
+    r = requests.post(live_server.url + "/upload", headers=accounts.reducer.bearer,
+                      files={"file": ("a\x00b.fits", b"SIMPLE  =")}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    result = r.json()["files"][0]
+    assert result["outcome"] == "rejected" and "unsafe file name" in result["reason"]
+
+
+@pytest.mark.parametrize("expression", [
+    "(" * 300 + "1" + ")" * 300, "+".join(["1"] * 6000),
+    "ABS(" * 2000 + "1" + ")" * 2000, "(" * 3000 + "1" + ")" * 3000])
+def test_deep_or_huge_adql_is_a_quick_400(live_server: LiveServer, expression: str
+                                          ) -> None:
+    from astropy.io.votable import parse
+
+    t0 = time.monotonic()
+    r = requests.post(live_server.url + "/tap/sync", timeout=60, data={
+        "LANG": "ADQL", "QUERY": f"SELECT TOP 1 {expression} AS x FROM ivoa.ObsCore"})
+    assert time.monotonic() - t0 < 5.0, "refused before parsing (it took 54 s)"
+    assert r.status_code == 400, r.text[:300]
+    vot = parse(io.BytesIO(r.content), verify="exception")
+    info = next(i for i in vot.resources[0].infos if i.name == "QUERY_STATUS")
+    assert info.value == "ERROR" and "UsageFault" in (info.content or "")
+    assert "more than" in (info.content or ""), info.content
+
+
+# -- stalled bodies and unread bodies ----------------------------------------------
+
+def _stalled_posts(server: LiveServer, n: int) -> list[socket.socket]:
+    """POST heads with part of the body: half small forms, half large ones."""
+    host, port = _addr(server)
+    socks = []
+    for i in range(n):
+        s = socket.create_connection((host, port), timeout=30)
+        length = 2000 if i % 2 else 500_000
+        path = ("/tap/sync", "/scs", "/upload")[i % 3]
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                  "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+                  "LANG=ADQL&QUERY=SELECT".encode())
+        socks.append(s)
+    return socks
+
+
+def test_stalled_bodies_do_not_delay_cone_searches(live_server: LiveServer) -> None:
+    """60 connections stalled in their bodies; cone searches still answer at once."""
+    socks = _stalled_posts(live_server, 60)
+    try:
+        time.sleep(1.0)
+        latencies = []
+        for i in range(10):
+            t0 = time.monotonic()
+            r = requests.get(live_server.url + "/scs", timeout=30,
+                             params={"RA": str(10 + i), "DEC": "-20", "SR": "1"})
+            latencies.append(time.monotonic() - t0)
+            assert r.status_code == 200, r.text[:200]
+        assert max(latencies) < 1.0, latencies
+        # the large ones beyond the readers' bound were refused at once
+        refused = 0
+        for s in socks[::2]:
+            s.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                refused += s.recv(200).startswith(b"HTTP/1.1 503")
+        assert refused > 0
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_stalled_large_body_gets_408_at_its_deadline(tight_server: LiveServer
+                                                     ) -> None:
+    """A large body stalled in a route that reads it is cut at the body deadline."""
+    host, port = _addr(tight_server)
+    with socket.create_connection((host, port), timeout=60) as s:
+        t0 = time.monotonic()
+        s.sendall(b"POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Length: 90000\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\nLANG=")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        took = time.monotonic() - t0
+    head = answer.partition(b"\r\n\r\n")[0]
+    # 400 when the form parser sees the cut (werkzeug's ClientDisconnected)
+    assert head.startswith((b"HTTP/1.1 408", b"HTTP/1.1 400")), answer[:300]
+    assert b"Connection: close" in head
+    assert BODY_TIMEOUT - 0.5 < took < BODY_TIMEOUT + 5, took
+
+
+def _keepalive_pair(server: LiveServer, method: str, path: str, body: bytes,
+                    headers: dict[str, str]) -> tuple[int, str | None]:
+    """Send a refused request, then a normal one on the same http.client connection."""
+    host, port = _addr(server)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        first = conn.getresponse()
+        first.read()
+        status, connection = first.status, first.getheader("Connection")
+        # the next request goes on the same connection, or on a new one when the
+        # server said it closes this one: it must not fail either way
+        conn.request("GET", "/scs?RA=10&DEC=-20&SR=1")
+        second = conn.getresponse()
+        assert second.status == 200
+        second.read()
+    finally:
+        conn.close()
+    return status, connection
+
+
+BIG = b"x" * 200_000
+
+
+@pytest.mark.parametrize(("method", "path", "body", "auth", "status"), [
+    ("PUT", "/upload/a.fits", BIG, None, 401),
+    ("PUT", "/upload/a.fits", BIG, "member", 403),
+    ("POST", "/upload", BIG, None, 401),
+    ("POST", "/tap/sync", BIG, "wrong", 401),
+    ("PUT", "/upload/a.fits", b"x" * 1000, None, 401),
+    ("POST", "/tap/sync", b"x" * 1000, "wrong", 401),
+])
+def test_refused_request_with_unread_body_keeps_clients_working(
+        live_server: LiveServer, accounts: Accounts, method: str, path: str,
+        body: bytes, auth: str | None, status: int) -> None:
+    headers = {"Content-Type": "application/octet-stream"}
+    if auth == "member":
+        headers.update(accounts.member.bearer)
+    elif auth == "wrong":
+        headers["Authorization"] = "Bearer pva_wrong"
+    got, connection = _keepalive_pair(live_server, method, path, body, headers)
+    assert got == status
+    if len(body) > 64 << 10:
+        assert connection == "close"
+
+
+def test_413_says_connection_close(tight_server: LiveServer) -> None:
+    """Bodies over max_request_bytes (100,000 here) are refused unread."""
+    with requests.Session() as session:
+        r = session.post(tight_server.url + "/tap/sync", data=b"x" * 300_000,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"},
+                         timeout=30)
+        assert r.status_code == 413 and r.headers["Connection"] == "close"
+        again = session.get(tight_server.url + "/scs?RA=1&DEC=1&SR=0.1",
+                            timeout=30)
+        assert again.status_code == 200
+
+
+def test_keepalive_session_survives_refused_uploads(live_server: LiveServer) -> None:
+    """requests reuses its connection: a refused upload must not break the next call."""
+    with requests.Session() as session:
+        for _ in range(3):
+            r = session.put(live_server.url + "/upload/a.fits", data=BIG, timeout=30)
+            assert r.status_code == 401
+            assert r.headers["Connection"] == "close"
+            r = session.get(live_server.url + "/scs?RA=10&DEC=-20&SR=1", timeout=30)
+            assert r.status_code == 200

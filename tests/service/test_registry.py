@@ -24,7 +24,8 @@ NS = {"o": OAI_NS, "ri": "http://www.ivoa.net/xml/RegistryInterface/v1.0",
       "dc": "http://purl.org/dc/elements/1.1/"}
 AUTH = "ivo://pessto.ia2.inaf.it"
 EXPECTED = {AUTH, f"{AUTH}/org", f"{AUTH}/registry", f"{AUTH}/tap", f"{AUTH}/scs",
-            f"{AUTH}/siap", f"{AUTH}/sia2", f"{AUTH}/ssap", f"{AUTH}/datalink"}
+            f"{AUTH}/siap", f"{AUTH}/sia2", f"{AUTH}/ssap", f"{AUTH}/datalink",
+            f"{AUTH}/soda"}
 PAGE = 3
 
 
@@ -106,7 +107,8 @@ def test_service_records_say_what_the_services_serve(
             ("tap", "/tap", "tr:TableAccess"), ("scs", "/scs", "cs:ConeSearch"),
             ("siap", "/siap", "sia:SimpleImageAccess"),
             ("ssap", "/ssap", "ssa:SimpleSpectralAccess"),
-            ("sia2", "/sia2", None), ("datalink", "/datalink", None)]:
+            ("sia2", "/sia2", None), ("datalink", "/datalink", None),
+            ("soda", "/soda", None)]:
         root = oai(registry_server, verb="GetRecord", identifier=f"{AUTH}/{key}",
                    metadataPrefix="ivo_vor")
         res = root.find(".//ri:Resource", NS)

@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -358,9 +359,23 @@ def test_geometry_results_are_dali_arrays(live_server: LiveServer) -> None:
     assert abs(ra - t.array["s_ra"][0]) < 1e-9 and abs(dec - t.array["s_dec"][0]) < 1e-9
 
 
-def test_upload_by_url(live_server: LiveServer, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def loopback_fetching_server(live_server: LiveServer,
+                             tmp_path_factory: pytest.TempPathFactory
+                             ) -> Iterator[LiveServer]:
+    """The demo archive served with uploads by URL allowed from 127.0.0.1."""
+    cfg = tmp_path_factory.mktemp("fetch") / "archive.toml"
+    cfg.write_text('[limits]\nfetch_allow = ["127.0.0.1/32"]\n')
+    server = start_server(live_server.archive, {"VO_ARCHIVE_CONFIG": str(cfg)})
+    yield server
+    stop_server(server.process)
+
+
+def test_upload_by_url(loopback_fetching_server: LiveServer, tmp_path) -> None:
     import http.server
     import threading
+
+    live_server = loopback_fetching_server
 
     (tmp_path / "t.xml").write_text(
         '<?xml version="1.0"?><VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/'

@@ -71,14 +71,28 @@ def test_long_query_limit_is_stated() -> None:
 @pytest.mark.parametrize(("adql", "expected"), [
     ("SELECT TOP 10 s_ra FROM ivoa.ObsCore WHERE 1=CONTAINS(POINT('ICRS', s_ra, "
      "s_dec), CIRCLE('ICRS', 10, 20, 0.5))",
-     "spoint(RADIANS(s_ra), RADIANS(s_dec)) @ scircle(spoint(RADIANS(10.0), "
+     "sky_point(s_ra, s_dec) @ scircle(spoint(RADIANS(10.0), "
      "RADIANS(20.0)), RADIANS(0.5)) LIMIT 10"),
+    # POINT of two columns is the indexed, LEAKPROOF sky_point (#13)
+    ("SELECT name FROM pessto.targets AS t WHERE 1 = CONTAINS(POINT(t.ra, "
+     "t.\"dec\"), CIRCLE(1, 2, 0.5))", 'sky_point(t.ra, t."dec") @ scircle('),
+    # a crossmatch: circles around column positions are sky_circle (#13)
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON 1 = CONTAINS("
+     "POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",
+     "sky_point(o.s_ra, o.s_dec) @ sky_circle(sky_point(u.ra, u.dec), "
+     "RADIANS(0.01))"),
+    ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON "
+     "DISTANCE(POINT(o.s_ra, o.s_dec), POINT(u.ra, u.dec)) < 0.01",
+     "sky_dwithin(sky_point(o.s_ra, o.s_dec), sky_point(u.ra, u.dec), "),
+    # constant circles keep pgSphere's own (and its error for r > 90°)
+    ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), "
+     "POINT(1, 2)) < 0.1", "spoint_dwithin(sky_point(s_ra, s_dec), spoint("),
     ("SELECT COORD1(POINT(s_ra, s_dec)) AS c FROM ivoa.ObsCore",
-     "COORD1(spoint(RADIANS(s_ra), RADIANS(s_dec)))"),
+     "COORD1(sky_point(s_ra, s_dec))"),
     ("SELECT s_ra FROM ivoa.ObsCore WHERE DISTANCE(POINT(s_ra, s_dec), POINT(1, 2))"
      " < 0.1", "spoint_dwithin("),
     ("SELECT DISTANCE(s_ra, s_dec, 1, 2) AS d FROM ivoa.ObsCore",
-     "DEGREES(spoint(RADIANS(s_ra), RADIANS(s_dec)) <-> spoint(RADIANS(1.0), "
+     "DEGREES(sky_point(s_ra, s_dec) <-> spoint(RADIANS(1.0), "
      "RADIANS(2.0)))"),
     ("SELECT u.a FROM TAP_UPLOAD.t1 AS u JOIN ivoa.ObsCore AS o ON "
      "1 = CONTAINS(POINT(o.s_ra, o.s_dec), CIRCLE(u.ra, u.dec, 0.01))",
@@ -137,3 +151,67 @@ def test_error_position_is_in_the_original_text() -> None:
     with pytest.raises(ADQLError) as info:
         translate("SELECT 'x' AS a,\n  pg_sleep(1) FROM ivoa.ObsCore")
     assert (info.value.line, info.value.column) == (2, 3)
+
+
+def _with_chain(n: int) -> str:
+    ctes = ["t0 AS (SELECT obs_id FROM ivoa.ObsCore)"] + [
+        f"t{i} AS (SELECT obs_id FROM t{i - 1})" for i in range(1, n)]
+    return "WITH " + ", ".join(ctes) + f" SELECT obs_id FROM t{n - 1}"
+
+
+def test_written_out_with_tables_are_bounded_too() -> None:
+    """Each WITH table is one level deeper once written out as a derived table."""
+    assert translate(_with_chain(20)).sql.startswith("SELECT")
+    with pytest.raises(ADQLError, match="more than 25 deep"):
+        translate(_with_chain(30))
+
+
+_ONE = "SELECT TOP 1 {} AS x FROM ivoa.ObsCore"
+
+
+@pytest.mark.parametrize(("adql", "message"), [
+    (_ONE.format("(" * 300 + "1" + ")" * 300), "more than 25 deep"),
+    (_ONE.format("(" * 3000 + "1" + ")" * 3000), "more than 25 deep"),
+    (_ONE.format("ABS(" * 2000 + "1" + ")" * 2000), "more than 25 deep"),
+    (_ONE.format("(" * 26 + "1" + ")" * 26), "more than 25 deep"),
+    (_ONE.format("+".join(["1"] * 6000)), "more than 10000 tokens"),
+    (_ONE.format("+".join(["1"] * 202)), "more than 200 operators"),
+    ("SELECT obs_id FROM ivoa.ObsCore WHERE " + " OR ".join(["s_ra > 1"] * 202),
+     "more than 200 operators"),
+    (_ONE.format("(" * 20 + "+".join(["1"] * 190) + ")" * 20), "nested too deeply"),
+    (_ONE.format("(" * 6 + "+".join(["1"] * 150) + ")" * 6
+                 + "+" + "+".join(["1"] * 100)), "nested too deeply"),
+])
+def test_too_large_or_too_deep_is_refused_before_parsing(
+        adql: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(text: str) -> None:
+        raise AssertionError("the parser was reached")
+
+    monkeypatch.setattr("tap.adql.translate._Translator", never)
+    with pytest.raises(ADQLError, match=message):
+        translate(adql)
+
+
+def _nested_sums(levels: int, terms: int) -> str:
+    inner = "1"
+    for _ in range(levels):
+        inner = "ABS(" + "+".join(["s_ra"] * terms) + "+" + inner + ")"
+    return inner
+
+
+@pytest.mark.parametrize("adql", [
+    _ONE.format("(" * 25 + "1" + ")" * 25),
+    _ONE.format("ABS(" * 25 + "1" + ")" * 25),
+    _ONE.format("+".join(["1"] * 201)),
+    "SELECT obs_id FROM ivoa.ObsCore WHERE " + " AND ".join(["s_ra > 1"] * 200),
+    _ONE.format(_nested_sums(8, 20)),
+    "SELECT obs_id FROM ivoa.ObsCore WHERE obs_id IN ("
+    + ", ".join(f"'id{i}'" for i in range(2000)) + ")",
+])
+def test_largest_accepted_queries_translate_deep_in_a_stack(adql: str) -> None:
+    """The bounds leave room for the web server's own frames (~150)."""
+
+    def deep(n: int) -> str:
+        return deep(n - 1) if n else translate(adql).sql
+
+    assert deep(150).startswith("SELECT")

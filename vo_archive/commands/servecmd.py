@@ -89,14 +89,19 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
     gunicorn.http.wsgi.SERVER = SERVER_HEADER  # type: ignore[attr-defined]  # not in the stubs
     # Slow or stalled clients must not hold worker threads (vo_archive.serving);
     # the limits are configurable under [limits].
-    from vo_archive import serving
+    from vo_archive import fetch, serving
 
+    fetch.policy(settings)  # a bad [limits] fetch_allow stops the start, not a query
     limits = settings.extra.get("limits", {})
     serving.HEAD_TIMEOUT = float(limits.get("head_timeout", serving.HEAD_TIMEOUT))
     serving.IDLE_TIMEOUT = float(limits.get("idle_timeout", serving.IDLE_TIMEOUT))
     serving.install_text_errors()
     serving.install_single_writes()
+    serving.install_close_on_unread_body()
     threads = int(limits.get("threads", 8))
+    serving.BODY_READERS = int(limits.get("body_readers", max(1, threads // 2)))
+    serving.BODY_TIMEOUT = float(limits.get("body_timeout", serving.BODY_TIMEOUT))
+    serving.BODY_MIN_RATE = float(limits.get("body_min_rate", serving.BODY_MIN_RATE))
 
     class Server(BaseApplication):
         def load_config(self) -> None:

@@ -113,6 +113,99 @@ def optional_extensions(conn: Connection) -> bool:
     return True
 
 
+#: Functions marked LEAKPROOF (superuser only) so that a cone search in ADQL
+#: can use its GiST index under the row-level policies
+#: (schema/versions/0009_row_security.py). Each returns a value computed from
+#: its arguments alone and raises no error for any argument value, so
+#: evaluating it on a hidden row reveals nothing:
+#: - tap_adql.sky_point, tap_adql.sky_circle: see their definitions in the
+#:   migration;
+#: - pgSphere's ``spoint @ scircle`` (C function spherepoint_in_circle):
+#:   compares the great-circle distance of two points with the radius; no
+#:   error path.
+LEAKPROOF = ("tap_adql.sky_point(double precision, double precision)",
+             "tap_adql.sky_circle({sphere}.spoint, double precision)",
+             "{sphere}.spoint_contained_by_circle({sphere}.spoint, {sphere}.scircle)")
+
+#: Gives the published views to ``pessto_published``, the role the row-level
+#: policies restrict (schema/versions/0009_row_security.py).
+OWN_VIEWS = r"""
+DO $$
+DECLARE v regclass;
+BEGIN
+    FOR v IN SELECT c.oid::regclass FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname IN ('ivoa', 'pessto') AND c.relkind IN ('v', 'm')
+               AND c.relowner <> 'pessto_published'::regrole
+    LOOP
+        EXECUTE format('ALTER TABLE %s OWNER TO pessto_published', v);
+    END LOOP;
+END
+$$;
+"""
+
+
+def own_published_views(conn: Connection) -> None:
+    """Give every view of the published schemas to ``pessto_published``.
+
+    The role may read every archive table, as the views' former owner could
+    (a view added by a later migration may read a new one); only the tables
+    with row-level policies hide rows from it.
+    """
+    conn.execute(text("GRANT SELECT ON ALL TABLES IN SCHEMA archive "
+                      "TO pessto_published"))
+    conn.execute(text(OWN_VIEWS))
+
+
+def mark_leakproof(conn: Connection) -> bool:
+    """Mark :data:`LEAKPROOF` functions LEAKPROOF where the role may (superuser).
+
+    Without the mark, ADQL cone searches stay correct under the row-level
+    policies but cannot use their GiST index (schema/versions/0009_row_security.py).
+
+    Returns
+    -------
+    bool
+        Whether every function is marked.
+    """
+    sphere = conn.execute(text(
+        "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n "
+        "ON n.oid = e.extnamespace WHERE e.extname = 'pg_sphere'")).scalar_one()
+    signatures = [s.format(sphere=sphere) for s in LEAKPROOF]
+    missing = [s for s in signatures if not conn.execute(text(
+        "SELECT proleakproof FROM pg_proc WHERE oid = to_regprocedure(:s)"),
+        {"s": s}).scalar()]
+    if not missing:
+        return True
+    if not conn.execute(text(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
+        log.warning("the database role is not a superuser and cannot mark %s "
+                    "LEAKPROOF: ADQL cone searches scan instead of using their "
+                    "index (run 'vo-archive db init' once as a superuser)",
+                    ", ".join(missing))
+        return False
+    for signature in missing:
+        # signatures are constants of this module, not input
+        conn.execute(text(f"ALTER FUNCTION {signature} LEAKPROOF"))
+    return True
+
+
+def secure_published_views(conn: Connection) -> None:
+    """Give the published views to their owner role and mark LEAKPROOF functions.
+
+    Run at every upgrade once the row-level security migration is in: a later
+    migration that drops and creates a view gives it to the migrating role, for
+    which the policies would not apply.
+    """
+    # roles are the cluster's: ask whether this database has the policies
+    if conn.execute(text(
+            "SELECT 1 FROM pg_policy WHERE polname = 'published' "
+            "AND polrelid = to_regclass('archive.version')")).first() is None:
+        return
+    own_published_views(conn)
+    mark_leakproof(conn)
+
+
 def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
     """Bring the schema to the newest revision of every migration branch.
 
@@ -136,6 +229,7 @@ def upgrade(engine: Engine, authority: str | None = None) -> list[str]:
         conn.execute(text("SELECT pg_advisory_xact_lock(7355608, 1)"))
         command.upgrade(alembic_config(conn), "heads")
         optional_extensions(conn)
+        secure_published_views(conn)
         if authority:
             conn.execute(
                 text(

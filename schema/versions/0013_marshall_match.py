@@ -34,9 +34,10 @@ from alembic import op
 revision = "0013_marshall_match"
 down_revision = "0001_core"
 branch_labels = ("marshall",)
-# The GiST index on target positions (0002_tap).  The archive's classifications
-# (0010_classification, another branch) are read at run time, where they exist.
-depends_on = ("0002_tap",)
+# The GiST index on target positions (0002_tap); the owner of the published
+# views (0009_row_security).  The archive's classifications (0010, another
+# branch) are read at run time, where they exist.
+depends_on = ("0002_tap", "0009_row_security")
 
 #: The Marshall's schema (idempotent): the backup's tables exist in every
 #: archive database, empty where the Marshall lives in another one, so that the
@@ -428,7 +429,14 @@ $$;
 -- classification.  The survey's private data: members only
 -- (archive.visible(NULL) holds only in a transaction opened for a caller who
 -- sees proprietary data).
-CREATE VIEW pessto.marshall_classifications AS
+-- A security barrier: the view's own condition is evaluated before any
+-- condition of the caller's query (an ADQL WHERE that raises on a hidden
+-- row's value would otherwise tell an anonymous caller what it holds).  The
+-- view's owner (pessto_published, given back by `db init`) reads the backup.
+GRANT USAGE ON SCHEMA marshall TO pessto_published;
+GRANT SELECT ON marshall.transients, marshall.classifications,
+    marshall.priorities, marshall.atel_refs TO pessto_published;
+CREATE VIEW pessto.marshall_classifications WITH (security_barrier) AS
 SELECT t.target_id, m.transient_id AS marshall_id, m.name AS marshall_name,
        m.status, pr.priority, c.sn_type, c.redshift, c.phase_days,
        c.classified_by, c.classified_at,
@@ -454,6 +462,8 @@ WHERE archive.visible(NULL);
 
 DOWNGRADE = r"""
 DROP VIEW IF EXISTS pessto.marshall_classifications;
+REVOKE ALL ON ALL TABLES IN SCHEMA marshall FROM pessto_published;
+REVOKE USAGE ON SCHEMA marshall FROM pessto_published;
 DROP FUNCTION IF EXISTS archive.sn_types_agree(text, text),
     archive.target_classification(integer);
 DO $$ BEGIN

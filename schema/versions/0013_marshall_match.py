@@ -21,8 +21,19 @@ Revises: 0001_core
   ``session_replication_role = replica``; the replica trigger switches it back
   to ``origin`` for its own writes so that the AUX capture triggers see them).
 
-The radius is ``archive.marshall_config.radius_arcsec`` (3 by default; local
-to each site, not replicated).
+- ``pessto.marshall_classifications``: the published, members-only view (a
+  security barrier, filtered by ``archive.visible(NULL)``) of each matched
+  target's latest Marshall classification, ATels, priority and status next to
+  the archive's own classification, with a disagreement flag.
+
+The Marshall's schema itself (``schema/marshall/001_marshall.sql``,
+idempotent) is created in every archive database, empty where the Marshall's
+backup lives in another one.  The radius is
+``archive.marshall_config.radius_arcsec`` (3 by default; local to each site,
+not replicated).  The refresh trigger needs, in the replicator's session, the
+right to set ``session_replication_role`` (which the replicator has: it sets
+it itself) and write access to ``archive.target``, ``archive.marshall_index``
+and ``archive.marshall_match``.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ backup lives in another one.  The radius is
 ``archive.marshall_config.radius_arcsec`` (3 by default; local to each site,
 not replicated).  The refresh trigger needs, in the replicator's session, the
 right to set ``session_replication_role`` (which the replicator has: it sets
-it itself) and write access to ``archive.target``, ``archive.marshall_index``
-and ``archive.marshall_match``.
+it itself) and ``USAGE`` on schema ``archive``; its writes run as the
+archive's owner.
 """
 
 from __future__ import annotations
@@ -284,7 +284,10 @@ $$;
 CREATE FUNCTION archive.marshall_refresh(op text, old_id bigint, new_id bigint,
                                          new_name text, new_ra double precision,
                                          new_dec double precision)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql
+-- as the archive's owner: a least-privileged replicator applying a Marshall
+-- change needs no rights on the archive's tables
+SECURITY DEFINER AS $$
 DECLARE
     ids integer[] := '{}';
     pos spoint;

@@ -340,3 +340,35 @@ def test_view_members_only_with_disagreement_flag(
 def test_types_agree(db: psycopg2.extensions.connection, a: str, b: str,
                      agree: bool) -> None:
     assert run(db, "SELECT archive.sn_types_agree(%s, %s)", (a, b))[0][0] is agree
+
+
+def test_replicated_change_by_a_least_privileged_role(
+        archive: Archive, db: psycopg2.extensions.connection) -> None:
+    """The replicator applies Marshall rows as a role with rights on the Marshall
+    only (and USAGE on the archive's schema, to call the refresh), under
+    ``session_replication_role = replica``: the replica trigger still matches,
+    writing the archive's tables as their owner."""
+    import uuid
+
+    role, password = "repl_" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    tid = target(db, "SN2022qqq", 80.0, -60.0)
+    run(db, f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
+    try:
+        run(db, f'GRANT USAGE ON SCHEMA marshall, archive TO "{role}"')
+        run(db, f'GRANT SELECT, INSERT ON marshall.transients TO "{role}"')
+        run(db, f'GRANT SET ON PARAMETER session_replication_role TO "{role}"')
+        params = psycopg2.extensions.parse_dsn(str(archive.settings.dsn))
+        params.update(user=role, password=password,
+                      options="-c session_replication_role=replica")
+        conn = psycopg2.connect(**params)
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO marshall.transients (transient_id, name, "
+                        "ra_deg, dec_deg) VALUES (7001, 'AT 2022qqq', 80, -60)")
+        conn.close()
+        assert marshall_id(db, tid) == 7001
+        assert run(db, "SELECT name FROM archive.marshall_index "
+                       "WHERE transient_id = 7001") == [("AT 2022qqq",)]
+    finally:
+        run(db, f'REVOKE SET ON PARAMETER session_replication_role FROM "{role}"')
+        run(db, f'DROP OWNED BY "{role}"')
+        run(db, f'DROP ROLE "{role}"')

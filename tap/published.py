@@ -285,6 +285,47 @@ CLASSIFICATION_MATCHES = Table(
     _col("rlap", "double", "r times lap", None, "stat.correlation", principal=True),
 ))
 
+MARSHALL_CLASSIFICATIONS = Table(
+    "pessto.marshall_classifications", "The PESSTO Marshall on each matched target "
+    "(members only): its latest classification, ATel references, priority and "
+    "status, next to the archive's own classification", (
+    _col("target_id", "int", "Target (pessto.targets)", None, "meta.id;src",
+         principal=True, indexed=True),
+    _col("marshall_id", "long", "The Marshall's identifier of the transient", None,
+         "meta.id.cross", principal=True, indexed=True),
+    _text("marshall_name", "Name of the transient in the Marshall", "meta.id;src",
+          principal=True),
+    _text("status", "Marshall status: inbox, review, classified, followup or "
+          "archived", "meta.code.status", principal=True),
+    _col("priority", "short", "Marshall follow-up priority (1 highest to 4)", None,
+         "meta.code"),
+    _text("sn_type", "Type of the Marshall's latest classification", "src.class",
+          principal=True),
+    _col("redshift", "double", "Redshift of the Marshall's latest classification",
+         None, "src.redshift", principal=True),
+    _col("phase_days", "float", "Phase of the latest classification: days from "
+         "maximum light", "d", "time.phase"),
+    _text("classified_by", "Who made the Marshall's latest classification",
+          "meta.id.PI"),
+    _time("classified_at", "When the Marshall's latest classification was made "
+          "(UTC)", "time.epoch"),
+    _col("n_classifications", "int", "Number of Marshall classifications of the "
+         "transient", None, "meta.number"),
+    _text("atels", "ATel references of the transient (ATel #n, ...)",
+          "meta.bib"),
+    _text("archive_type", "The archive's own classification: the latest good "
+          "template classification of the target's spectra, else the target's",
+          "src.class"),
+    _col("archive_redshift", "double", "Redshift of the archive's classification",
+         None, "src.redshift"),
+    _time("archive_classified_at", "When the archive classified the spectrum (UTC)",
+          "time.processing"),
+    _col("types_disagree", "boolean", "Whether the Marshall's type and the "
+         "archive's disagree (a type agrees with its subtypes; empty when either "
+         "is missing)", None, "meta.code.qual", principal=True),
+))
+
+
 def _tap_obscore_columns() -> tuple[Column, ...]:
     """ObsCore columns as TAP publishes them.
 
@@ -379,7 +420,7 @@ SCHEMAS: tuple[Schema, ...] = (
     Schema("pessto", "PESSTO products, versions, runs, targets, provenance and "
            "spectral classifications as published by the archive",
            (PRODUCTS, VERSIONS, RUNS, TARGETS, PROVENANCE, CLASSIFICATIONS,
-            CLASSIFICATION_MATCHES)),
+            CLASSIFICATION_MATCHES, MARSHALL_CLASSIFICATIONS)),
     Schema(_TS, "Description of the tables published by this TAP service",
            TAP_SCHEMA_TABLES),
 )
@@ -404,6 +445,9 @@ KEYS: tuple[ForeignKey, ...] = (
                "Target of a classified spectrum"),
     ForeignKey("classifications_run", "pessto.classifications", "pessto.runs",
                (("run_id", "run_id"),), "Run of a classified spectrum"),
+    ForeignKey("marshall_target", "pessto.marshall_classifications",
+               "pessto.targets", (("target_id", "target_id"),),
+               "Target the Marshall's transient is matched to"),
     ForeignKey("matches_classification", "pessto.classification_matches",
                "pessto.classifications",
                (("classification_id", "classification_id"),),

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.workercmd",
     "vo_archive.commands.registrycmd",
     "vo_archive.commands.classifycmd",
+    "vo_archive.commands.marshallcmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -105,6 +105,14 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf"(cone|sia2|ssap|tap|datalink|download|landing|runs) +\d+ +{N} +{N} +"
          rf"{N} +\d+", at_least(1)),
     ],
+    # cross-match with the Marshall (issue 19)
+    "marshall.py": [
+        (r"full match, Marshall in (the archive's|another) database: \d+ transients "
+         rf"against \d+ targets in {N} s \(matched \d+, unmatched \d+, "
+         r"ambiguous \d+\)", exactly(2)),
+        (rf"refresh: \d+ new transients matched as they arrive in {N} s \({N} ms "
+         r"each\)", exactly(1)),
+    ],
     "replication.py": [
         (rf"steady \d+ changes/s for {N} s: \d+ rows, lag p50 {N} s, p95 {N} s, "
          rf"max {N} s \(sampled every 50 ms\)", exactly(1)),

@@ -47,6 +47,7 @@ from vo_archive.ingest.classify import Category, Level, is_standard_star, normal
 from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepare_file
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
 from vo_archive.ingest.storage import Storage, StorageFull
+from vo_archive.marshall.match import rematch_targets
 from vo_archive.sky import healpix29
 
 log = logging.getLogger(__name__)
@@ -625,6 +626,7 @@ class Ingestor:
         cur.execute("SELECT alias, target_id FROM archive.target_alias "
                     "WHERE alias = ANY(%s)", (list(wanted),))
         found = dict(cur.fetchall())
+        created: list[int] = []
         for alias, it in wanted.items():
             if alias in found:
                 continue
@@ -644,6 +646,9 @@ class Ingestor:
             cur.execute("INSERT INTO archive.target_alias VALUES (%s, %s) "
                         "ON CONFLICT DO NOTHING", (alias, tid))
             found[alias] = tid
+            created.append(tid)
+        # A new target is matched with the Marshall's transients at once (#19).
+        rematch_targets(cur, created)
         return {
             id(it): found[normalise_name(it.facts.object)]
             for it in items

@@ -326,6 +326,27 @@ def list_runs(conn: Connection) -> list[dict[str, Any]]:
     return out
 
 
+#: The Marshall's view of a matched target (members only: the view shows rows
+#: only in a transaction scoped to a caller who sees proprietary data).
+MARSHALL_VIEW = table("marshall_classifications", *(column(c) for c in (
+    "target_id", "marshall_id", "marshall_name", "status", "priority", "sn_type",
+    "redshift", "phase_days", "classified_by", "classified_at", "n_classifications",
+    "atels", "archive_type", "types_disagree")), schema="pessto")
+
+
+def marshall_info(conn: Connection, target_id: int) -> dict[str, Any] | None:
+    """Return the Marshall's data on a target, or None (not matched, or anonymous)."""
+    row = conn.execute(select(MARSHALL_VIEW).where(
+        MARSHALL_VIEW.c.target_id == target_id)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    del out["target_id"]
+    if out["classified_at"] is not None:
+        out["classified_at"] = out["classified_at"].isoformat()
+    return out
+
+
 def find_target(conn: Connection, name: str) -> TargetInfo:
     """Find a target by its name or an alias (compared in normalised form).
 

@@ -175,7 +175,9 @@ def object_page(name: str) -> Response | str:
     with caller_connection(web.engine()) as conn:
         target = query.find_target(conn, name)
         files = query.object_files(conn, target, search, sel)
-        data = {"object": target.as_json(), "radius_arcsec": search.radius_arcsec,
+        marshall = query.marshall_info(conn, target.target_id)
+        data = {"object": target.as_json(), "marshall": marshall,
+                "radius_arcsec": search.radius_arcsec,
                 "selection": sel.query_items(), "count": len(files),
                 "bytes": sum(f.file_size for f in files),
                 "products": [f.as_json() for f in files]}

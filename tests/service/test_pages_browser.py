@@ -170,6 +170,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 90.0) -> Any:
 def sign_in(driver: Any, url: str, name: str, password: str) -> None:
     from selenium.webdriver.common.by import By
 
+    # each sign-in starts from a clean browser: no session or form cookie left
+    # by an earlier test of the module (the form's CSRF cookie is per visit)
+    driver.get(url + "/login")
+    driver.delete_all_cookies()
     driver.get(url + "/login")
     driver.find_element(By.NAME, "username").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(password)

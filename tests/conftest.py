@@ -45,6 +45,12 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClu
     root.chmod(0o755)
     cluster = EmbeddedCluster(root / "pgdata")
     cluster.init()
+    # the run keeps a dozen archives served at once (gunicorn workers and job
+    # workers, each with its pool): more than the archive's default 200
+    with open(root / "pgdata" / "postgresql.conf", "a") as fh:
+        fh.write("max_connections = 600\n")
+    cluster.stop()
+    cluster.start()
     yield cluster
     cluster.stop("immediate")
     shutil.rmtree(root, ignore_errors=True)

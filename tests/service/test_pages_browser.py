@@ -174,16 +174,25 @@ def sign_in(driver: Any, url: str, name: str, password: str) -> None:
     # by an earlier test of the module (the form's CSRF cookie is per visit)
     driver.get(url + "/login")
     driver.delete_all_cookies()
-    driver.get(url + "/login")
-    driver.find_element(By.NAME, "username").send_keys(name)
-    driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    try:
-        wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"), 60)
-    except AssertionError:
-        raise AssertionError(f"not signed in at {driver.current_url}: "
-                             + driver.find_element(By.TAG_NAME, "body").text[:500]
-                             ) from None
+    for attempt in range(2):
+        driver.get(url + "/login")
+        for field, value in (("username", name), ("password", password)):
+            box = driver.find_element(By.NAME, field)
+            box.clear()  # whatever the browser filled in itself
+            box.send_keys(value)
+            assert box.get_attribute("value") == value, field
+        driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+        try:
+            wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"), 30)
+            break
+        except AssertionError:
+            body = driver.find_element(By.TAG_NAME, "body").text
+            # a refusal names itself (login-message); headless Chromium has
+            # been seen to drop the click, leaving the form as it was: once
+            # more then, never past a refusal
+            if attempt or driver.find_elements(By.ID, "login-message"):
+                raise AssertionError(f"not signed in at {driver.current_url}: "
+                                     + body[:500]) from None
     assert driver.find_element(By.ID, "signed-in-as").text == name
 
 

@@ -26,10 +26,10 @@ import requests
 from sqlalchemy import text
 
 from tests.auth_fixtures import Accounts, drop_accounts, make_accounts
+from tests.browser import CHROMIUM, DRIVER, chromium
 from tests.conftest import Archive, LiveServer, start_server, stop_server
 
 webdriver = pytest.importorskip("selenium.webdriver")
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(DRIVER)),
                                 reason="chromium and chromedriver are not installed")
 
@@ -132,29 +132,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path_factory.mktemp("downloads")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads),
-        "download.prompt_for_download": False,
-        "safebrowsing.enabled": False})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
-                           {"behavior": "allow", "downloadPath": str(downloads)})
-    driver.set_page_load_timeout(60)
-    driver.set_window_size(1280, 800)
-    yield driver, downloads
-    driver.quit()
+    yield from chromium(tmp_path_factory, 1280, 800)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0) -> Any:

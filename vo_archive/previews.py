@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -141,12 +142,19 @@ def make_preview(source: Path, target: Path) -> None:
             os.unlink(tmp)
 
 
+#: Matplotlib is not thread-safe: a worker's threads make previews one at a time.
+_MAKING = threading.Lock()
+
+
 def cached_preview(f: ArchivedFile) -> Path:
     """Return the cached preview of an archived file, making it if needed."""
     settings = web.settings()
     target = settings.cache_dir / "previews" / f.sha256[:2] / f"{f.sha256}.png"
     if not target.exists():
-        make_preview(Storage(settings.storage_dir).path_of(f.storage_key), target)
+        with _MAKING:
+            if not target.exists():  # made by another thread while this one waited
+                make_preview(Storage(settings.storage_dir).path_of(f.storage_key),
+                             target)
     return target
 
 

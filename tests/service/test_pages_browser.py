@@ -158,6 +158,10 @@ def sign_in(driver: Any, url: str, name: str, password: str) -> None:
             box = driver.find_element(By.NAME, field)
             box.clear()  # whatever the browser filled in itself
             box.send_keys(value)
+            if box.get_attribute("value") != value:
+                # headless Chromium has been seen to drop the keys of a field
+                # that had not yet taken focus: the value is set instead
+                driver.execute_script("arguments[0].value = arguments[1]", box, value)
             assert box.get_attribute("value") == value, field
         driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
         try:
@@ -357,10 +361,21 @@ def test_run_and_object_pages_fit(site: Site, browser: tuple[Any, Path],
             if kind in ("runs", "objects"):
                 continue
             # previews are made on first request: wait until some show, in view
-            assert wait_for(lambda: driver.execute_script(
-                "return Array.from(document.querySelectorAll('#products img.preview'))"
-                ".filter(i => { const r = i.getBoundingClientRect(); return r.width"
-                " > 0 && r.right <= window.innerWidth; }).length"), 120), (kind, size)
+            try:
+                wait_for(lambda: driver.execute_script(
+                    "return Array.from(document.querySelectorAll('#products img.preview'))"
+                    ".filter(i => { const r = i.getBoundingClientRect(); return r.width"
+                    " > 0 && r.right <= window.innerWidth; }).length"), 120)
+            except AssertionError:
+                state = driver.execute_script(
+                    "return Array.from(document.querySelectorAll('#products img.preview'))"
+                    ".slice(0, 5).map(i => [i.src, i.complete, i.naturalWidth,"
+                    " i.dataset.tries, JSON.stringify(i.getBoundingClientRect())])")
+                port = site.server.url.rsplit(":", 1)[1]
+                log = site.server.archive.settings.home / f"server-{port}.log"
+                raise AssertionError(
+                    f"no preview in view on the {kind} page at {size}: {state}; "
+                    f"server log: {log.read_text()[-3000:]}") from None
             wait = driver.execute_script(
                 "return [document.documentElement.scrollWidth, window.innerWidth]")
             assert wait[0] <= wait[1], (kind, size, wait)
@@ -471,3 +486,24 @@ def test_spectrum_downloads_follow_the_access_rule(site: Site) -> None:
     member = requests.get(hidden, headers=site.accounts.member.bearer, timeout=60)
     assert anonymous.status_code in (401, 404) and member.status_code == 200
     assert f"/products/{site.hidden_product}/" not in page
+
+
+def test_failed_preview_is_asked_again_then_left_out(site: Site,
+                                                     browser: tuple[Any, Path]) -> None:
+    """A preview refused (a busy server's 503, or missing) is asked for three more
+    times, then its cell is left empty rather than showing a broken image."""
+    driver, _ = browser
+    driver.get(site.server.url + f"/objects/{site.target}")
+    driver.execute_script("""
+        window.tries = [];
+        const img = document.createElement("img");
+        img.className = "preview";
+        img.onerror = () => previewFailed(img);
+        new MutationObserver(() => window.tries.push(img.dataset.tries))
+            .observe(img, {attributes: true, attributeFilter: ["data-tries"]});
+        img.src = "/products/none/versions/1/preview.png";  // a 404
+        img.id = "broken";
+        document.body.appendChild(img);""")
+    wait_for(lambda: driver.execute_script(
+        "return document.getElementById('broken') === null"), timeout=30)
+    assert driver.execute_script("return window.tries") == ["1", "2", "3"]

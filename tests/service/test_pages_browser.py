@@ -363,13 +363,15 @@ def test_run_and_object_pages_fit(site: Site, browser: tuple[Any, Path],
             # previews are made on first request: wait until some show, in view
             try:
                 wait_for(lambda: driver.execute_script(
-                    "return Array.from(document.querySelectorAll('#products img.preview'))"
-                    ".filter(i => { const r = i.getBoundingClientRect(); return r.width"
+                    "return Array.from(document.querySelectorAll("
+                    "'#products img.preview')).filter(i => {"
+                    " const r = i.getBoundingClientRect(); return r.width"
                     " > 0 && r.right <= window.innerWidth; }).length"), 120)
             except AssertionError:
                 state = driver.execute_script(
-                    "return Array.from(document.querySelectorAll('#products img.preview'))"
-                    ".slice(0, 5).map(i => [i.src, i.complete, i.naturalWidth,"
+                    "return Array.from(document.querySelectorAll("
+                    "'#products img.preview')).slice(0, 5)"
+                    ".map(i => [i.src, i.complete, i.naturalWidth,"
                     " i.dataset.tries, JSON.stringify(i.getBoundingClientRect())])")
                 port = site.server.url.rsplit(":", 1)[1]
                 log = site.server.archive.settings.home / f"server-{port}.log"

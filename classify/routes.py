@@ -18,13 +18,13 @@ from classify.service import (
 from classify.storage import parse_identifier, stored_classifications
 from vo_archive import web
 from vo_archive.access import caller_connection
-from vo_archive.dali.errors import (
+from vo_archive.vo.dali.errors import (
     FaultStyle,
     NotFoundFault,
     PayloadTooLarge,
     UsageFault,
 )
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.vosi import add_vosi_routes
 
 bp = Blueprint("classify", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, json, render_template, request
 from classify.counters import count_classifications
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.vo.dali.errors import FaultStyle, UsageFault
 
 bp = Blueprint("statistics", __name__, template_folder="templates")
 web.set_fault_style(bp.name, FaultStyle.TEXT)

@@ -18,11 +18,11 @@ from soda.params import parse_cutout
 from soda.query import coverage_of
 from vo_archive import web
 from vo_archive.access import caller_connection
-from vo_archive.dal import parse_publisher_did
-from vo_archive.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
-from vo_archive.files import file_response, find_version
 from vo_archive.ingest.storage import Storage
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.dal import parse_publisher_did
+from vo_archive.vo.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.web.files import file_response, find_version
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from xml.sax.saxutils import escape
 
 from tap.uploads import MAX_UPLOAD_BYTES
 from vo_archive.config import Settings
-from vo_archive.dali.formats import FORMATS
-from vo_archive.vosi import Capability
+from vo_archive.vo.dali.formats import FORMATS
+from vo_archive.vo.vosi import Capability
 
 TR_NS = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
 GEO = "ivo://ivoa.net/std/TAPRegExt#features-adqlgeo"

@@ -6,10 +6,10 @@ from tap.params import parse_tap
 from tap.query import Limits, execute
 from tap.service import prepare, result_document
 from tap.uploads import resolve
-from vo_archive import fetch
-from vo_archive.dali.params import ParamSet
-from vo_archive.uws.jobs import upload_content
-from vo_archive.uws.worker import JobRun
+from vo_archive.vo.dali.params import ParamSet
+from vo_archive.vo.uws.jobs import upload_content
+from vo_archive.vo.uws.worker import JobRun
+from vo_archive.web import fetch
 
 #: Statement timeout of jobs with executionduration 0 ("unlimited"), seconds.
 UNLIMITED_S = 4 * 3600

@@ -12,10 +12,11 @@ from tap.query import Limits, execute
 from tap.service import prepare, result_document
 from tap.tap_schema import ensure_tap_schema, table_document, tableset_document
 from tap.uploads import resolve
-from vo_archive import fetch, web
+from vo_archive import web
 from vo_archive.access import current_caller
-from vo_archive.dali.errors import FaultStyle, NotFoundFault, UsageFault
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.dali.errors import FaultStyle, NotFoundFault, UsageFault
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.web import fetch
 
 bp = Blueprint("tap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)

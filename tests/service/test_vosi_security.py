@@ -12,7 +12,7 @@ from pyvo.io.vosi import parse_capabilities
 
 from vo_archive.app import create_app
 from vo_archive.config import Settings
-from vo_archive.vosi import Capability, capabilities_document, vosi_capabilities
+from vo_archive.vo.vosi import Capability, capabilities_document, vosi_capabilities
 
 BASIC = "ivo://ivoa.net/sso#BasicAA"
 TOKEN = "ivo://ivoa.net/sso#token"  # noqa: S105 - an IVOA identifier

@@ -48,7 +48,7 @@ def get_engine(settings: Settings, pre_ping: bool = True) -> Engine:
 
     ``pre_ping=False`` gives a second pool whose connections are not tested
     (one round trip) at each checkout: for callers that detect a dropped
-    connection themselves and try again (:func:`vo_archive.statements.run`).
+    connection themselves and try again (:func:`vo_archive.vo.statements.run`).
 
     Engines are not shared across ``fork()``: a worker that forked gets its own.
     The embedded cluster is checked (and started) once per process, not on

@@ -17,8 +17,6 @@ from flask import g as flask_g
 
 from vo_archive import __version__, web
 from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, UsageFault
-from vo_archive.dali.params import ParamSet, parse_int
 from vo_archive.retrieval import bundle, query, service
 from vo_archive.retrieval.params import (
     KNOWN_PRODUCT_TYPES,
@@ -31,6 +29,8 @@ from vo_archive.retrieval.params import (
 )
 from vo_archive.retrieval.phase3 import ReleaseInvalid, validate_run
 from vo_archive.retrieval.service import Download
+from vo_archive.vo.dali.errors import FaultStyle, UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_int
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def object_page(name: str) -> Response | str:
                 "products": [f.as_json() for f in files]}
         if wants_json(params):
             return Response(_json(data), mimetype="application/json")
-        from vo_archive.pages.routes import render_object
+        from vo_archive.web.pages.routes import render_object
 
         return render_object(conn, target, files, data=data, sel=sel,
                              facets=FACETS, types=sorted(KNOWN_PRODUCT_TYPES),

@@ -57,6 +57,24 @@ def test_data_services_offer_anonymous_basic_and_token_interfaces() -> None:
     assert m["ivo://example/custom"] == [[BASIC]], "explicit security is kept"
 
 
+def test_one_standard_interface_per_capability() -> None:
+    # role="std" on the first interface only (the anonymous one): clients that
+    # pick "the" standard interface get one (taplint W-CPI2, pyvo's registry
+    # get_service); the others are the same protocol for credentials
+    root = etree.fromstring(_document())
+    for cap in root.findall("capability"):
+        roles = [i.get("role") for i in cap.findall("interface")]
+        if cap.get("standardID").endswith("#archive"):
+            assert set(roles) == {None}, roles  # no IVOA standard
+        else:
+            assert roles == ["std"] + [None] * (len(roles) - 1), (
+                cap.get("standardID"), roles)
+    tap = next(c for c in root.findall("capability")
+               if c.get("standardID") == "ivo://ivoa.net/std/TAP")
+    std = [i for i in tap.findall("interface") if i.get("role") == "std"]
+    assert std[0].find("securityMethod") is None and std[0].get("version") == "1.1"
+
+
 def test_pyvo_learns_the_security_methods() -> None:
     caps = parse_capabilities(io.BytesIO(_document(tap=False)))
     urls = AuthURLs()

@@ -9,6 +9,7 @@ from lxml import etree
 from pyvo.auth import securitymethods
 from pyvo.auth.authurls import AuthURLs
 from pyvo.io.vosi import parse_capabilities
+from pyvo.registry.regtap import Interface, RegistryResource
 
 from vo_archive.app import create_app
 from vo_archive.config import Settings
@@ -73,6 +74,16 @@ def test_one_standard_interface_per_capability() -> None:
                if c.get("standardID") == "ivo://ivoa.net/std/TAP")
     std = [i for i in tap.findall("interface") if i.get("role") == "std"]
     assert std[0].find("securityMethod") is None and std[0].get("version") == "1.1"
+    # pyvo's registry, given these interfaces as RegTAP lists them, finds the
+    # service (with several role="std" interfaces it raises ValueError)
+    resource = RegistryResource.__new__(RegistryResource)
+    resource.interfaces = [
+        Interface(i.findtext("accessURL"), standard_id=tap.get("standardID").lower(),
+                  intf_type="vs:paramhttp", intf_role=i.get("role"))
+        for i in tap.findall("interface")]
+    assert len(resource.interfaces) == 5
+    found = resource.get_interface(service_type="tap", std_only=True)
+    assert found.access_url == "https://archive.example/tap"
 
 
 def test_pyvo_learns_the_security_methods() -> None:

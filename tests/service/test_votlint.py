@@ -88,7 +88,10 @@ def test_images_without_a_footprint_pass_votlint(live_server: LiveServer) -> Non
     for path in ["/sia2/query?" + "&".join(f"ID={Q(d)}" for d in dids),
                  "/sia2/query?MAXREC=100000",
                  "/tap/sync?LANG=ADQL&QUERY=" + Q(
-                     "SELECT * FROM ivoa.obscore WHERE s_region IS NULL")]:
+                     "SELECT * FROM ivoa.obscore WHERE s_region IS NULL"),
+                 "/tap/sync?LANG=ADQL&QUERY=" + Q(
+                     "SELECT CENTROID(s_region) AS c, POINT(s_ra, s_dec) AS p "
+                     "FROM ivoa.obscore WHERE s_region IS NULL")]:
         r = live_server.get(path)
         assert r.status_code == 200, r.text[:300]
         assert votlint(r.content) == [], path

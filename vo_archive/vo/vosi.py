@@ -38,7 +38,8 @@ class Capability:
         Extra XML inside the capability after the interface (type-specific
         elements such as ``maxSR``), written by the service.
     role
-        Interface role; ``std`` for standard interfaces.
+        Role of the capability's first interface; ``std`` for the standard
+        interface (the others have none: see :func:`capability_xml`).
     security
         XML of ``<securityMethod>`` elements placed in the interface.
     use
@@ -92,6 +93,15 @@ def interfaces(cap: Capability) -> list[tuple[str, str]]:
     access exists, how to use it, and where to send credentials. In the twin's
     own capabilities every interface but VOSI capabilities and availability
     needs credentials. A capability that sets ``security`` itself keeps it.
+
+    Only the first interface has ``role="std"`` (VOResource 1.1 §3.3.1: the
+    standard interface of the capability): the anonymous one, or in the twin
+    the first authenticated one. The others are further access points of the
+    same protocol for credentials, told apart by their ``securityMethod``.
+    Clients that pick "the" standard interface get one (pyvo's registry
+    ``get_service`` refuses a resource with several; taplint W-CPI2 warns), and
+    pyvo's ``AuthSession``, which reads every interface whatever its role, still
+    learns each URL's methods.
     """
     url = web.absolute(cap.path)
     if cap.security:
@@ -155,10 +165,12 @@ def capability_xml(cap: Capability) -> str:
     t = f" xsi:type={quoteattr(cap.xsi_type)}" if cap.xsi_type else ""
     version = f" version={quoteattr(cap.version)}" if cap.version else ""
     parts = [f"<capability standardID={quoteattr(cap.standard_id)}{t}>"]
-    for url, security in interfaces(cap):
+    for n, (url, security) in enumerate(interfaces(cap)):
+        # one role="std" interface, the first: the one a client that knows the
+        # standard but not our credentials uses (see interfaces())
+        role = f" role={quoteattr(cap.role)}" if n == 0 else ""
         parts.append(
-            f'<interface xsi:type="vs:ParamHTTP" role={quoteattr(cap.role)}'
-            f'{version}>'
+            f'<interface xsi:type="vs:ParamHTTP"{role}{version}>'
             f"<accessURL use={quoteattr(cap.use)}>"
             f"{escape(url)}</accessURL>"
             f"{security}{cap.interface_body}</interface>"

@@ -209,8 +209,30 @@ def _boolean(value: Any) -> str:
 _INF = float("inf")
 
 
+#: TABLEDATA text of a null DALI 1.1 §3.3 floating-point shape (point, circle,
+#: interval, polygon). An empty cell is a legal null of a VOTable array, but
+#: votlint (STILTS) reads the cell of these xtypes as numbers and rejects the
+#: empty one ("Bad double string ''"); NaN is VOTable's null of a floating-point
+#: value (VOTable 1.4 §6), astropy reads these cells as fully masked, and a
+#: polygon has at least three vertices (DALI 1.1 §3.3.7).
+NULL_SHAPES = {"point": "NaN NaN", "circle": "NaN NaN NaN", "interval": "NaN NaN",
+               "polygon": "NaN NaN NaN NaN NaN NaN"}
+
+
+def null_text(f: Field) -> str:
+    """Return the TABLEDATA text of a null value of field ``f``."""
+    if f.datatype in ("double", "float"):
+        return NULL_SHAPES.get(f.xtype or "", "")
+    return ""
+
+
 def formatter(f: Field) -> Callable[[Any], str]:
     """Return the function writing values of field ``f`` as TABLEDATA text."""
+    null = null_text(f)
+    if null:
+        def shape(value: Any) -> str:
+            return null if value is None else _floating(value)
+        return shape
     if f.datatype in ("double", "float"):
         return _floating
     if f.datatype in ("int", "long", "short", "unsignedByte"):
@@ -221,19 +243,22 @@ def formatter(f: Field) -> Callable[[Any], str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _cells_writer(datatypes: tuple[str, ...]) -> Any:
+def _cells_writer(columns: tuple[tuple[str, str], ...]) -> Any:
     """Return a function giving a row's cell texts (not yet escaped for XML).
 
     The same as applying each field's formatter, with the common cases (a
     finite float, a str, an int) written inline: a cone search's rows have a
     few hundred cells, and a function call per cell was most of their cost.
-    The function is generated once per list of datatypes.
+    The function is generated once per list of (datatype, null text) columns
+    (see :func:`null_text`).
     """
     cells = []
-    for i, datatype in enumerate(datatypes):
+    for i, (datatype, null) in enumerate(columns):
         fmt = formatter(Field("", datatype))
         v = f"v{i}"
-        if fmt is _floating:  # x - x == 0.0 only for a finite float
+        if null:
+            cells.append(f"{null!r} if {v} is None else _raw_floating({v})")
+        elif fmt is _floating:  # x - x == 0.0 only for a finite float
             cells.append(f"repr({v}) if type({v}) is float and {v} - {v} == 0.0 "
                          f"else _raw_floating({v})")
         elif fmt is _integer:
@@ -242,10 +267,10 @@ def _cells_writer(datatypes: tuple[str, ...]) -> Any:
             cells.append(f"{v} if type({v}) is str else _raw_text({v})")
         else:
             cells.append(f"_boolean({v})")
-    names = ", ".join(f"v{i}" for i in range(len(datatypes)))
+    names = ", ".join(f"v{i}" for i in range(len(columns)))
     body = ", ".join(f"({c})" for c in cells)
     source = (f"def cells_of(row):\n    ({names},) = row\n    return [{body}]\n"
-              if datatypes else "def cells_of(row):\n    return []\n")
+              if columns else "def cells_of(row):\n    return []\n")
     scope: dict[str, Any] = {"_raw_floating": _raw_floating, "_integer": _integer,
                              "_raw_text": _raw_text, "_boolean": _boolean}
     exec(source, scope)  # noqa: S102 - generated from datatype names only
@@ -347,7 +372,7 @@ def stream_votable(doc: TableDocument, rows: Iterable[Sequence[Any]],
     head.append("<DATA><TABLEDATA>")
     yield from out("".join(head))
     # text cells are escaped for XML only when a row needs it (rarely)
-    cells_of = _cells_writer(tuple(f.datatype for f in doc.fields))
+    cells_of = _cells_writer(tuple((f.datatype, null_text(f)) for f in doc.fields))
     width = len(doc.fields)
     n = 0
     overflow = False

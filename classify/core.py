@@ -21,6 +21,12 @@ Davis (1979, AJ 84, 1511), as GELATO also uses it (Harutyunyan et al. 2008):
    matches, its subtype, the redshift and age from the good matches of that type,
    or "no good match" when there are none. Never a forced type.
 
+When the spectrum shows narrow emission lines of its host galaxy at one
+redshift (two of [O II], H-beta, [O III], H-alpha), the search is made as SNID
+is run with a host redshift: templates within ``HOST_DZ`` of it only, and the
+supernova's redshift is its host's. Without a good match there, the free search
+stands.
+
 The templates are prepared (tapered, filtered, Fourier transformed) once per
 process and library.
 """
@@ -30,18 +36,18 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
 from scipy.fft import irfft, rfft
 from scipy.interpolate import LSQUnivariateSpline
-from scipy.ndimage import median_filter
+from scipy.ndimage import maximum_filter, median_filter
 
 from classify.spectrum import Spectrum, SpectrumError
 from classify.templates import TemplateLibrary, canonical_sn, load_library
 
-CLASSIFIER_VERSION = "snid-xc 1.0"
+CLASSIFIER_VERSION = "snid-xc 1.1"
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -87,6 +93,31 @@ WEIGHT_POWER = 2.0
 ZMAX_LIMIT = 1.5
 #: Tonry & Davis (1979): redshift error ≈ K·FWHM/(1 + r).
 TD_ERROR_K = 3.0 / 8.0
+#: The strongest narrow emission lines of a star-forming host galaxy ([O II]
+#: 3727, H-beta, [O III] 5007, H-alpha; rest wavelengths in air, Å), one per
+#: group. A redshift needs two groups. Close companions ([N II] beside H-alpha,
+#: [O III] 4959, [S II]) are left out: a pair of them, or one of them taken for
+#: its neighbour, gives a redshift a little off from a single line and a sky
+#: line or a supernova's feature (measured on noisy templates with added lines).
+HOST_LINES = ((3727.4,), (4861.3,), (5006.8,), (6562.8,))
+#: Significance of the strongest host line and of a line of a second group (a
+#: 4 sigma peak of Gaussian noise turns up by chance once in 30,000 trials: a few
+#: hundred candidate redshifts times a few groups stay well below one).
+LINE_SIGMA = (5.0, 4.0)
+#: Half width (Å) of the box a line's flux is summed over (unresolved lines of
+#: a low-resolution spectrograph), the continuum's running-median width (Å,
+#: wider than any host line, narrower than any supernova feature), and the
+#: largest distance (Å) of a line from its expected place.
+LINE_HALF_WIDTH = 4.0
+LINE_CONTINUUM = 60.0
+LINE_TOLERANCE = 3.0
+#: Coarsest sampling (Å per pixel) at which a host line can be told from the
+#: emission of a supernova (1000 km/s and more: 20 Å at 6000 Å); the templates'
+#: own grid, 7-11 Å per bin, is coarser.
+LINE_MAX_STEP = 5.0
+#: With a host redshift from its lines, templates are searched within this of it
+#: (a few times SNID's typical redshift error of 0.005).
+HOST_DZ = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +413,95 @@ def flatten(flux: F64, first: int, last: int) -> Flattened:
     return Flattened(out, out_w, out_n, first + lo, first + hi)
 
 
+def _box_sum(x: F64, half: int) -> F64:
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(x.size)
+    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, x.size)
+    out: F64 = c[hi] - c[lo]
+    return out
+
+
+def host_redshift(spectrum: Spectrum, zmin: float, zmax: float
+                  ) -> tuple[float, float] | None:
+    """Return the redshift of the host galaxy's narrow emission lines, and its error.
+
+    Narrow lines ([O II], H-beta, [O III], H-alpha with [N II], [S II]) stand on a star-
+    forming host's light under many supernova spectra; they give its redshift to
+    a few 1e-4, as surveys measure host redshifts. A line is a local maximum of
+    the flux above a running median, summed over a box of a resolution element,
+    in units of its noise (from the local scatter of the flux or the spectrum's
+    error, scaled up if the sums scatter more). A redshift needs a
+    line of ``LINE_SIGMA[0]`` and one of another group of ``LINE_SIGMA[1]``; of
+    several, the one with the most groups, then the largest total significance.
+
+    Returns
+    -------
+    tuple or None
+        The redshift (mean of the lines' redshifts, weighted by significance
+        squared) and its error (their scatter, at least the tolerance's), or None.
+    """
+    w, f = spectrum.wave, spectrum.flux
+    if w.size < 3 * MIN_BINS:
+        return None
+    step = float(np.median(np.diff(w)))
+    if not 0 < step <= LINE_MAX_STEP:
+        return None
+    width = max(round(LINE_CONTINUUM / step) | 1, 5)
+    resid = f - median_filter(f, size=width, mode="nearest")
+    half = max(round(LINE_HALF_WIDTH / step), 1)
+    # against the flux just beside it (an annulus 2-5 half widths away), so that
+    # the peak of a supernova's broad feature, whose sides stand as high, is no line
+    offsets = np.abs(np.arange(-5 * half, 5 * half + 1))
+    beside = median_filter(resid, footprint=(offsets >= 2 * half), mode="nearest")
+    box = _box_sum(resid - beside, half)
+    # a pixel's noise: the flux's local scatter about the running median, or the
+    # spectrum's error where that says more (sky lines); at most S/N 1000
+    pixel = 1.4826 * median_filter(np.abs(resid), size=width, mode="nearest")
+    if spectrum.error is not None:
+        pixel = np.maximum(pixel, spectrum.error)
+    pixel = np.maximum(pixel, 1e-3 * float(np.median(np.abs(f))))
+    noise = np.sqrt(_box_sum(pixel**2, half))
+    # neighbouring pixels of a resampled spectrum share their noise: the box
+    # sums then scatter more than independent pixels would give
+    shared = 1.4826 * float(np.median(np.abs(box - np.median(box)))) / float(
+        np.median(noise))
+    noise *= max(shared, 1.0)
+    sig = box / np.maximum(noise, 1e-300)
+    peak = sig >= maximum_filter(sig, size=2 * half + 1, mode="nearest")
+    peak &= sig >= LINE_SIGMA[1]
+    at = np.flatnonzero(peak)
+    if at.size < 2 or not (sig[at] >= LINE_SIGMA[0]).any():
+        return None
+    p_wave, p_sig = w[at], sig[at]
+    rest = [(g, line) for g, group in enumerate(HOST_LINES) for line in group]
+    best: tuple[int, float, float, float] | None = None
+    for j in np.flatnonzero(p_sig >= LINE_SIGMA[0]):
+        for _, line in rest:
+            z = p_wave[j] / line - 1
+            if not zmin <= z <= zmax:
+                continue
+            found: dict[int, tuple[float, float]] = {}  # group: (significance, z)
+            for g, other in rest:
+                d = np.abs(p_wave - other * (1 + z))
+                k = int(np.argmin(d))
+                if d[k] <= max(LINE_TOLERANCE, 1.5 * step) and \
+                        p_sig[k] > found.get(g, (0.0, 0.0))[0]:
+                    found[g] = (float(p_sig[k]), float(p_wave[k] / other - 1))
+            if len(found) < 2:
+                continue
+            sigs = np.array([v[0] for v in found.values()])
+            zs = np.array([v[1] for v in found.values()])
+            total = float(sigs.sum())
+            if best is None or (len(found), total) > (best[0], best[1]):
+                zw = float(np.average(zs, weights=sigs**2))
+                spread = float(np.sqrt(np.average((zs - zw) ** 2, weights=sigs**2)))
+                err = max(spread, LINE_TOLERANCE / 5000.0 * (1 + zw))
+                best = (len(found), total, zw, err)
+    if best is None:
+        return None
+    return best[2], best[3]
+
+
 def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
     lib = prep.library
     keep = prep.ok.copy()
@@ -578,7 +698,7 @@ def classify_spectrum(spectrum: Spectrum,
     opts = options or ClassifyOptions()
     lib = library or load_library()
     prep = prepare(lib)
-    nbin, dw = lib.nbin, lib.dwlog
+    nbin = lib.nbin
     flux, s_lo, s_hi = rebin_log(spectrum, lib, opts.wmin, opts.wmax)
     flattened = flatten(flux, s_lo, s_hi)
     flat, weight, s_lo, s_hi = (flattened.flux, flattened.weight, flattened.lo,
@@ -599,50 +719,101 @@ def classify_spectrum(spectrum: Spectrum,
     noise_power = gain * float(np.sum((flattened.noise * weight**2 * taper) ** 2))
     if s_norm[0] ** 2 < FEATURE_POWER * noise_power:
         return replace(empty, rlap=0.0)
-    if opts.z is not None:
-        centre = math.log1p(opts.z) / dw
-        lag_lo, lag_hi = math.floor(centre) - 1, math.ceil(centre) + 1
-    else:
-        lag_lo = math.floor(math.log1p(opts.zmin) / dw)
-        lag_hi = math.ceil(math.log1p(opts.zmax) / dw)
-    conj = prep.conj if idx.size == len(lib) else prep.conj[idx]
-    prod = conj * (s_spec[0] / np.float32(s_norm[0]))[None, :]
-    c = irfft(prod, n=prep.n, axis=1, overwrite_x=True)
-    lag0, h0 = _window_max(c, lag_lo, lag_hi)
-    h0 = np.where(_is_peak(c, lag0), h0, 0.0)
-    del c, prod
-    lap0 = _overlap(s_lo, s_hi, prep.lo[idx], prep.hi[idx], lag0.astype(np.float64))
-    score = np.where(h0 > 0, h0 * lap0, 0.0)
-    # step 5: the best candidates again, on their overlap only; r from there
-    order = np.argsort(-score, kind="stable")[:RECORRELATE]
-    cand = idx[order]
-    peaks, overlap = _recorrelate(prep, flat, weight, s_lo, s_hi, cand,
-                                  lag0[order].astype(np.float64), lag_lo, lag_hi)
-    lap2 = overlap * dw
-    rlap2 = np.where(peaks.h > 0, peaks.r * lap2, 0.0)
-    z = np.exp(peaks.lag * dw) - 1
-    if opts.z is not None:
-        z = np.full_like(z, opts.z)
-    width_z = (1 + z) * peaks.width * dw
-    z_err = TD_ERROR_K * width_z / (1 + np.maximum(peaks.r, 0))
-    good = (rlap2 >= opts.rlap_min) & (lap2 >= opts.lap_min) & (peaks.h >= H_MIN)
-    rank = np.argsort(-rlap2, kind="stable")
-    matches = [
-        Match(template=str(lib.sn[cand[i]]), type=str(lib.type[cand[i]]),
-              subtype=str(lib.subtype[cand[i]]), phase=float(lib.phase[cand[i]]),
-              z=round(float(z[i]), 5), z_err=round(float(z_err[i]), 5),
-              width=round(float(width_z[i]), 5), r=round(float(peaks.r[i]), 3),
-              lap=round(float(lap2[i]), 3), rlap=round(float(rlap2[i]), 3),
-              good=bool(good[i]))
-        for i in rank[:opts.top]
-    ]
-    best_rlap = round(float(rlap2[rank[0]]), 3) if rank.size else None
-    if not good.any():
-        return Verdict(None, None, None, None, None, None, None, best_rlap, False,
-                       matches, int(good.sum()), library_version=lib.version,
-                       spectrum=spectrum.name)
-    return _decide(lib, cand, good, rlap2, z, z_err, rank, matches, best_rlap,
-                   opts, spectrum.name)
+    search = _Search(prep, idx, s_spec[0] / np.float32(s_norm[0]), flattened, opts,
+                     spectrum.name)
+    if opts.z is None:
+        host = host_redshift(_cropped(spectrum, opts.wmin, opts.wmax), opts.zmin,
+                             opts.zmax)
+        if host is not None:
+            # SNID run at the host's redshift: templates near it only; the
+            # supernova's redshift is its host's (a free search if none is good)
+            z_host, z_host_err = host
+            near = search.run(max(opts.zmin, z_host - HOST_DZ),
+                              min(opts.zmax, z_host + HOST_DZ), None)
+            if near.good:
+                return replace(near, z=round(z_host, 5), z_err=round(z_host_err, 5))
+    return search.run(opts.zmin, opts.zmax, opts.z)
+
+
+def _cropped(spectrum: Spectrum, wmin: float | None, wmax: float | None) -> Spectrum:
+    if wmin is None and wmax is None:
+        return spectrum
+    keep = (spectrum.wave >= (wmin if wmin is not None else -np.inf)) & (
+        spectrum.wave <= (wmax if wmax is not None else np.inf))
+    return Spectrum(spectrum.wave[keep], spectrum.flux[keep],
+                    None if spectrum.error is None else spectrum.error[keep],
+                    spectrum.name)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """A flattened spectrum against the selected templates, over a redshift range."""
+
+    prep: Prepared
+    idx: npt.NDArray[np.intp]
+    #: the spectrum's filtered transform over its norm
+    spec: npt.NDArray[np.complex64]
+    flattened: Flattened
+    opts: ClassifyOptions
+    name: str
+
+    @cached_property
+    def correlation(self) -> F32:
+        """Return the correlation with every selected epoch (computed once)."""
+        prep, idx = self.prep, self.idx
+        conj = prep.conj if idx.size == len(prep.library) else prep.conj[idx]
+        c: F32 = irfft(conj * self.spec[None, :], n=prep.n, axis=1, overwrite_x=True)
+        return c
+
+    def run(self, zmin: float, zmax: float, z_fixed: float | None) -> Verdict:
+        """Correlate over [zmin, zmax] (or at ``z_fixed``); return the verdict."""
+        prep, idx, opts, name = self.prep, self.idx, self.opts, self.name
+        lib = prep.library
+        dw = lib.dwlog
+        flat, weight = self.flattened.flux, self.flattened.weight
+        s_lo, s_hi = self.flattened.lo, self.flattened.hi
+        if z_fixed is not None:
+            centre = math.log1p(z_fixed) / dw
+            lag_lo, lag_hi = math.floor(centre) - 1, math.ceil(centre) + 1
+        else:
+            lag_lo = math.floor(math.log1p(zmin) / dw)
+            lag_hi = math.ceil(math.log1p(zmax) / dw)
+        c = self.correlation
+        lag0, h0 = _window_max(c, lag_lo, lag_hi)
+        h0 = np.where(_is_peak(c, lag0), h0, 0.0)
+        lap0 = _overlap(s_lo, s_hi, prep.lo[idx], prep.hi[idx],
+                        lag0.astype(np.float64))
+        score = np.where(h0 > 0, h0 * lap0, 0.0)
+        # step 5: the best candidates again, on their overlap only; r from there
+        order = np.argsort(-score, kind="stable")[:RECORRELATE]
+        cand = idx[order]
+        peaks, overlap = _recorrelate(prep, flat, weight, s_lo, s_hi, cand,
+                                      lag0[order].astype(np.float64), lag_lo, lag_hi)
+        lap2 = overlap * dw
+        rlap2 = np.where(peaks.h > 0, peaks.r * lap2, 0.0)
+        z = np.exp(peaks.lag * dw) - 1
+        if z_fixed is not None:
+            z = np.full_like(z, z_fixed)
+        width_z = (1 + z) * peaks.width * dw
+        z_err = TD_ERROR_K * width_z / (1 + np.maximum(peaks.r, 0))
+        good = (rlap2 >= opts.rlap_min) & (lap2 >= opts.lap_min) & (peaks.h >= H_MIN)
+        rank = np.argsort(-rlap2, kind="stable")
+        matches = [
+            Match(template=str(lib.sn[cand[i]]), type=str(lib.type[cand[i]]),
+                  subtype=str(lib.subtype[cand[i]]), phase=float(lib.phase[cand[i]]),
+                  z=round(float(z[i]), 5), z_err=round(float(z_err[i]), 5),
+                  width=round(float(width_z[i]), 5), r=round(float(peaks.r[i]), 3),
+                  lap=round(float(lap2[i]), 3), rlap=round(float(rlap2[i]), 3),
+                  good=bool(good[i]))
+            for i in rank[:opts.top]
+        ]
+        best_rlap = round(float(rlap2[rank[0]]), 3) if rank.size else None
+        if not good.any():
+            return Verdict(None, None, None, None, None, None, None, best_rlap, False,
+                           matches, int(good.sum()), library_version=lib.version,
+                           spectrum=name)
+        return _decide(lib, cand, good, rlap2, z, z_err, rank, matches, best_rlap,
+                       opts, name)
 
 
 def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],

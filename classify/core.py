@@ -816,6 +816,15 @@ class _Search:
                        opts, name)
 
 
+@lru_cache(maxsize=4)
+def _type_sizes(library: TemplateLibrary) -> dict[str, float]:
+    """Return each main type's share of the library's supernovae (not epochs)."""
+    family_type = dict(zip(library.family.tolist(), library.type.tolist(), strict=True))
+    counts = Counter(family_type.values())
+    total = sum(counts.values())
+    return {t: n / total for t, n in counts.items()}
+
+
 def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
             good: npt.NDArray[np.bool_], rlap: F64, z: F64, z_err: F64,
             rank: npt.NDArray[np.intp], matches: list[Match], best_rlap: float | None,
@@ -834,14 +843,25 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
         chosen.append(int(i))
         if len(chosen) == VOTERS:
             break
-    types = Counter(str(lib.type[cand[i]]) for i in chosen)
+    # each voter's weight: 1/rank (the best match counts most, as SNID ranks its
+    # matches by rlap), over the square root of its type's share of the library
+    sizes = _type_sizes(lib)
+    vote = {int(i): 1.0 / (k + 1) / math.sqrt(sizes[str(lib.type[cand[i]])])
+            for k, i in enumerate(chosen)}
+    types: dict[str, float] = {}
+    for i in chosen:
+        t = str(lib.type[cand[i]])
+        types[t] = types.get(t, 0.0) + vote[i]
     best_first = {str(lib.type[cand[i]]): k
                   for k, i in reversed(list(enumerate(chosen)))}
     top_type = max(types, key=lambda t: (types[t], -best_first[t]))
-    fraction = types[top_type] / len(chosen)
+    fraction = types[top_type] / sum(types.values())
     # redshift and age from the voters of that type (the best epoch of each)
     of_type = np.array([i for i in chosen if lib.type[cand[i]] == top_type])
-    subtypes = Counter(str(lib.subtype[cand[i]]) for i in of_type)
+    subtypes: dict[str, float] = {}
+    for i in of_type:
+        sub = str(lib.subtype[cand[i]])
+        subtypes[sub] = subtypes.get(sub, 0.0) + vote[int(i)]
     top_sub = max(subtypes, key=lambda s: subtypes[s])
     weights = rlap[of_type] ** WEIGHT_POWER
     z_mean, z_spread = _weighted_stats(z[of_type], weights)

@@ -262,3 +262,36 @@ def test_host_lines_do_not_shift_a_supernova_redshift(
     assert v0.good and v1.good and v0.type == v1.type == "II"
     assert v0.z is not None and v1.z is not None
     assert abs(v0.z - 0.05) <= 0.005 and abs(v1.z - 0.05) <= 0.001
+
+
+# --- the vote -------------------------------------------------------------------
+
+
+def _sub_library(lib: TemplateLibrary, families: list[str],
+                 tag: str) -> TemplateLibrary:
+    rows = np.flatnonzero(np.isin(lib.family, families))
+    return TemplateLibrary(
+        flux=lib.flux[rows], sn=lib.sn[rows], type=lib.type[rows],
+        subtype=lib.subtype[rows], phase=lib.phase[rows], family=lib.family[rows],
+        w0=lib.w0, w1=lib.w1, version=f"{lib.version}-{tag}", source=lib.source,
+        licence=lib.licence)
+
+
+def test_best_match_of_a_rare_type_is_not_outvoted(library: TemplateLibrary) -> None:
+    # one Ib supernova among nine Ia ones that also match well: the Ib itself
+    # matches best by far; nine weaker Ia matches do not outvote it
+    spec = template_spectrum(library, _epoch(library, "sn2005hg", -8.0), 0.05,
+                             snr=20.0, seed=8)
+    ranked = classify_spectrum(spec, ClassifyOptions(top=1000), library=library)
+    ia: list[str] = []
+    for m in ranked.matches:
+        family = str(library.family[np.flatnonzero(library.sn == m.template)[0]])
+        if m.good and m.type == "Ia" and family not in ia:
+            ia.append(family)
+    assert len(ia) >= 9
+    small = _sub_library(library, ["sn2005hg", *ia[:9]], "vote")
+    v = classify_spectrum(spec, ClassifyOptions(top=1000), library=small)
+    assert v.good and v.type == "Ib" and v.subtype == "Ib-norm"
+    assert v.matches[0].template == "sn2005hg"
+    assert len({m.template for m in v.matches if m.good and m.type == "Ia"}) >= 5
+    assert v.fraction is not None and 0.5 < v.fraction < 1.0

@@ -247,6 +247,22 @@ def test_no_host_redshift_without_two_groups_of_lines(
     assert host_redshift(spec, -0.01, 1.2) is None
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_host_lines_without_a_supernova_are_no_good_match(
+        library: TemplateLibrary, seed: int) -> None:
+    # a galaxy's lines on a flat continuum: a redshift, but nothing to classify
+    rng = np.random.default_rng(seed)
+    wave = np.arange(3700.0, 9000.0, 1.5)
+    flux = np.full_like(wave, 10.0)
+    for rest in HOST:
+        flux += 8.0 * np.exp(-0.5 * ((wave - rest * 1.2) / 2.5) ** 2)
+    spec = checked(wave, flux + rng.normal(0.0, 0.5, wave.size), None, "galaxy")
+    found = host_redshift(spec, -0.01, 1.2)
+    assert found is not None and abs(found[0] - 0.2) < 0.001
+    v = classify_spectrum(spec, library=library)
+    assert not v.good and v.type is None and v.z is None
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_noise_has_no_host_redshift(seed: int) -> None:
     assert host_redshift(_noise(seed), -0.01, 1.2) is None

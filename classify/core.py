@@ -115,6 +115,8 @@ LINE_TOLERANCE = 3.0
 #: emission of a supernova (1000 km/s and more: 20 Å at 6000 Å); the templates'
 #: own grid, 7-11 Å per bin, is coarser.
 LINE_MAX_STEP = 5.0
+#: Peaks tried as each host line, strongest first.
+LINE_SEEDS = 50
 #: With a host redshift from its lines, templates are searched within this of it
 #: (a few times SNID's typical redshift error of 0.005).
 HOST_DZ = 0.02
@@ -472,34 +474,39 @@ def host_redshift(spectrum: Spectrum, zmin: float, zmax: float
     at = np.flatnonzero(peak)
     if at.size < 2 or not (sig[at] >= LINE_SIGMA[0]).any():
         return None
-    p_wave, p_sig = w[at], sig[at]
-    rest = [(g, line) for g, group in enumerate(HOST_LINES) for line in group]
-    best: tuple[int, float, float, float] | None = None
-    for j in np.flatnonzero(p_sig >= LINE_SIGMA[0]):
-        for _, line in rest:
-            z = p_wave[j] / line - 1
-            if not zmin <= z <= zmax:
-                continue
-            found: dict[int, tuple[float, float]] = {}  # group: (significance, z)
-            for g, other in rest:
-                d = np.abs(p_wave - other * (1 + z))
-                k = int(np.argmin(d))
-                if d[k] <= max(LINE_TOLERANCE, 1.5 * step) and \
-                        p_sig[k] > found.get(g, (0.0, 0.0))[0]:
-                    found[g] = (float(p_sig[k]), float(p_wave[k] / other - 1))
-            if len(found) < 2:
-                continue
-            sigs = np.array([v[0] for v in found.values()])
-            zs = np.array([v[1] for v in found.values()])
-            total = float(sigs.sum())
-            if best is None or (len(found), total) > (best[0], best[1]):
-                zw = float(np.average(zs, weights=sigs**2))
-                spread = float(np.sqrt(np.average((zs - zw) ** 2, weights=sigs**2)))
-                err = max(spread, LINE_TOLERANCE / 5000.0 * (1 + zw))
-                best = (len(found), total, zw, err)
-    if best is None:
+    p_wave, p_sig = w[at], sig[at]  # in increasing wavelength
+    # every strong peak (the strongest LINE_SEEDS) as every line: the redshifts
+    seeds = np.argsort(-p_sig, kind="stable")[:LINE_SEEDS]
+    seeds = seeds[p_sig[seeds] >= LINE_SIGMA[0]]
+    lines = np.array([line for group in HOST_LINES for line in group])
+    z = (p_wave[seeds][:, None] / lines[None, :] - 1).ravel()
+    z = z[(z >= zmin) & (z <= zmax)]
+    if z.size == 0:
         return None
-    return best[2], best[3]
+    tolerance = max(LINE_TOLERANCE, 1.5 * step)
+    # each group's line found at each redshift: its significance and redshift
+    group_sig = np.zeros((len(HOST_LINES), z.size))
+    group_z = np.zeros((len(HOST_LINES), z.size))
+    for g, group in enumerate(HOST_LINES):
+        for line in group:
+            expected = line * (1 + z)
+            k = np.clip(np.searchsorted(p_wave, expected), 1, at.size - 1)
+            nearer = np.abs(p_wave[k - 1] - expected) < np.abs(p_wave[k] - expected)
+            k = np.where(nearer, k - 1, k)
+            hit = np.where(np.abs(p_wave[k] - expected) <= tolerance, p_sig[k], 0.0)
+            better = hit > group_sig[g]
+            group_sig[g] = np.where(better, hit, group_sig[g])
+            group_z[g] = np.where(better, p_wave[k] / line - 1, group_z[g])
+    groups = (group_sig > 0).sum(axis=0)
+    if groups.max() < 2:
+        return None
+    # the most groups, then the largest total significance
+    best = int(np.lexsort((group_sig.sum(axis=0), groups))[-1])
+    sigs, zs = group_sig[:, best], group_z[:, best]
+    zs, wts = zs[sigs > 0], sigs[sigs > 0] ** 2
+    z_host = float(np.average(zs, weights=wts))
+    spread = float(np.sqrt(np.average((zs - z_host) ** 2, weights=wts)))
+    return z_host, max(spread, LINE_TOLERANCE / 5000.0 * (1 + z_host))
 
 
 def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:

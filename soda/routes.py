@@ -17,7 +17,6 @@ from soda.cutout import NoOverlap, cut
 from soda.params import parse_cutout
 from soda.query import coverage_of
 from vo_archive import web
-from vo_archive.access import caller_connection
 from vo_archive.dal import parse_publisher_did
 from vo_archive.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
 from vo_archive.files import file_response, find_version
@@ -63,7 +62,7 @@ def sync() -> Response:
     f = find_version(*ids)  # the access rule of /products: 404 when not visible
     if not req.filters:
         return file_response(f)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         cov = coverage_of(conn, *ids)
     if cov is None:
         raise NotFoundFault(f"no dataset {req.did} (or it is not public)")

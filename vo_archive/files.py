@@ -13,7 +13,7 @@ from flask import Blueprint, Response, send_file
 from sqlalchemy import text
 
 from vo_archive import web
-from vo_archive.access import caller_connection, current_caller
+from vo_archive.access import current_caller
 from vo_archive.dali.errors import AuthorizationFault, FaultStyle, NotFoundFault
 from vo_archive.ingest.storage import Storage
 
@@ -49,7 +49,7 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
                                         and not 0 < version_no < 1 << 31):
         raise NotFoundFault(f"no product {product_id}")
     where = "v.version_no = :vno" if version_no is not None else "v.is_current"
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         row = conn.execute(
             text(
                 # where is one of two fixed conditions; values are bound

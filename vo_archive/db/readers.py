@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg2
+import psycopg2.errors
 from sqlalchemy import Engine, exc
 from sqlalchemy.engine import make_url
 
@@ -60,6 +61,9 @@ PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
 #: SQLSTATEs of a server that cannot answer now (another node may): too many
 #: connections, and a query cancelled by a conflict with recovery on a standby.
 _NODE_STATES = frozenset({"53300", "40001"})
+_ELSEWHERE = (psycopg2.errors.AdminShutdown, psycopg2.errors.CrashShutdown,
+              psycopg2.errors.CannotConnectNow, psycopg2.errors.TooManyConnections,
+              psycopg2.errors.SerializationFailure)
 
 
 def parse_lsn(text: str | None) -> int | None:
@@ -121,10 +125,15 @@ def node_failure(error: BaseException) -> bool:
         if error.orig is None:
             return isinstance(error, exc.OperationalError)
         error = error.orig
+    if isinstance(error, _ELSEWHERE):
+        return True
     if not isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
         return False
     code = error.pgcode
-    return code is None or code.startswith("57P") or code in _NODE_STATES
+    if code is None:
+        # no SQLSTATE: the connection itself failed (refused, dropped, closed)
+        return type(error) in (psycopg2.OperationalError, psycopg2.InterfaceError)
+    return code.startswith("57P") or code in _NODE_STATES
 
 
 def display_dsn(dsn: str) -> str:

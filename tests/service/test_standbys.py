@@ -159,6 +159,36 @@ def test_positional_and_tap_queries_run_on_standbys(site: Site) -> None:
     assert calls(rc, "%UPDATE uws.job%")[0] >= 1
 
 
+def active(rc: ReplicatedCluster, marker: str) -> list[int]:
+    """Return, per node, how many backends run a query containing ``marker``."""
+    return [int(rc.execute(node, (
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+        "query LIKE %s AND pid <> pg_backend_pid()"), (f"%{marker}%",))[0][0])
+        for node in rc.nodes()]
+
+
+def test_abort_cancels_a_job_query_running_on_a_standby(site: Site) -> None:
+    rc = site.rc
+    base = site.server.url + "/tap/async"
+    r = requests.post(base, timeout=30, data={
+        "LANG": "ADQL", "PHASE": "RUN", "QUERY":
+        "SELECT COUNT(*) FROM ivoa.ObsCore AS a, ivoa.ObsCore AS b, "
+        "ivoa.ObsCore AS c, ivoa.ObsCore AS d, ivoa.ObsCore AS standby_e"})
+    job = r.url
+    deadline = time.monotonic() + 30
+    while sum(active(rc, "standby_e")[1:]) == 0:
+        assert time.monotonic() < deadline, "the job's query never ran on a standby"
+        time.sleep(0.2)
+    assert active(rc, "standby_e")[0] == 0
+    r = requests.post(job + "/phase", data={"PHASE": "ABORT"}, timeout=30)
+    assert b"<uws:phase>ABORTED</uws:phase>" in r.content
+    deadline = time.monotonic() + 10
+    while sum(active(rc, "standby_e")) > 0:
+        assert time.monotonic() < deadline, "the aborted query still runs"
+        time.sleep(0.2)
+    assert requests.get(job + "/phase", timeout=30).text.strip() == "ABORTED"
+
+
 def test_reads_spread_over_both_standbys(site: Site) -> None:
     rc = site.rc
     path, params = positional(site)["scs"]

@@ -52,6 +52,8 @@ T = TypeVar("T")
 
 #: Seconds a connection to a standby may take before the standby is given up.
 CONNECT_TIMEOUT_S = 2
+#: Seconds the first read of a process waits at most for the first checks.
+FIRST_CHECK_S = 10.0
 #: What a check asks a standby.
 CHECK_SQL = (
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
@@ -202,14 +204,17 @@ class ReadNodes:
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        # a check that has not come back for this long means a hung node
-        self._stale_s = 3 * interval_s + CONNECT_TIMEOUT_S + 1
+        # a check that has not come back for this long means a hung node (or
+        # a starved process: not too eager)
+        self._stale_s = max(FIRST_CHECK_S, 3 * interval_s + CONNECT_TIMEOUT_S + 1)
         if watch and self.nodes:
             for node in self.nodes:
                 threading.Thread(target=self._watch, args=(node,), daemon=True,
                                  name=f"standby-check {display_dsn(node.dsn)}"
                                  ).start()
-            deadline = time.monotonic() + CONNECT_TIMEOUT_S + 1
+            # the first reads wait for the first checks: a refused or healthy
+            # node answers at once, one that does not after CONNECT_TIMEOUT_S
+            deadline = time.monotonic() + FIRST_CHECK_S
             for node in self.nodes:
                 node.first_check.wait(max(0.0, deadline - time.monotonic()))
 

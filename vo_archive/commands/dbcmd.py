@@ -132,8 +132,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 info["cone ranges"] = (
                     f"made in the server (vo_archive_cone {cone})" if cone
                     else "made by the archive (vo_archive_cone not installed)")
-    if settings.read_dsns:
+    if settings.read_dsns and (settings.dsn or info.get("running")):
         info["nodes"] = _node_lines(settings)
+    elif settings.read_dsns:  # never started by a status
+        info["standbys"] = f"{len(settings.read_dsns)} configured; the primary is " \
+                           "not running"
     else:
         info["standbys"] = "none configured (read_dsns): every read goes to the primary"
     if args.json:

@@ -167,7 +167,10 @@ def _show_node(node: dict[str, Any]) -> str:
 
 def cmd_standby_add(args: argparse.Namespace, settings: Settings) -> int:
     """Make a hot standby of the embedded cluster."""
-    _embedded_only(settings)
+    if settings.dsn:
+        raise CommandError(
+            "VO_ARCHIVE_DSN points at an existing server: make its standbys with "
+            "pg_basebackup -R on their hosts and list them in read_dsns")
     cluster = cluster_for(settings)
     if not cluster.initialised:
         raise CommandError(f"no embedded cluster at {cluster.pgdata}; run "

@@ -14,7 +14,6 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection
 from vo_archive.config import Settings, load_settings
 from vo_archive.db.outage import database_unavailable, unavailable_fault
 from vo_archive.vo.dali.errors import (
@@ -194,7 +193,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 def landing() -> str:
     """Say what the archive holds and list its services."""
     counts: dict[str, Any] = {"total": 0, "instrument": [], "level": [], "runs": []}
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         counts["total"] = conn.execute(
             text("SELECT count(*) FROM pessto.products")).scalar_one()
         counts["instrument"] = conn.execute(text(

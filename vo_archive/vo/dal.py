@@ -20,7 +20,7 @@ from xml.sax.saxutils import quoteattr
 
 import psycopg2
 from flask import Response, stream_with_context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from vo_archive import web
@@ -106,10 +106,11 @@ def votable_response(doc: TableDocument, query: ShapedQuery | None,
         it = iter(rows) if convert is None else map(convert, rows)
         return it if transform is None else transform(it)
 
+    proprietary = current_caller().sees_proprietary
     if maxrec is not None and maxrec <= BUFFERED_MAXREC:
         try:
-            rows = statements.run(web.engine(pre_ping=False), query,
-                                  current_caller().sees_proprietary)
+            rows = web.read(lambda engine: statements.run(engine, query, proprietary),
+                            pre_ping=False)
         except psycopg2.Error as exc:
             fault = _database_fault(exc, region_param)
             if fault is None:
@@ -118,19 +119,24 @@ def votable_response(doc: TableDocument, query: ShapedQuery | None,
         return Response(b"".join(stream_votable(doc, output(rows), maxrec)),
                         mimetype=mimetype)
 
-    cm: AbstractContextManager[Connection] = caller_connection(web.engine())
-    conn = cm.__enter__()
+    def start(engine: Engine) -> tuple[AbstractContextManager[Connection], Any]:
+        # the first rows are read here, before anything is sent: a standby that
+        # fails by then is passed over (web.read)
+        cm = caller_connection(engine)
+        conn = cm.__enter__()
+        try:
+            return cm, _stream(conn, query)
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
     try:
-        result = _stream(conn, query)
+        cm, result = web.read(start)
     except DBAPIError as exc:
-        cm.__exit__(type(exc), exc, exc.__traceback__)
         fault = _database_fault(exc, region_param)
         if fault is None:
             raise
         raise fault from exc
-    except BaseException as exc:
-        cm.__exit__(type(exc), exc, exc.__traceback__)
-        raise
 
     def generate() -> Iterator[bytes]:
         try:

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, g
 from sqlalchemy import Connection, and_, select, text
 
 from vo_archive import web
-from vo_archive.access import caller_connection, current_caller, visible
+from vo_archive.access import current_caller, visible
 from vo_archive.vo.dal import (
     DATALINK_STANDARD,
     parse_publisher_did,
@@ -355,7 +355,7 @@ def links() -> Response:
     # links to the twin (the answer of an authenticated caller) need credentials
     link_auth = "false" if web.base_url() == web.public_base_url() else "true"
     hidden = 0
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         for did in ids:
             found = links_of(conn, did, s.publisher_authority, preferred)
             hidden += found[0].local_semantics == NOT_VISIBLE

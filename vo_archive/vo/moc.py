@@ -23,7 +23,7 @@ from flask import Blueprint, Response, g
 from sqlalchemy import text
 
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection, current_caller
+from vo_archive.access import current_caller
 from vo_archive.vo.dali.errors import FaultStyle, UsageFault
 from vo_archive.vo.sky import unit_vectors
 from vo_archive.vo.votable import spherical_pairs
@@ -140,7 +140,7 @@ def _requested_format(suffix: str | None) -> str:
 
 def _cached(fmt: str) -> Path:
     settings = web.settings()
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         count, newest = conn.execute(text(
             "SELECT count(*), coalesce(max(version_id), 0) FROM pessto.products")).one()
         scope = "all" if current_caller().sees_proprietary else "public"

@@ -10,16 +10,21 @@ and the OpenAPI description (``openapi``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from flask import current_app, request
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from vo_archive.access import current_caller
+from vo_archive.access import Caller, caller_connection, current_caller
 from vo_archive.config import Settings
 from vo_archive.db.engine import get_engine
+from vo_archive.db.readers import read_nodes
 from vo_archive.vo.dali.errors import FaultStyle, UsageFault
 from vo_archive.vo.dali.params import ParamSet
+
+T = TypeVar("T")
 
 
 def settings() -> Settings:
@@ -36,6 +41,35 @@ def engine(pre_ping: bool = True) -> Engine:
     See :func:`vo_archive.db.engine.get_engine` for ``pre_ping``.
     """
     return get_engine(settings(), pre_ping)
+
+
+def read(work: Callable[[Engine], T], pre_ping: bool = True) -> T:
+    """Do read-only work on a healthy standby, or on the primary.
+
+    ``work`` gets the engine of the chosen node; when that node cannot be
+    reached, it is called again with the next one (the primary last), so it
+    must not have sent anything to the client yet. Without configured standbys
+    it runs once on :func:`engine`. See :mod:`vo_archive.db.readers`.
+    """
+    return read_nodes(settings()).run(work, pre_ping)
+
+
+def read_engine(pre_ping: bool = True) -> Engine:
+    """Return the engine of the node the next read should use (no retry)."""
+    return read_nodes(settings()).engine(pre_ping)
+
+
+@contextlib.contextmanager
+def reading(caller: Caller | None = None) -> Iterator[Connection]:
+    """Open a read-only request's transaction, scoped to the caller, on a standby.
+
+    Like :func:`vo_archive.access.caller_connection` on :func:`engine`, but on
+    a healthy standby (the primary when there is none); a node that cannot be
+    reached is passed over before the block runs. A page that must see its
+    own writes (an upload's result) uses ``caller_connection(engine())``.
+    """
+    with contextlib.ExitStack() as stack:
+        yield read(lambda eng: stack.enter_context(caller_connection(eng, caller)))
 
 
 def params() -> ParamSet:

@@ -49,18 +49,22 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
                                         and not 0 < version_no < 1 << 31):
         raise NotFoundFault(f"no product {product_id}")
     where = "v.version_no = :vno" if version_no is not None else "v.is_current"
-    with caller_connection(web.engine()) as conn:
-        row = conn.execute(
-            text(
-                # where is one of two fixed conditions; values are bound
-                "SELECT v.product_id, v.version_no, v.filename, v.storage_key, "  # noqa: S608
-                "v.file_size, v.sha256, v.md5 FROM archive.version v "
-                "JOIN archive.product p USING (product_id) "
-                f"WHERE v.product_id = :pid AND {where} "
-                "AND archive.visible(p.release_date)"
-            ),
-            {"pid": product_id, "vno": version_no},
-        ).first()
+    sql = text(
+        # where is one of two fixed conditions; values are bound
+        "SELECT v.product_id, v.version_no, v.filename, v.storage_key, "  # noqa: S608
+        "v.file_size, v.sha256, v.md5 FROM archive.version v "
+        "JOIN archive.product p USING (product_id) "
+        f"WHERE v.product_id = :pid AND {where} "
+        "AND archive.visible(p.release_date)"
+    )
+    values = {"pid": product_id, "vno": version_no}
+    with web.reading() as conn:
+        row = conn.execute(sql, values).first()
+    if row is None and web.settings().read_dsns:
+        # a product just uploaded may not have reached the standby yet: its
+        # uploader follows the Location of the answer at once
+        with caller_connection(web.engine()) as conn:
+            row = conn.execute(sql, values).first()
     if row is None:
         what = f"version {version_no} of product {product_id}" if version_no else \
             f"product {product_id}"

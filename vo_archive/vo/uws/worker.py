@@ -68,32 +68,41 @@ class JobRun:
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record_backend(self, pid: int) -> None:
+    def record_backend(self, pid: int, engine: Engine | None = None) -> None:
         """Remember which database backend runs the job's query, and watch it.
 
         ABORT cancels the query from the web server at once; but an ABORT that
         lands between this call and the query's start would find nothing to
         cancel, so a watchdog thread also cancels the backend as soon as the
         job leaves EXECUTING (aborted, deleted, or destroyed).
-        """
-        with self.engine.begin() as conn:
-            conn.execute(text("UPDATE uws.job SET backend_pid = :p WHERE job_id = :id"),
-                         {"p": pid, "id": self.job.job_id})
-        threading.Thread(target=self._watch, args=(pid,), daemon=True,
-                         name=f"uws-watch-{self.job.job_id}").start()
 
-    def _watch(self, pid: int) -> None:
+        A query on a standby (``engine`` is not the primary's) has a backend
+        the web server cannot reach through the primary: its pid is not
+        recorded (it would name another process there), and the watchdog
+        cancels it on the standby.
+        """
+        on_primary = engine is None or engine is self.engine
+        if on_primary:
+            with self.engine.begin() as conn:
+                conn.execute(text(
+                    "UPDATE uws.job SET backend_pid = :p WHERE job_id = :id"),
+                    {"p": pid, "id": self.job.job_id})
+        threading.Thread(target=self._watch, args=(pid, engine or self.engine),
+                         daemon=True, name=f"uws-watch-{self.job.job_id}").start()
+
+    def _watch(self, pid: int, node: Engine) -> None:
         while not self.done.wait(WATCH_INTERVAL):
             try:
                 with self.engine.begin() as conn:
                     phase = conn.execute(text(
                         "SELECT phase FROM uws.job WHERE job_id = :id "
                         "AND destruction > now()"), {"id": self.job.job_id}).scalar()
-                    if phase != Phase.EXECUTING.value:
-                        with self.lock:  # never cancel once the runner is done
-                            if not self.done.is_set():
+                if phase != Phase.EXECUTING.value:
+                    with self.lock:  # never cancel once the runner is done
+                        if not self.done.is_set():
+                            with node.begin() as conn:
                                 cancel_backend(conn, pid)
-                        return
+                    return
             except Exception:  # keep watching; the job may end
                 log.exception("watching job %s", self.job.job_id)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection, current_caller
+from vo_archive.access import current_caller
 from vo_archive.ingest.storage import Storage
 from vo_archive.retrieval import query
 from vo_archive.retrieval.params import check_known
@@ -74,7 +74,7 @@ def search() -> WerkzeugResponse | str:
     params = web.params()
     check_known(params, frozenset({"Q", "RADIUS"}))
     s = parse_search(params.single("Q") or "", params.single("RADIUS"))
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         if s.is_position:
             assert s.ra is not None and s.dec is not None  # noqa: S101 - typed
             found = targets_near(conn, s.ra, s.dec, s.radius_arcsec)

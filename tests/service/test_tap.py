@@ -279,6 +279,16 @@ def test_uws_job_lifecycle(live_server: LiveServer) -> None:
     assert requests.get(job, timeout=30).status_code == 404
 
 
+def _running_tap_queries(live_server: LiveServer) -> int:
+    """How many backends run a TAP query now (read through a cursor: its FETCH)."""
+    from sqlalchemy import text
+
+    with live_server.archive.engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+            "query LIKE 'FETCH%tap_query%' AND pid <> pg_backend_pid()")).scalar_one())
+
+
 def test_uws_abort(live_server: LiveServer) -> None:
     base = live_server.url + "/tap/async"
     r = requests.post(base, data={"LANG": "ADQL", "PHASE": "RUN", "QUERY":
@@ -286,22 +296,17 @@ def test_uws_abort(live_server: LiveServer) -> None:
                                   "ivoa.ObsCore AS b, ivoa.ObsCore AS c, "
                                   "ivoa.ObsCore AS d"}, timeout=30)
     job = r.url
-    requests.get(job, params={"WAIT": "5", "PHASE": "QUEUED"}, timeout=30)
+    # the job's query is seen running before it is aborted
+    deadline = time.monotonic() + 30
+    while _running_tap_queries(live_server) == 0:
+        assert time.monotonic() < deadline, "the job's query never ran"
+        time.sleep(0.2)
     r = requests.post(job + "/phase", data={"PHASE": "ABORT"}, timeout=30)
     assert b"<uws:phase>ABORTED</uws:phase>" in r.content
     assert requests.get(job + "/phase", timeout=30).text.strip() == "ABORTED"
     # the query itself stops too (cancelled by the web server or the watchdog)
-    from sqlalchemy import text
-
     deadline = time.monotonic() + 10
-    while True:
-        with live_server.archive.engine.connect() as conn:
-            running = conn.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
-                "query LIKE '%ivoa.ObsCore AS d%' AND pid <> pg_backend_pid()")
-            ).scalar_one()
-        if running == 0:
-            break
+    while _running_tap_queries(live_server) > 0:
         assert time.monotonic() < deadline, "aborted query still running"
         time.sleep(0.2)
 

@@ -21,7 +21,6 @@ from vo_archive.access import caller_connection
 from vo_archive.dal import parse_publisher_did
 from vo_archive.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
 from vo_archive.files import file_response, find_version
-from vo_archive.ingest.storage import Storage
 from vo_archive.vosi import add_vosi_routes
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,8 @@ def sync() -> Response:
     if cov is None:
         raise NotFoundFault(f"no dataset {req.did} (or it is not public)")
     try:
-        body = cut(Storage(s.storage_dir).path_of(f.storage_key), req, cov)
+        with web.storage().local_path(f.storage_key) as path:
+            body = cut(path, req, cov)
     except NoOverlap as exc:
         log.info("SODA %s: no overlap (%s) [%s]", req.did, exc, g.get("request_id"))
         return Response(status=204)  # SODA 1.0 §5.1: no pixels, no body

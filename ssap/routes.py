@@ -18,7 +18,6 @@ from vo_archive import web
 from vo_archive.dal import datalink_descriptor, parse_publisher_did, votable_response
 from vo_archive.dali.errors import FaultStyle, NotFoundFault
 from vo_archive.files import file_response, find_version
-from vo_archive.ingest.storage import Storage
 from vo_archive.spectra import NotASpectrum, read_spectrum
 from vo_archive.vosi import add_vosi_routes
 from vo_archive.votable import Info, TableDocument, stream_votable
@@ -64,7 +63,8 @@ def get_data() -> Response:
     if req.format is SpectrumFormat.FITS:
         return file_response(f)
     try:
-        spec = read_spectrum(Storage(web.settings().storage_dir).path_of(f.storage_key))
+        with web.storage().local_path(f.storage_key) as path:
+            spec = read_spectrum(path)
     except NotASpectrum as exc:
         raise NotFoundFault(f"{f.filename} holds no 1D spectrum: {exc}") from exc
     body = b"".join(stream_votable(spectrum_document(spec, req.pubdid),

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.registrycmd",
     "vo_archive.commands.classifycmd",
     "vo_archive.commands.marshallcmd",
+    "vo_archive.commands.storagecmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -12,6 +12,7 @@ from vo_archive.config import Settings
 from vo_archive.dali.errors import FaultStyle, UsageFault
 from vo_archive.dali.params import ParamSet
 from vo_archive.db.engine import get_engine
+from vo_archive.ingest.storage import Storage, open_storage
 
 
 def settings() -> Settings:
@@ -20,6 +21,11 @@ def settings() -> Settings:
     if not isinstance(s, Settings):
         raise AssertionError("the app was made without archive settings")
     return s
+
+
+def storage() -> Storage:
+    """Return the archive's file storage (local folder or object store)."""
+    return open_storage(settings())
 
 
 def engine(pre_ping: bool = True) -> Engine:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from tests.conftest import Archive
 from tests.s3server import SeaweedS3
+from vo_archive.db.cluster import free_port
 from vo_archive.ingest.pipeline import Ingestor, Outcome
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, check
 from vo_archive.ingest.s3 import S3Storage
@@ -225,3 +226,27 @@ def test_sigkill_at_random_moments(make_s3_archive: Callable[..., Archive],
     subprocess.run(_ingest_cmd(src), env=_env(archive, s3_server), check=True,
                    timeout=300)
     assert _assert_consistent(archive, s3_server) == 30
+
+
+def test_unreachable_store_stops_ingest_with_one_line(
+        make_s3_archive: Callable[..., Archive], s3_server: SeaweedS3,
+        demo_files: list[Path]) -> None:
+    archive = make_s3_archive()
+    src = _source(archive, demo_files, 2)
+    env = _env(archive, s3_server)
+    env["VO_ARCHIVE_S3_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nobody there
+    done = subprocess.run(_ingest_cmd(src), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ingest stopped after 0 of 2 files" in done.stderr
+    assert "s3://" in done.stderr
+    check_run = subprocess.run(
+        [sys.executable, "-m", "vo_archive", "db", "check"], env=env,
+        capture_output=True, text=True, timeout=300)
+    assert check_run.returncode == 2
+    assert check_run.stderr.startswith("vo-archive: error: cannot write")
+    missing = dict(_env(archive, s3_server), VO_ARCHIVE_S3_BUCKET="no-such-bucket")
+    done = subprocess.run(_ingest_cmd(src), env=missing, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 3 and "Traceback" not in done.stderr

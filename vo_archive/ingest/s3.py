@@ -110,7 +110,7 @@ class S3Storage(Storage):
             from botocore.config import Config
 
             config = Config(
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=10, read_timeout=120, max_pool_connections=32,
                 # the archive checks content itself (Content-MD5, SHA-256);
                 # newer default checksums are not understood by every store
@@ -367,28 +367,31 @@ class S3Storage(Storage):
         """Remove a session's staging folder, temporary objects and unfinished parts."""
         super().remove_session(session_id)
         prefix = f"{self.prefix}{TMP}{session_id}/"
-        for obj in list(self._list(prefix)):
-            self._delete(obj["Key"])
+        with self.writing():
+            for obj in list(self._list(prefix)):
+                self._delete(obj["Key"])
         self.abort_uploads(prefix)
 
     def tmp_session_ids(self) -> set[int]:
         """Return the sessions with staged files or temporary objects."""
         ids = super().tmp_session_ids()
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + TMP, Delimiter="/")
-        for page in pages:
-            for cp in page.get("CommonPrefixes", []):
-                name = cp["Prefix"][len(self.prefix + TMP):].rstrip("/")
-                if name.isdigit():
-                    ids.add(int(name))
+        with self.writing():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + TMP, Delimiter="/")
+            for page in pages:
+                for cp in page.get("CommonPrefixes", []):
+                    name = cp["Prefix"][len(self.prefix + TMP):].rstrip("/")
+                    if name.isdigit():
+                        ids.add(int(name))
         return ids
 
     def remove_unreferenced(self, storage_key: str) -> bool:
         """Delete a stored object; return whether it existed."""
         key = self.object_key(storage_key)
-        if self._head(key) is None:
-            return False
-        self._delete(key)
+        with self.writing():
+            if self._head(key) is None:
+                return False
+            self._delete(key)
         return True
 
     # -- reading ---------------------------------------------------------------
@@ -396,10 +399,11 @@ class S3Storage(Storage):
         """Return {storage key: size} of every archived file (one listing)."""
         out: dict[str, int] = {}
         skip = (TMP, PREVIEWS)
-        for obj in self._list(self.prefix):
-            key = str(obj["Key"])[len(self.prefix):]
-            if not key.startswith(skip):
-                out[key] = int(obj["Size"])
+        with self.writing():  # an unreachable store: one clear error
+            for obj in self._list(self.prefix):
+                key = str(obj["Key"])[len(self.prefix):]
+                if not key.startswith(skip):
+                    out[key] = int(obj["Size"])
         return out
 
     def size_of(self, storage_key: str) -> int | None:

@@ -226,3 +226,24 @@ def test_cutout_and_getdata_read_from_the_store(s3_site: S3Site) -> None:
     assert r.status_code == 200, r.text[:500]
     table = strict_votable(r.content).get_first_table()
     assert len(table.array) > 10
+
+
+def test_object_page_and_spectrum_csv_read_from_the_store(s3_site: S3Site) -> None:
+    spec = _version(s3_site, "p.product_type IN ('fluxcal_1d', 'extracted_1d', "
+                    "'telluric_corrected_1d') AND p.target_id IS NOT NULL "
+                    "AND p.category = 'science' AND v.is_current")
+    r = s3_site.server.get(f"/products/{spec['product_id']}/versions/"
+                           f"{spec['version_no']}/spectrum.csv")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines[0].startswith("wavelength_angstrom,") and len(lines) > 10
+    with s3_site.archive.engine.connect() as conn:
+        name = conn.execute(text(
+            "SELECT t.name FROM archive.target t JOIN archive.product p "
+            "USING (target_id) WHERE p.product_id = :p"),
+            {"p": spec["product_id"]}).scalar_one()
+    page = s3_site.server.get(f"/objects/{name}", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    # the viewer plots the spectrum read from the store, and lists it
+    assert 'id="viewer"' in page.text
+    assert f'data-product="{spec["product_id"]}"' in page.text

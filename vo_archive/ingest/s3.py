@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,37 @@ TMP = "tmp/"
 PREVIEWS = "previews/"
 #: Object metadata naming the content's SHA-256 (``x-amz-meta-sha256``).
 SHA_META = "sha256"
+
+
+#: boto3 clients by (process, configuration): a reader process gets the storage
+#: pickled with each file, and a client (its connection pool) is made once.
+_CLIENTS: dict[tuple[int, StorageConfig], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client_for(cfg: StorageConfig) -> Any:
+    """Return this process's boto3 S3 client for a configuration."""
+    key = (os.getpid(), cfg)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10, read_timeout=120, max_pool_connections=32,
+                # the archive checks content itself (Content-MD5, SHA-256);
+                # newer default checksums are not understood by every store
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"} if cfg.endpoint_url else {},
+            )
+            session = boto3.session.Session(profile_name=cfg.profile)
+            client = _CLIENTS[key] = session.client(
+                "s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region,
+                config=config)
+    return client
 
 
 class ChecksumMismatch(OSError):
@@ -95,8 +127,6 @@ class S3Storage(Storage):
         self.cfg = cfg
         self.bucket: str = cfg.bucket
         self.prefix = cfg.prefix
-        self._client: Any = None
-        self._pid = 0
 
     def __reduce__(self) -> tuple[type[S3Storage], tuple[Path, StorageConfig]]:
         """Pickle as the configuration (reader processes make their own client)."""
@@ -105,24 +135,7 @@ class S3Storage(Storage):
     @property
     def client(self) -> Any:
         """The boto3 S3 client of this process (made on first use)."""
-        if self._client is None or self._pid != os.getpid():
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=10, read_timeout=120, max_pool_connections=32,
-                # the archive checks content itself (Content-MD5, SHA-256);
-                # newer default checksums are not understood by every store
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                s3={"addressing_style": "path"} if self.cfg.endpoint_url else {},
-            )
-            session = boto3.session.Session(profile_name=self.cfg.profile)
-            self._client = session.client("s3", endpoint_url=self.cfg.endpoint_url,
-                                          region_name=self.cfg.region, config=config)
-            self._pid = os.getpid()
-        return self._client
+        return _client_for(self.cfg)
 
     def object_key(self, storage_key: str) -> str:
         """Return the object key of a storage key (the prefix added)."""

@@ -13,10 +13,12 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,6 +130,19 @@ def test_migrate_resumes_then_serves_the_same(make_archive: Callable[..., Archiv
     b = remote.get(f"/runs/{run}/download")
     assert a.status_code == b.status_code == 200
     assert _tar_members(a.data) == _tar_members(b.data)
+    a = local.get(f"/runs/{run}/download?format=zip")
+    b = remote.get(f"/runs/{run}/download?format=zip")
+    assert a.status_code == b.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(a.data)) as za, \
+            zipfile.ZipFile(io.BytesIO(b.data)) as zb:
+        assert {n: za.read(n) for n in za.namelist()} == \
+            {n: zb.read(n) for n in zb.namelist()}
+    # Phase 3 validation reads every file's headers: the same report
+    a = local.get(f"/runs/{run}/phase3?FORMAT=text")
+    b = remote.get(f"/runs/{run}/phase3?FORMAT=text")
+    assert a.status_code == b.status_code == 200
+    assert a.data == b.data
+    assert re.search(rb"status: \w+: [1-9]\d* files", b.data), b.data[:300]
 
 
 def test_migrate_refuses_a_damaged_file(make_archive: Callable[..., Archive],

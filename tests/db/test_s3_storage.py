@@ -127,6 +127,8 @@ def test_check_removes_strays_and_reports_missing(
     stray = "ab/cd/" + "ab" * 32 + ".fits"
     client.put_object(Bucket=bucket, Key=stray, Body=b"stray")
     client.put_object(Bucket=bucket, Key="tmp/987654/" + "cd" * 32 + "-x", Body=b"t")
+    # not the archive's: another user of the bucket
+    client.put_object(Bucket=bucket, Key="notes/readme.txt", Body=b"mine")
     client.delete_object(Bucket=bucket, Key=keys[0][0])
     store = open_storage(archive.settings)
     assert isinstance(store, S3Storage)
@@ -138,7 +140,8 @@ def test_check_removes_strays_and_reports_missing(
     assert report.missing_files == [f"{keys[0][1]} ({keys[0][0]})"]
     assert stray in report.removed_files
     assert 987654 in report.dead_sessions
-    assert set(s3_server.keys(bucket)) == {k for k, _ in keys[1:]}
+    assert set(s3_server.keys(bucket)) == {k for k, _ in keys[1:]} | {
+        "notes/readme.txt"}
     # a damaged object (same size, other bytes) is found by --deep
     data = client.get_object(Bucket=bucket, Key=keys[1][0])["Body"].read()
     client.put_object(Bucket=bucket, Key=keys[1][0], Body=bytes(len(data)))

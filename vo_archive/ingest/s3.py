@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -51,6 +52,8 @@ COPY_LIMIT = 5 << 30
 TMP = "tmp/"
 #: Key folder of cached previews.
 PREVIEWS = "previews/"
+#: The form of an archived file's storage key (:meth:`Storage.key_for`).
+STORAGE_KEY = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.fits")
 #: Object metadata naming the content's SHA-256 (``x-amz-meta-sha256``).
 SHA_META = "sha256"
 
@@ -409,13 +412,16 @@ class S3Storage(Storage):
 
     # -- reading ---------------------------------------------------------------
     def object_sizes(self) -> dict[str, int]:
-        """Return {storage key: size} of every archived file (one listing)."""
+        """Return {storage key: size} of every archived file (one listing).
+
+        Only keys of the archive's form (``ab/cd/<sha256>.fits``) count: other
+        objects under the prefix (a shared bucket) are never taken for orphans.
+        """
         out: dict[str, int] = {}
-        skip = (TMP, PREVIEWS)
         with self.writing():  # an unreachable store: one clear error
             for obj in self._list(self.prefix):
                 key = str(obj["Key"])[len(self.prefix):]
-                if not key.startswith(skip):
+                if STORAGE_KEY.fullmatch(key):
                     out[key] = int(obj["Size"])
         return out
 

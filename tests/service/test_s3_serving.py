@@ -247,3 +247,22 @@ def test_object_page_and_spectrum_csv_read_from_the_store(s3_site: S3Site) -> No
     # the viewer plots the spectrum read from the store, and lists it
     assert 'id="viewer"' in page.text
     assert f'data-product="{spec["product_id"]}"' in page.text
+
+
+def test_missing_object_is_a_server_fault_not_a_cut_off_download(
+        s3_site: S3Site) -> None:
+    # the store's GET goes out with the first piece of the body, before the
+    # status line is sent: its error is a 500 with the fault's text
+    v = _version(s3_site, "v.file_size < 10000000")
+    client = s3_site.s3.client()
+    key = str(v["storage_key"])
+    body = client.get_object(Bucket=s3_site.bucket, Key=key)["Body"].read()
+    client.delete_object(Bucket=s3_site.bucket, Key=key)
+    try:
+        r = s3_site.server.get(f"/products/{v['product_id']}/versions/"
+                               f"{v['version_no']}")
+        assert r.status_code == 500
+        assert r.text.startswith("FatalFault")
+    finally:
+        client.put_object(Bucket=s3_site.bucket, Key=key, Body=body,
+                          Metadata={"sha256": str(v["sha256"])})

@@ -164,3 +164,11 @@ def test_migrate_refuses_a_damaged_file(make_archive: Callable[..., Archive],
     assert 'set backend = "s3"' not in done.stdout
     assert set(s3_server.keys(bucket, PREFIX)) == {PREFIX + rows[0][0],
                                                    PREFIX + rows[2][0]}
+    status = subprocess.run(
+        [sys.executable, "-m", "vo_archive", "storage", "status"], env=dict(
+            os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
+            **s3_server.archive_env(bucket, PREFIX)),
+        capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout == (f"backend: s3\nfiles: s3://{bucket}/{PREFIX} at "
+                             f"{s3_server.endpoint}\n")

@@ -11,9 +11,10 @@ memory (VmHWM) is read before and after.
 
     python bench/storage.py [--mb 2000] [--home DIR] [--keep] [--smoke]
 
-The scratch home and the store's data are removed at the end unless ``--keep``
-or ``--home``. ``--smoke`` uses a run of 6 MB of small files, once: a check
-that the script works, not a measurement. Prints::
+The scratch home is removed at the end unless ``--keep`` or ``--home``; the
+store (its data in a scratch folder of its own) always is. ``--smoke`` uses a
+run of 6 MB of small files, once: a check that the script works, not a
+measurement. Prints::
 
     migrate: N files, M MB in T s = R MB/s
     backend  run MB  files  bundle MB/s  file MB/s  worker RSS before/peak MB

@@ -31,7 +31,7 @@ from classify.storage import (
 from vo_archive.access import caller_connection
 from vo_archive.config import Settings
 from vo_archive.db.engine import get_engine
-from vo_archive.ingest.storage import Storage
+from vo_archive.ingest.storage import open_storage
 from vo_archive.vo.dali.errors import UsageFault
 from vo_archive.vo.dali.params import ParamSet
 from vo_archive.vo.uws.jobs import upload_content
@@ -82,10 +82,10 @@ def classify_version(settings: Settings, version_id: int) -> int | None:
         if is_classified(conn, version_id, CLASSIFIER_VERSION, templates.version):
             log.info("classify: version %s already classified", version_id)
             return None
-    path = Storage(settings.storage_dir).path_of(found.storage_key)
     try:
-        verdict = run_classifier(read_archived(path, found.filename), options,
-                                 templates)
+        with open_storage(settings).local_path(found.storage_key) as path:
+            spectrum = read_archived(path, found.filename)
+        verdict = run_classifier(spectrum, options, templates)
     except (UsageFault, SpectrumError) as exc:
         with engine.begin() as conn:
             new = store_problem(conn, version_id, CLASSIFIER_VERSION,

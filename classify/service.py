@@ -29,7 +29,7 @@ from classify.storage import (
 )
 from classify.templates import TemplateError, TemplateLibrary, configured_library
 from vo_archive.config import Settings
-from vo_archive.ingest.storage import Storage
+from vo_archive.ingest.storage import open_storage
 from vo_archive.vo.dal import publisher_did
 from vo_archive.vo.dali.errors import FatalFault, UsageFault
 from vo_archive.vo.votable import Field, Info, Param, TableDocument, stream_votable
@@ -247,7 +247,7 @@ def archived_spectrum(conn: Connection, ident: str, settings: Settings
     """
     pid, vno = parse_identifier(ident, settings.publisher_authority)
     found = find_spectrum(conn, pid, vno)
-    path = Storage(settings.storage_dir).path_of(found.storage_key)
     did = publisher_did(settings.publisher_authority, found.product_id,
                         found.version_no)
-    return read_archived(path, found.filename), did
+    with open_storage(settings).local_path(found.storage_key) as path:
+        return read_archived(path, found.filename), did

@@ -17,7 +17,6 @@ from soda.cutout import NoOverlap, cut
 from soda.params import parse_cutout
 from soda.query import coverage_of
 from vo_archive import web
-from vo_archive.ingest.storage import Storage
 from vo_archive.vo.dal import parse_publisher_did
 from vo_archive.vo.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
 from vo_archive.vo.vosi import add_vosi_routes
@@ -67,7 +66,8 @@ def sync() -> Response:
     if cov is None:
         raise NotFoundFault(f"no dataset {req.did} (or it is not public)")
     try:
-        body = cut(Storage(s.storage_dir).path_of(f.storage_key), req, cov)
+        with web.storage().local_path(f.storage_key) as path:
+            body = cut(path, req, cov)
     except NoOverlap as exc:
         log.info("SODA %s: no overlap (%s) [%s]", req.did, exc, g.get("request_id"))
         return Response(status=204)  # SODA 1.0 §5.1: no pixels, no body

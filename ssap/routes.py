@@ -15,7 +15,6 @@ from ssap.params import (
 )
 from ssap.query import FIELDS, PARAMS, build_query, row_expander, spectrum_format
 from vo_archive import web
-from vo_archive.ingest.storage import Storage
 from vo_archive.spectra import NotASpectrum, read_spectrum
 from vo_archive.vo.dal import datalink_descriptor, parse_publisher_did, votable_response
 from vo_archive.vo.dali.errors import FaultStyle, NotFoundFault
@@ -64,7 +63,8 @@ def get_data() -> Response:
     if req.format is SpectrumFormat.FITS:
         return file_response(f)
     try:
-        spec = read_spectrum(Storage(web.settings().storage_dir).path_of(f.storage_key))
+        with web.storage().local_path(f.storage_key) as path:
+            spec = read_spectrum(path)
     except NotASpectrum as exc:
         raise NotFoundFault(f"{f.filename} holds no 1D spectrum: {exc}") from exc
     body = b"".join(stream_votable(spectrum_document(spec, req.pubdid),

@@ -25,7 +25,8 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from vo_archive.config import Settings
+from tests.s3server import SeaweedS3, start_seaweed
+from vo_archive.config import Settings, StorageConfig
 from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster, free_port
 from vo_archive.db.engine import get_engine
@@ -92,6 +93,34 @@ def make_archive(pg_cluster: EmbeddedCluster, tmp_path_factory: pytest.TempPathF
         engine = get_engine(settings)
         migrate.upgrade(engine, settings.publisher_authority)
         return Archive(settings, engine)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedS3]:
+    """A real S3 store (SeaweedFS) on loopback for the run; its credentials in env."""
+    server = start_seaweed()
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in server.env.items():
+            mp.setenv(name, value)
+        yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def make_s3_archive(make_archive: Callable[..., Archive], s3_server: SeaweedS3
+                    ) -> Callable[..., Archive]:
+    """Factory of empty archives keeping their files in a fresh S3 bucket each.
+
+    Subprocesses (``vo-archive ...``) of such an archive need
+    ``s3_server.archive_env(archive.settings.storage.bucket)`` in their
+    environment.
+    """
+
+    def make(**overrides: object) -> Archive:
+        cfg = StorageConfig("s3", s3_server.endpoint, s3_server.new_bucket())
+        return make_archive(storage=cfg, **overrides)
 
     return make
 

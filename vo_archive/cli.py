@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "vo_archive.commands.registrycmd",
     "vo_archive.commands.classifycmd",
     "vo_archive.commands.marshallcmd",
+    "vo_archive.commands.storagecmd",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -61,8 +62,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     from vo_archive.db.cluster import ClusterError
     from vo_archive.db.migrate import SchemaError
+    from vo_archive.ingest.storage import StorageFull
 
-    return (ConfigError, CommandError, ClusterError, SchemaError, OperationalError)
+    return (ConfigError, CommandError, ClusterError, SchemaError, OperationalError,
+            StorageFull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

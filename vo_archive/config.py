@@ -35,6 +35,56 @@ class ReleasePolicy:
     product_type_days: tuple[tuple[str, int], ...] = ()
 
 
+#: Storage back ends: the local file system (default) and S3-compatible stores.
+STORAGE_BACKENDS = ("local", "s3")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where archived files are kept (the ``[storage]`` table).
+
+    ``backend = "local"`` keeps them under ``$VO_ARCHIVE_HOME/storage``;
+    ``"s3"`` keeps them in ``bucket`` of an S3-compatible store under
+    ``prefix``, at ``endpoint_url`` (AWS when unset). Credentials come from
+    boto3's usual places (``AWS_ACCESS_KEY_ID``..., ``~/.aws``, ``profile``).
+    The S3 keys are read even while ``backend`` is local: they name the
+    target of ``vo-archive storage migrate --to s3``.
+    """
+
+    backend: str = "local"
+    endpoint_url: str | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    region: str | None = None
+    profile: str | None = None
+
+    @property
+    def s3_url(self) -> str:
+        """The store as ``s3://bucket/prefix`` (for messages)."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def _storage_from(table: dict[str, Any], env: dict[str, str]) -> StorageConfig:
+    def pick(var: str, key: str) -> str | None:
+        value = env.get(var) or table.get(key)
+        return str(value) if value not in (None, "") else None
+
+    backend = pick("VO_ARCHIVE_STORAGE", "backend") or "local"
+    if backend not in STORAGE_BACKENDS:
+        raise ValueError(f"storage backend must be one of {STORAGE_BACKENDS}, "
+                         f"not {backend!r}")
+    prefix = pick("VO_ARCHIVE_S3_PREFIX", "prefix") or ""
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    cfg = StorageConfig(backend, pick("VO_ARCHIVE_S3_ENDPOINT", "endpoint_url"),
+                        pick("VO_ARCHIVE_S3_BUCKET", "bucket"), prefix.lstrip("/"),
+                        pick("VO_ARCHIVE_S3_REGION", "region"), table.get("profile"))
+    if backend == "s3" and not cfg.bucket:
+        raise ValueError("storage backend s3 needs a bucket ([storage] bucket or "
+                         "VO_ARCHIVE_S3_BUCKET)")
+    return cfg
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the archive reads from its configuration."""
@@ -54,11 +104,12 @@ class Settings:
     maxrec_hard: int = 100_000
     ingest_batch: int = 200
     policy: ReleasePolicy = field(default_factory=ReleasePolicy)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def storage_dir(self) -> Path:
-        """Managed storage for archived files."""
+        """Managed storage for archived files (with S3: the ingest staging area)."""
         return self.home / "storage"
 
     @property
@@ -151,7 +202,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             maxrec_hard=int(service.get("maxrec_hard", defaults.maxrec_hard)),
             ingest_batch=int(archive.get("ingest_batch", defaults.ingest_batch)),
             policy=_policy_from(data.get("policy", {})),
-            extra={k: v for k, v in data.items() if k not in ("archive", "service")},
+            storage=_storage_from(data.get("storage", {}), env),
+            extra={k: v for k, v in data.items()
+                   if k not in ("archive", "service", "storage")},
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from exc

@@ -89,6 +89,14 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf" *{N} +\d+ +{N} +{N} +{N} +{N} +{N} +{N} / {N}", exactly(2)),
         (rf"load average before: {N} {N} {N}; after: {N} {N} {N}", exactly(1)),
     ],
+    # downloads from an S3 store next to the local disk (issue 18)
+    "storage.py": [
+        (rf"migrate: \d+ files, {N} MB in {N} s = {N} MB/s", exactly(1)),
+        (r"backend +run MB +files +bundle MB/s +file MB/s +worker RSS before/peak MB",
+         exactly(1)),
+        (rf"(local|s3) +{N} +\d+ +{N} +{N} +{N} / {N}", exactly(2)),
+        (rf"load average before: {N} {N} {N}; after: {N} {N} {N}", exactly(1)),
+    ],
     "ingest.py": [
         (rf"(first ingest|identical re-ingest): \d+ files, {N} MB in {N} s = {N} "
          rf"products/s, {N} MB/s \(new \d+, versions \d+, unchanged \d+, rejected "

@@ -75,7 +75,7 @@ def _product_file(settings: Settings, product_id: int) -> tuple[bytes, str]:
     from vo_archive.access import caller_connection
     from vo_archive.commands.exportcmd import CLI_CALLER
     from vo_archive.db.engine import get_engine
-    from vo_archive.ingest.storage import Storage
+    from vo_archive.ingest.storage import open_storage
 
     with caller_connection(get_engine(settings), CLI_CALLER) as conn:
         row = conn.execute(
@@ -85,9 +85,9 @@ def _product_file(settings: Settings, product_id: int) -> tuple[bytes, str]:
         ).first()
     if row is None:
         raise CommandError(f"no product {product_id}")
-    path = Storage(settings.storage_dir).path_of(row.storage_key)
     try:
-        return path.read_bytes(), f"{product_id}:{row.filename}"
+        with open_storage(settings).local_path(row.storage_key) as path:
+            return path.read_bytes(), f"{product_id}:{row.filename}"
     except OSError as exc:
         raise CommandError(f"product {product_id}: stored file unreadable "
                            f"({exc.strerror})") from exc

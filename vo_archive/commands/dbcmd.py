@@ -16,7 +16,7 @@ from vo_archive.db.cluster import ClusterError, EmbeddedCluster
 from vo_archive.db.engine import cluster_for, get_engine
 from vo_archive.db.readers import check_nodes
 from vo_archive.ingest.recovery import check
-from vo_archive.ingest.storage import Storage
+from vo_archive.ingest.storage import open_storage
 
 
 def register(sub: Any) -> None:
@@ -105,7 +105,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Describe the database."""
     info: dict[str, Any] = {
         "home": str(settings.home),
-        "storage": str(settings.storage_dir),
+        "storage": (str(settings.storage_dir) if settings.storage.backend == "local"
+                    else f"{settings.storage.s3_url} at "
+                         f"{settings.storage.endpoint_url or 'AWS'}"),
     }
     if settings.dsn:
         info["server"] = "external (VO_ARCHIVE_DSN)"
@@ -229,7 +231,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     engine = get_engine(settings)
     conn = engine.raw_connection()
     try:
-        report = check(conn, Storage(settings.storage_dir), deep=args.deep,
+        report = check(conn, open_storage(settings), deep=args.deep,
                        remove_orphans=not args.dry_run)
     finally:
         conn.close()

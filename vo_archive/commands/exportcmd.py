@@ -25,6 +25,7 @@ from vo_archive.access import Caller, caller_connection
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
 from vo_archive.db.engine import get_engine
+from vo_archive.ingest.storage import open_storage
 from vo_archive.vo.dali.errors import Fault
 from vo_archive.vo.dali.params import ParamSet
 
@@ -123,8 +124,8 @@ def cmd_export_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         sel = parse_selection(_selection_params(args))
         with caller_connection(get_engine(settings), CLI_CALLER) as conn:
-            dl = service.run_download(conn, args.run, sel, fmt, settings.storage_dir,
-                                      int(time.time()))
+            dl = service.run_download(conn, args.run, sel, fmt,
+                                      open_storage(settings), int(time.time()))
     except Fault as exc:
         raise CommandError(exc.message) from exc
     output = args.output or dl.filename
@@ -158,7 +159,7 @@ def cmd_export_phase3(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with caller_connection(get_engine(settings), CLI_CALLER) as conn:
             report, dl = service.phase3_download(conn, args.run, fmt,
-                                                 settings.storage_dir,
+                                                 open_storage(settings),
                                                  int(time.time()))
     except Fault as exc:
         raise CommandError(exc.message) from exc

@@ -25,6 +25,7 @@ from vo_archive.ingest.pipeline import (
     IngestSummary,
     iter_fits_paths,
 )
+from vo_archive.ingest.storage import StorageFull
 
 #: Exit status of an ingest stopped by a storage that takes no more files.
 EXIT_STORAGE_FULL = 3
@@ -72,6 +73,10 @@ def run_ingest(settings: Settings, paths: list[str], run: str | None = None,
         with Ingestor(settings, engine, run_name=run, workers=workers,
                       progress=progress) as ingestor:
             summary = ingestor.ingest_paths(paths)
+    except StorageFull as full:
+        # the storage refused the session's start (an object store that does
+        # not answer, a bucket that does not exist): nothing was ingested
+        raise IngestStopped(full, IngestSummary()) from full
     finally:
         bar.close()
     return summary

@@ -46,7 +46,7 @@ from vo_archive.config import ReleasePolicy, Settings
 from vo_archive.ingest.classify import Category, Level, is_standard_star, normalise_name
 from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepare_file
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
-from vo_archive.ingest.storage import Storage, StorageFull
+from vo_archive.ingest.storage import StorageFull, open_storage
 from vo_archive.marshall.match import rematch_targets
 from vo_archive.vo.sky import healpix29
 
@@ -287,7 +287,7 @@ class Ingestor:
                  progress: Callable[[int, int], None] | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        self.storage = Storage(settings.storage_dir)
+        self.storage = open_storage(settings)
         self.run_name = run_name
         self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         self.progress = progress
@@ -392,7 +392,7 @@ class Ingestor:
             return FileResult(filename, Outcome.REJECTED,
                               "the file name must be a plain base name")
         summary = IngestSummary()
-        item = prepare_file(filename, str(self.storage.root), self.session_id,
+        item = prepare_file(filename, self.storage, self.session_id,
                             data=data, filename=filename)
         self._record([item], summary)
         return summary.results[0]
@@ -400,7 +400,7 @@ class Ingestor:
     # -- batches ------------------------------------------------------------
     def _prepare(self, paths: list[str]) -> Callable[[], list[Prepared | Rejected]]:
         """Start reading a batch; return a function that waits for the results."""
-        root = str(self.storage.root)
+        root = self.storage
         if self._pool is None:
             return lambda: [prepare_file(p, root, self.session_id) for p in paths]
         chunk = max(1, len(paths) // (self.workers * 4))

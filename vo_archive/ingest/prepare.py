@@ -92,7 +92,7 @@ def header_document(hdus: list[HDUInfo]) -> dict[str, object]:
     return doc
 
 
-def prepare_file(source: str, storage_root: str, session_id: int,
+def prepare_file(source: str, storage_root: str | Storage, session_id: int,
                  data: bytes | None = None, filename: str | None = None
                  ) -> Prepared | Rejected:
     """Read, check, classify and copy one file into the session folder.
@@ -102,7 +102,7 @@ def prepare_file(source: str, storage_root: str, session_id: int,
     source
         Path of the file (or a label for uploaded bytes).
     storage_root
-        Root folder of managed storage.
+        The archive's storage, or the root folder of local storage.
     session_id
         Ingest session, naming the temporary folder.
     data
@@ -123,7 +123,8 @@ def prepare_file(source: str, storage_root: str, session_id: int,
         file system: the archive's state, not the file's.
     """
     name = filename or os.path.basename(source)
-    storage = Storage(Path(storage_root))
+    storage = (storage_root if isinstance(storage_root, Storage)
+               else Storage(Path(storage_root)))
     try:
         if data is None:
             size = os.path.getsize(source)

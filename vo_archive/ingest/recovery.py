@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,11 +63,7 @@ def recover(raw_conn: Any, storage: Storage, report: CheckReport | None = None
         cur.execute("LOCK TABLE archive.ingest_journal IN SHARE ROW EXCLUSIVE MODE")
         cur.execute("SELECT DISTINCT session_id FROM archive.ingest_journal")
         journal_sessions = {r[0] for r in cur.fetchall()}
-        tmp_sessions = set()
-        if storage.tmp_root.exists():
-            for d in storage.tmp_root.iterdir():
-                if d.name.isdigit():
-                    tmp_sessions.add(int(d.name))
+        tmp_sessions = storage.tmp_session_ids()
         for sid in sorted(journal_sessions | tmp_sessions):
             if _session_alive(cur, sid):
                 continue
@@ -105,11 +100,14 @@ def check(raw_conn: Any, storage: Storage, deep: bool = False,
 
     Every version's file must exist with its recorded size (and, with ``deep``,
     its SHA-256); files in storage that no version and no live session names are
-    orphans and are removed.
+    orphans and are removed. The storage is listed once (one listing of an
+    object store, not a request per file).
     """
     report = recover(raw_conn, storage)
     with raw_conn.cursor() as cur:
         cur.execute("LOCK TABLE archive.ingest_journal IN SHARE ROW EXCLUSIVE MODE")
+        # listed under the lock: no session records (or journals) meanwhile
+        sizes = storage.object_sizes()
         cur.execute(
             "SELECT storage_key, file_size, sha256, filename FROM archive.version"
         )
@@ -117,24 +115,17 @@ def check(raw_conn: Any, storage: Storage, deep: bool = False,
         for key, size, sha, filename in cur:
             report.versions_checked += 1
             referenced.add(key)
-            path = storage.path_of(key)
-            try:
-                actual = path.stat().st_size
-            except FileNotFoundError:
+            actual = sizes.get(key)
+            if actual is None:
                 report.missing_files.append(f"{filename} ({key})")
                 continue
             if actual != size:
                 report.wrong_sizes.append(f"{filename} ({key})")
-            elif deep:
-                h = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        h.update(chunk)
-                if h.hexdigest() != sha:
-                    report.bad_checksums.append(f"{filename} ({key})")
+            elif deep and storage.sha256_of(key) != sha:
+                report.bad_checksums.append(f"{filename} ({key})")
         cur.execute("SELECT storage_key FROM archive.ingest_journal")
         referenced.update(r[0] for r in cur.fetchall())
-        for key in storage.iter_keys():
+        for key in sizes:
             if key not in referenced:
                 if remove_orphans:
                     storage.remove_unreferenced(key)

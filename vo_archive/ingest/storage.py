@@ -10,6 +10,12 @@ file are committed, so that a crash leaves at worst files that no row names;
 A write the storage file system refuses for lack of room (``ENOSPC``, ``EDQUOT``)
 or because it is read-only (``EROFS``) raises :class:`StorageFull`: that is the
 archive's own state, not the file's, and ingest stops at it.
+
+:class:`Storage` is the local back end and the interface every reader of
+archived files goes through (:meth:`Storage.read_chunks`,
+:meth:`Storage.local_path`, :meth:`Storage.object_sizes`...);
+:class:`vo_archive.ingest.s3.S3Storage` keeps the files in an S3-compatible
+object store instead. :func:`open_storage` returns the configured one.
 """
 
 from __future__ import annotations
@@ -21,9 +27,14 @@ import errno
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vo_archive.config import Settings, StorageConfig
 
 CHUNK = 1 << 20
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -88,10 +99,15 @@ class StoredFile:
     size: int
     sha256: str
     md5: str
+    #: the temporary object key holding the file (object stores only)
+    tmp_key: str | None = None
 
 
 class Storage:
-    """The archive's file store under one root folder."""
+    """The archive's file store under one root folder (the local back end)."""
+
+    #: What :meth:`describe` and messages call this back end.
+    backend = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -248,13 +264,97 @@ class Storage:
 
     def iter_keys(self) -> list[str]:
         """Return the keys of every file in final storage (not the tmp folder)."""
-        keys: list[str] = []
+        return list(self.object_sizes())
+
+    def object_sizes(self) -> dict[str, int]:
+        """Return {key: size} of every file in final storage (not the tmp folder)."""
+        out: dict[str, int] = {}
         if not self.root.exists():
-            return keys
+            return out
         for d1 in sorted(self.root.iterdir()):
             if d1.name == "tmp" or not d1.is_dir():
                 continue
             for d2 in sorted(d1.iterdir()):
                 for f in sorted(d2.iterdir()):
-                    keys.append(f"{d1.name}/{d2.name}/{f.name}")
-        return keys
+                    out[f"{d1.name}/{d2.name}/{f.name}"] = f.stat().st_size
+        return out
+
+    def tmp_session_ids(self) -> set[int]:
+        """Return the ingest sessions that have temporary files here."""
+        if not self.tmp_root.exists():
+            return set()
+        return {int(d.name) for d in self.tmp_root.iterdir() if d.name.isdigit()}
+
+    def size_of(self, storage_key: str) -> int | None:
+        """Return a stored file's size, or None when it is not there."""
+        try:
+            return self.path_of(storage_key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_chunks(self, storage_key: str, size: int, start: int = 0
+                    ) -> Iterator[bytes]:
+        """Yield ``size`` bytes of a stored file from ``start``, in pieces.
+
+        Raises
+        ------
+        OSError
+            If the file ends before ``size`` bytes (the archive recorded more).
+        """
+        path = self.path_of(storage_key)
+        left = size
+        with open(path, "rb") as fh:
+            if start:
+                fh.seek(start)
+            while left > 0:
+                chunk = fh.read(min(CHUNK, left))
+                if not chunk:
+                    raise OSError(f"{path}: file is shorter than the archive records")
+                left -= len(chunk)
+                yield chunk
+
+    def sha256_of(self, storage_key: str) -> str:
+        """Return the SHA-256 of a stored file, read in pieces."""
+        h = hashlib.sha256()
+        size = self.size_of(storage_key)
+        if size is None:
+            raise FileNotFoundError(storage_key)
+        for chunk in self.read_chunks(storage_key, size):
+            h.update(chunk)
+        return h.hexdigest()
+
+    @contextlib.contextmanager
+    def local_path(self, storage_key: str) -> Iterator[Path]:
+        """Yield a local path holding a stored file (here, the file itself).
+
+        Readers that need a file name (``astropy.io.fits``) use this; an
+        object store yields a temporary copy, removed on exit.
+        """
+        yield self.path_of(storage_key)
+
+    def describe(self) -> str:
+        """Say where the files are (``db status``, messages)."""
+        return str(self.root)
+
+
+_OPENED: dict[tuple[int, Path, StorageConfig], Storage] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+def open_storage(settings: Settings) -> Storage:
+    """Return the archive's configured storage (one per process and configuration).
+
+    The local back end unless ``[storage] backend = "s3"``; an object store's
+    client is made once per process (it holds a connection pool).
+    """
+    cfg = settings.storage
+    if cfg.backend != "s3":
+        return Storage(settings.storage_dir)
+    key = (os.getpid(), settings.storage_dir, cfg)
+    with _OPENED_LOCK:
+        store = _OPENED.get(key)
+        if store is None:
+            from vo_archive.ingest.s3 import S3Storage
+
+            store = _OPENED[key] = S3Storage(settings.storage_dir, cfg)
+    return store

@@ -3,8 +3,10 @@
 A bundle is a list of archived files plus a few small text members (the
 manifest, a product list, reports) written first. The writers yield the
 container chunk by chunk while reading each file in fixed-size pieces, so memory
-does not grow with the size of the download; when the client goes away the WSGI
-server closes the generator, which closes the open file and ends the work.
+does not grow with the size of the download (files in an object store are
+streamed by one GET each, read a piece at a time); when the client goes away
+the WSGI server closes the generator, which closes the open file (or the
+store's connection) and ends the work.
 
 The tar stream's length is known before the first byte (POSIX pax headers are
 computed up front), so HTTP responses carry an exact ``Content-Length`` and
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vo_archive.ingest.storage import Storage
 from vo_archive.retrieval.params import ArchiveFormat
 from vo_archive.retrieval.query import ProductFile
 
@@ -43,9 +46,10 @@ class Member:
 
     arcname: str
     size: int
-    path: Path | None = None
+    key: str | None = None
     data: bytes | None = None
     sha256: str | None = None
+    store: Storage | None = None
 
 
 def manifest_text(files: Iterable[tuple[str, str]]) -> bytes:
@@ -100,14 +104,18 @@ def products_csv(files: list[ProductFile], names: list[str]) -> bytes:
     return buf.getvalue().encode()
 
 
-def build_members(files: list[ProductFile], storage_root: Path,
+def build_members(files: list[ProductFile], store: Storage | Path,
                   extra: Iterable[tuple[str, bytes]] = ()) -> list[Member]:
     """Return the members of a bundle: manifest, product list, extras, then files.
 
     The manifest lists every member but itself, so that ``sha256sum -c
     MANIFEST.sha256`` in the unpacked folder checks the whole download.
+    ``store`` is the archive's storage (a folder means local storage there).
     """
     import hashlib
+
+    if not isinstance(store, Storage):
+        store = Storage(store)
 
     names = arcnames(files)
     small = [(PRODUCTS_NAME, products_csv(files, names)), *extra]
@@ -115,31 +123,20 @@ def build_members(files: list[ProductFile], storage_root: Path,
     entries += [(n, f.sha256) for n, f in zip(names, files, strict=True)]
     members = [Member(MANIFEST_NAME, 0, data=manifest_text(entries))]
     members += [Member(n, len(d), data=d) for n, d in small]
-    members += [Member(n, f.file_size, path=storage_root / f.storage_key,
-                       sha256=f.sha256) for n, f in zip(names, files, strict=True)]
+    members += [Member(n, f.file_size, key=f.storage_key, sha256=f.sha256,
+                       store=store) for n, f in zip(names, files, strict=True)]
     return [Member(m.arcname, len(m.data), data=m.data) if m.data is not None else m
             for m in members]
-
-
-def _read_chunks(path: Path, size: int) -> Iterator[bytes]:
-    """Yield a file's bytes in chunks; fail if it is not ``size`` bytes long."""
-    left = size
-    with open(path, "rb") as fh:
-        while left > 0:
-            chunk = fh.read(min(CHUNK, left))
-            if not chunk:
-                raise OSError(f"{path}: file is shorter than the archive records")
-            left -= len(chunk)
-            yield chunk
 
 
 def _member_bytes(m: Member) -> Iterator[bytes]:
     if m.data is not None:
         yield m.data
-    elif m.path is not None:
-        yield from _read_chunks(m.path, m.size)
+    elif m.key is not None and m.store is not None:
+        # one piece at a time, from the folder or a streamed GET of the store
+        yield from m.store.read_chunks(m.key, m.size)
     else:
-        raise AssertionError(f"member {m.arcname} has neither data nor a path")
+        raise AssertionError(f"member {m.arcname} has neither data nor a file")
 
 
 def _tar_header(prefix: str, m: Member, mtime: int) -> bytes:

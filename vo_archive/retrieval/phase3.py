@@ -19,12 +19,15 @@ bundle refuses (HTTP 409, CLI exit status 1) and the report says why.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any
 from astropy.io import fits
 from sqlalchemy import Connection
 
+from vo_archive.ingest.storage import Storage
 from vo_archive.retrieval.params import Selection
 from vo_archive.retrieval.query import RunInfo, run_files
 from vo_archive.vo.dali.errors import Fault
@@ -472,15 +476,22 @@ def validate_file(rep: FileReport, path: Path) -> tuple[list[str], list[str]]:
     return asson, prov
 
 
-def validate_release(files: list[tuple[FileReport, Path]]) -> None:
+#: A file to validate: its path, or a function giving a local path for the
+#: duration of a ``with`` (:meth:`Storage.local_path` of an object store).
+FileSource = Path | Callable[[], AbstractContextManager[Path]]
+
+
+def validate_release(files: Sequence[tuple[FileReport, FileSource]]) -> None:
     """Validate every file, then the release as a whole (names, ASSON, PROV)."""
     names: dict[str, int] = {}
     for rep, _ in files:
         names[rep.filename] = names.get(rep.filename, 0) + 1
     referenced: set[str] = set()
     links: list[tuple[FileReport, list[str], list[str]]] = []
-    for rep, path in files:
-        asson, prov = validate_file(rep, path)
+    for rep, source in files:
+        with (contextlib.nullcontext(source) if isinstance(source, Path)
+              else source()) as path:
+            asson, prov = validate_file(rep, path)
         links.append((rep, asson, prov))
         referenced.update(asson)
         rep.associated = asson
@@ -507,13 +518,16 @@ def phase3_files(conn: Connection, run: RunInfo) -> list[Any]:
             if f.eso_phase3 == "yes"]
 
 
-def validate_run(conn: Connection, run: RunInfo, storage_root: Path
+def validate_run(conn: Connection, run: RunInfo, store: Storage | Path
                  ) -> tuple[ReleaseReport, list[Any]]:
     """Validate the Phase 3 release of a run; return the report and its files."""
     files = phase3_files(conn, run)
-    reps = [(FileReport(f.filename, f.product_id, f.version_no, f.prodcatg,
-                        f.file_size, f.sha256, f.md5),
-             storage_root / f.storage_key) for f in files]
+    if not isinstance(store, Storage):
+        store = Storage(store)
+    reps: list[tuple[FileReport, FileSource]] = [
+        (FileReport(f.filename, f.product_id, f.version_no, f.prodcatg,
+                    f.file_size, f.sha256, f.md5),
+         functools.partial(store.local_path, f.storage_key)) for f in files]
     validate_release(reps)
     return ReleaseReport(run.name, run.eso_run, [r for r, _ in reps]), files
 

@@ -119,7 +119,7 @@ def run_download(run_name: str) -> Response:
     sel, fmt = parse_selection(params), parse_format(params)
     with web.reading() as conn:
         dl = service.run_download(conn, run_name, sel, fmt,
-                                  web.settings().storage_dir, int(time.time()))
+                                  web.storage(), int(time.time()))
     return _stream(dl)
 
 
@@ -131,7 +131,7 @@ def phase3_report(run_name: str) -> Response | str:
     fmt = (params.single("FORMAT") or "").lower()
     with web.reading() as conn:
         run = query.find_run(conn, run_name)
-        report, _ = validate_run(conn, run, web.settings().storage_dir)
+        report, _ = validate_run(conn, run, web.storage())
     if fmt in ("text", "text/plain"):
         return Response(report.text(), mimetype="text/plain")
     return _page("phase3.html", params, report.as_json(), report=report, run=run)
@@ -145,7 +145,7 @@ def phase3_bundle(run_name: str) -> Response:
     fmt = parse_format(params)
     with web.reading() as conn:
         report, dl = service.phase3_download(conn, run_name, fmt,
-                                             web.settings().storage_dir,
+                                             web.storage(),
                                              int(time.time()))
     if dl is None:
         raise ReleaseInvalid(
@@ -200,7 +200,7 @@ def object_download(name: str) -> Response:
     search = ObjectSearch(name, parse_radius(params))
     with web.reading() as conn:
         dl = service.object_download(conn, search, sel, fmt,
-                                     web.settings().storage_dir, int(time.time()))
+                                     web.storage(), int(time.time()))
     return _stream(dl)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from vo_archive.ingest.storage import Storage
 from vo_archive.retrieval import bundle, phase3, query
 from vo_archive.retrieval.params import ArchiveFormat, ObjectSearch, Selection
 from vo_archive.vo.dali.errors import NotFoundFault
@@ -62,7 +63,7 @@ def is_selective(sel: Selection) -> bool:
 
 
 def make_download(files: list[query.ProductFile], prefix: str, fmt: ArchiveFormat,
-                  storage_root: Path, mtime: int,
+                  store: Storage | Path, mtime: int,
                   extra: list[tuple[str, bytes]] | None = None) -> Download:
     """Prepare a bundle of ``files``.
 
@@ -74,35 +75,35 @@ def make_download(files: list[query.ProductFile], prefix: str, fmt: ArchiveForma
     if not files:
         raise NotFoundFault("no products match the selection (or none is visible "
                             "to you)")
-    members = bundle.build_members(files, storage_root, extra or [])
+    members = bundle.build_members(files, store, extra or [])
     return Download(members, safe_name(prefix), fmt, mtime, len(files))
 
 
 def run_download(conn: Connection, run_name: str, sel: Selection, fmt: ArchiveFormat,
-                 storage_root: Path, mtime: int) -> Download:
+                 store: Storage | Path, mtime: int) -> Download:
     """Prepare the download of a run's selected products."""
     run = query.find_run(conn, run_name)
     files = query.run_files(conn, run, sel)
     prefix = run.name if not is_selective(sel) else f"{run.name}_selection"
-    return make_download(files, prefix, fmt, storage_root, mtime)
+    return make_download(files, prefix, fmt, store, mtime)
 
 
 def object_download(conn: Connection, search: ObjectSearch, sel: Selection,
-                    fmt: ArchiveFormat, storage_root: Path, mtime: int) -> Download:
+                    fmt: ArchiveFormat, store: Storage | Path, mtime: int) -> Download:
     """Prepare the download of an object's selected products."""
     target = query.find_target(conn, search.name)
     files = query.object_files(conn, target, search, sel)
-    return make_download(files, target.name, fmt, storage_root, mtime)
+    return make_download(files, target.name, fmt, store, mtime)
 
 
 def phase3_download(conn: Connection, run_name: str, fmt: ArchiveFormat,
-                    storage_root: Path, mtime: int
+                    store: Storage | Path, mtime: int
                     ) -> tuple[phase3.ReleaseReport, Download | None]:
     """Validate a run's Phase 3 release; prepare the bundle only when it is valid."""
     run = query.find_run(conn, run_name)
-    report, files = phase3.validate_run(conn, run, storage_root)
+    report, files = phase3.validate_run(conn, run, store)
     if not report.ok:
         return report, None
-    dl = make_download(files, f"{run.name}_phase3", fmt, storage_root, mtime,
+    dl = make_download(files, f"{run.name}_phase3", fmt, store, mtime,
                        phase3.report_members(report))
     return report, dl

@@ -21,6 +21,7 @@ from vo_archive.access import Caller, caller_connection, current_caller
 from vo_archive.config import Settings
 from vo_archive.db.engine import get_engine
 from vo_archive.db.readers import read_nodes
+from vo_archive.ingest.storage import Storage, open_storage
 from vo_archive.vo.dali.errors import FaultStyle, UsageFault
 from vo_archive.vo.dali.params import ParamSet
 
@@ -33,6 +34,11 @@ def settings() -> Settings:
     if not isinstance(s, Settings):
         raise AssertionError("the app was made without archive settings")
     return s
+
+
+def storage() -> Storage:
+    """Return the archive's file storage (local folder or object store)."""
+    return open_storage(settings())
 
 
 def engine(pre_ping: bool = True) -> Engine:

@@ -7,9 +7,10 @@ headers, only to callers who may see the product (the access filter).
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response, request, send_file
 from sqlalchemy import text
 
 from vo_archive import web
@@ -78,12 +79,57 @@ def find_version(product_id: int, version_no: int | None) -> ArchivedFile:
     return ArchivedFile(*row)
 
 
+class _StoredResponse(Response):
+    """A stored file's bytes, read from the store only as they are sent.
+
+    :meth:`make_conditional` answers ``If-None-Match``, ``If-Range`` and
+    ``Range`` as for a local file (RFC 9110 §14, one range); a range is
+    passed on to the store (an S3 ranged GET), never read and skipped.
+    """
+
+    def __init__(self, store: Storage, f: ArchivedFile) -> None:
+        super().__init__(store.read_chunks(f.storage_key, f.file_size),
+                         mimetype="application/fits", direct_passthrough=True)
+        self._store = store
+        self._file = f
+
+    def _wrap_range_response(self, start: int, length: int) -> None:
+        if self.status_code == 206:
+            old = self.response
+            self.response = self._store.read_chunks(self._file.storage_key, length,
+                                                    start)
+            close = getattr(old, "close", None)
+            if close is not None:
+                close()
+
+
+def _stored_response(store: Storage, f: ArchivedFile) -> Response:
+    """Serve a file from an object store as :func:`flask.send_file` serves one."""
+    resp = _StoredResponse(store, f)
+    resp.content_length = f.file_size
+    resp.headers.set("Content-Disposition", "attachment", filename=f.filename)
+    resp.cache_control.no_cache = None
+    resp.cache_control.public = True
+    resp.cache_control.max_age = 3600
+    resp.expires = time.time() + 3600  # type: ignore[assignment]
+    resp.set_etag(f.sha256)
+    resp.make_conditional(request, accept_ranges=True, complete_length=f.file_size)
+    return resp
+
+
 def file_response(f: ArchivedFile) -> Response:
-    """Serve an archived file with Range support, ETag and checksum headers."""
-    path = Storage(web.settings().storage_dir).path_of(f.storage_key)
-    resp = send_file(path, mimetype="application/fits", as_attachment=True,
-                     download_name=f.filename, conditional=True, etag=f.sha256,
-                     max_age=3600)
+    """Serve an archived file with Range support, ETag and checksum headers.
+
+    From an object store the bytes are streamed (a ranged GET for a Range
+    request), never held whole.
+    """
+    store = web.storage()
+    if store.backend == "local":
+        resp = send_file(store.path_of(f.storage_key), mimetype="application/fits",
+                         as_attachment=True, download_name=f.filename,
+                         conditional=True, etag=f.sha256, max_age=3600)
+    else:
+        resp = _stored_response(store, f)
     sha_b64 = base64.b64encode(bytes.fromhex(f.sha256)).decode()
     md5_b64 = base64.b64encode(bytes.fromhex(f.md5)).decode()
     resp.headers["Repr-Digest"] = f"sha-256=:{sha_b64}:"

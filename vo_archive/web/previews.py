@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,6 @@ from astropy.io import fits
 from flask import Blueprint, Response, send_file
 
 from vo_archive import web
-from vo_archive.ingest.storage import Storage
 from vo_archive.spectra import NotASpectrum, read_spectrum
 from vo_archive.vo.dali.errors import FaultStyle
 from vo_archive.web.files import ArchivedFile, find_version
@@ -147,15 +147,49 @@ _MAKING = threading.Lock()
 
 
 def cached_preview(f: ArchivedFile) -> Path:
-    """Return the cached preview of an archived file, making it if needed."""
+    """Return the cached preview of an archived file, making it if needed.
+
+    With an object store, previews are kept in the store too (``previews/``),
+    so that a preview made by one web node serves every node; the local cache
+    saves the round trip on the next request.
+    """
     settings = web.settings()
-    target = settings.cache_dir / "previews" / f.sha256[:2] / f"{f.sha256}.png"
-    if not target.exists():
-        with _MAKING:
-            if not target.exists():  # made by another thread while this one waited
-                make_preview(Storage(settings.storage_dir).path_of(f.storage_key),
-                             target)
+    store = web.storage()
+    name = f"{f.sha256[:2]}/{f.sha256}.png"
+    target = settings.cache_dir / "previews" / name
+    if target.exists():
+        return target
+    shared = store if isinstance(store, SharedCache) else None
+    if shared is not None and (data := shared.get_cached(name)) is not None:
+        _keep(target, data)
+        return target
+    with _MAKING:
+        if not target.exists():  # made by another thread while this one waited
+            with store.local_path(f.storage_key) as source:
+                make_preview(source, target)
+            if shared is not None:
+                shared.put_cached(name, target.read_bytes(), "image/png")
     return target
+
+
+@runtime_checkable
+class SharedCache(Protocol):
+    """A storage that keeps derived files for every node (an object store)."""
+
+    def get_cached(self, name: str) -> bytes | None:
+        """Return a kept file, or None."""
+
+    def put_cached(self, name: str, data: bytes, content_type: str) -> None:
+        """Keep a file."""
+
+
+def _keep(target: Path, data: bytes) -> None:
+    """Write a preview into the local cache (a temporary file, then a rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".png.tmp")
+    with open(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)
 
 
 @bp.get("/products/<int:product_id>/versions/<int:version_no>/preview.png")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -140,17 +139,17 @@ def template_curve(best: Mapping[str, Any], extra: Mapping[str, object]
     return TemplateCurve(label, wave[keep] * (1.0 + z), 1.0 + flux[keep])
 
 
-def read_plot_spectra(files: Sequence[ProductFile], storage_root: Path
+def read_plot_spectra(files: Sequence[ProductFile], storage: Storage
                       ) -> tuple[list[PlotSpectrum], list[ProductFile]]:
     """Read the object's 1D science spectra (date order) for the viewer."""
     chosen = [f for f in files if f.product_type in SPECTRUM_TYPES
               and f.category == "science" and f.is_current]
     chosen.sort(key=lambda f: (f.night.isoformat() if f.night else "", f.filename))
-    storage = Storage(storage_root)
     out, used = [], []
     for f in chosen[:MAX_SPECTRA]:
         try:
-            s = read_spectrum(storage.path_of(f.storage_key))
+            with storage.local_path(f.storage_key) as path:
+                s = read_spectrum(path)
         except (NotASpectrum, OSError, ValueError, KeyError, IndexError) as exc:
             log.info("viewer skips %s: %s", f.filename, exc)
             continue
@@ -161,7 +160,7 @@ def read_plot_spectra(files: Sequence[ProductFile], storage_root: Path
 
 
 def image_marks(files: Sequence[ProductFile], target: TargetInfo,
-                storage_root: Path) -> list[dict[str, Any]]:
+                storage: Storage) -> list[dict[str, Any]]:
     """Return science image thumbnails with the target's place and orientation.
 
     The preview PNG keeps the pixel grid (row 1 at the bottom); the page flips
@@ -174,7 +173,6 @@ def image_marks(files: Sequence[ProductFile], target: TargetInfo,
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
 
-    storage = Storage(storage_root)
     out: list[dict[str, Any]] = []
     for f in files:
         if f.mode != "imaging" or f.category != "science" or not f.is_current:
@@ -184,7 +182,8 @@ def image_marks(files: Sequence[ProductFile], target: TargetInfo,
         item: dict[str, Any] = {"file": f, "x": None, "y": None, "flip_x": False,
                                 "flip_y": False}
         try:
-            with fits.open(storage.path_of(f.storage_key), memmap=False) as hdul:
+            with storage.local_path(f.storage_key) as path, \
+                    fits.open(path, memmap=False) as hdul:
                 hdu = next(h for h in hdul if getattr(h, "is_image", False)
                            and h.header.get("NAXIS", 0) >= 2)
                 with warnings.catch_warnings():

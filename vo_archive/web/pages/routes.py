@@ -17,7 +17,6 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from vo_archive import __version__, web
 from vo_archive.access import current_caller
-from vo_archive.ingest.storage import Storage
 from vo_archive.retrieval import query
 from vo_archive.retrieval.params import check_known
 from vo_archive.retrieval.query import ProductFile, TargetInfo
@@ -114,7 +113,8 @@ def spectrum_csv(product_id: int, version_no: int) -> Response:
     """Serve a 1D spectrum as CSV (wavelength, flux, error), for callers who see it."""
     f = find_version(product_id, version_no)
     try:
-        s = read_spectrum(Storage(web.settings().storage_dir).path_of(f.storage_key))
+        with web.storage().local_path(f.storage_key) as path:
+            s = read_spectrum(path)
     except NotASpectrum as exc:
         raise NotFoundFault(f"product {product_id} v{version_no} is not a 1D "
                             f"spectrum ({exc})") from None
@@ -140,7 +140,7 @@ def object_view(conn: Connection, target: TargetInfo, files: list[ProductFile]
     view.history = objectpage.classifications(conn, list(ids.values()))
     view.latest = next((c for c in view.history if c["good"]), None) or (
         view.history[0] if view.history else None)
-    plot, used = objectpage.read_plot_spectra(files, s.storage_dir)
+    plot, used = objectpage.read_plot_spectra(files, web.storage())
     view.spectra = [{"file": f, **objectpage.spectrum_links(f, s.publisher_authority)}
                     for f in used]
     template = None
@@ -150,7 +150,7 @@ def object_view(conn: Connection, target: TargetInfo, files: list[ProductFile]
         is not None else (target.redshift or 0.0)
     if plot:
         view.plot_script, view.plot_div = viewer.build_plot(plot, template, z)
-    view.images = objectpage.image_marks(files, target, s.storage_dir)
+    view.images = objectpage.image_marks(files, target, web.storage())
     view.timeline = objectpage.timeline(files)
     view.runs = sorted({f.run_name for f in files if f.run_name})
     view.tap_url = objectpage.tap_query_url(target.name)

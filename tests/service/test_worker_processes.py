@@ -34,22 +34,33 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_worker_runs_its_processes_and_stops_them_on_sigterm(
-        make_archive: Callable[..., Archive], tmp_path: Path) -> None:
-    archive = make_archive()
+def _start(archive: Archive, log: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
     env = dict(os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
                VO_ARCHIVE_DSN=archive.settings.dsn or "")
-    log = tmp_path / "worker.log"
     proc = subprocess.Popen([sys.executable, "-m", "vo_archive", "worker",
                              "--processes", "2"], env=env, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while b"worker running" not in log.read_bytes():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the worker did not start in 60 s"
+        time.sleep(0.1)
+    return proc, _children(proc.pid)
+
+
+def _gone(pids: set[int]) -> bool:
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
+
+
+def test_worker_runs_its_processes_and_stops_them_on_sigterm(
+        make_archive: Callable[..., Archive], tmp_path: Path) -> None:
+    archive = make_archive()
+    log = tmp_path / "worker.log"
+    proc, workers = _start(archive, log)
     try:
-        deadline = time.monotonic() + 60
-        while b"worker running" not in log.read_bytes():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the worker did not start in 60 s"
-            time.sleep(0.1)
-        workers = _children(proc.pid)
         assert len(workers) == 2
         with archive.engine.connect() as conn:
             # each registers with the queue (procrastinate's worker table)
@@ -62,9 +73,18 @@ def test_worker_runs_its_processes_and_stops_them_on_sigterm(
         # SIGTERM to the supervisor only (as `serve` stops its job workers)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(pid) for pid in workers)
+        assert _gone(workers)
+    finally:
+        stop_server(proc)
+
+
+def test_worker_processes_do_not_outlive_a_killed_supervisor(
+        make_archive: Callable[..., Archive], tmp_path: Path) -> None:
+    proc, workers = _start(make_archive(), tmp_path / "worker.log")
+    try:
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert _gone(workers)
     finally:
         stop_server(proc)

@@ -249,6 +249,10 @@ def run_worker(settings: Settings, concurrency: int = 2) -> None:
                        fetch_job_polling_interval=2.0)
 
 
+def _exit_now(signum: int, _frame: object) -> None:
+    os._exit(0)
+
+
 def run_workers(settings: Settings, processes: int, concurrency: int = 2,
                 ready: Callable[[], None] | None = None) -> int:
     """Run ``processes`` worker processes until interrupted; return an exit status.
@@ -261,6 +265,8 @@ def run_workers(settings: Settings, processes: int, concurrency: int = 2,
     stopped too, so that whoever runs this sees it and can restart it whole.
     ``ready`` is called once the workers run.
     """
+    from vo_archive.ingest.prepare import die_with_parent
+
     preload(settings)
     if processes <= 1:
         if ready is not None:
@@ -274,6 +280,11 @@ def run_workers(settings: Settings, processes: int, concurrency: int = 2,
         if pid == 0:  # pragma: no cover - the child's own coverage is not collected
             status = 1
             try:
+                die_with_parent()  # never outlive the supervisor
+                # until the worker takes over SIGTERM (before its first job),
+                # there is nothing to finish: stop at once
+                signal.signal(signal.SIGTERM, _exit_now)
+                signal.signal(signal.SIGINT, _exit_now)
                 run_worker(settings, concurrency)
                 status = 0
             except BaseException:

@@ -3,16 +3,19 @@
 Builds its own archive in a private PostgreSQL cluster and ingests ``--count``
 final 1D science spectra made from random templates of the library (random
 epoch, z = 0.01-0.3, S/N 20, in the archive's Phase 3 format) with no worker
-running: ingest queues each for classification. Then ``--workers`` processes of
-``vo-archive worker`` (one job at a time each) classify the queue, and the
-script prints:
+running: ingest queues each for classification. Then ``vo-archive worker
+--processes N`` (``--workers``; one job at a time in each process, each job
+taking a batch of queued spectra) classifies the queue, and the script prints:
 
-- the classifier's own time per spectrum in one process, for reference;
+- the classifier's own CPU time per spectrum in one process, for reference;
 - spectra per second from the first stored verdict to the last (the workers'
   throughput), and from the workers' start (with their start-up: loading the
   template library);
-- the workers' CPU time per spectrum, and the rate the machine's cores give at
-  that cost (the figure that does not depend on other work sharing the cores);
+- the CPU time per spectrum of the whole path: the worker processes' (with and
+  without their start-up) and PostgreSQL's (the backends serving them), and the
+  rate the machine's cores give at that cost (the figure that does not depend
+  on other work sharing the cores);
+- the load average before and while measuring (the machine may be shared);
 - the share whose stored type is the template's own type, and the median
   |Δz|, as a check that the verdicts are the right ones.
 
@@ -85,11 +88,43 @@ def make_spectra(out: Path, count: int, seed: int) -> dict[str, tuple[str, float
     return truth
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path, processes: int
+                 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "vo_archive", "worker",
-                             "--concurrency", "1"], env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                             "--processes", str(processes), "--concurrency", "1"],
+                            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=Path(__file__).parents[1])
+
+
+def cpu_times(pids: set[int] | None = None, parent: int | None = None
+              ) -> dict[int, float]:
+    """Return the CPU seconds (user + system) of some processes or of a parent's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if (pids is not None and pid in pids) or (parent is not None and
+                                                  ppid == parent):
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def worker_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """Return the CPU seconds of a worker and of its worker processes so far."""
+    own = cpu_times({proc.pid})
+    return sum(own.values()) + sum(cpu_times(parent=proc.pid).values())
+
+
+def postgres_cpu(pgdata: Path) -> dict[int, float]:
+    """Return the CPU seconds of each PostgreSQL backend of a cluster so far."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    return cpu_times(parent=postmaster)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -141,28 +176,31 @@ def main() -> int:
         lib = load_library()
         spectra = [read_spectrum(p) for p in paths]
         classify_spectrum(spectra[0], ClassifyOptions(), lib)
-        c0 = time.perf_counter()
+        c0 = time.process_time()  # CPU time: the same on a shared machine
         for sp in spectra:
             classify_spectrum(sp, ClassifyOptions(), lib)
-        alone = (time.perf_counter() - c0) / len(spectra)
+        alone = (time.process_time() - c0) / len(spectra)
         print(f"the classifier alone: {alone:.3f} s per spectrum in one process "
               f"({1 / alone:.1f} spectra/s on one core)")
         print(f"load average before measuring: {os.getloadavg()}")
+        pg0 = postgres_cpu(root / "pgdata")
         started = time.perf_counter()
-        procs = [start_worker(env, root / f"worker{i}.log")
-                 for i in range(args.workers)]
+        log = root / "worker.log"
+        procs = [start_worker(env, log, args.workers)]
+        startup = None
         done = 0
         while done < queued and time.perf_counter() - started < 3600:
-            time.sleep(0.2)
+            time.sleep(0.5)
+            if startup is None and b"worker running" in log.read_bytes():
+                startup = worker_cpu(procs[0])
             with engine.connect() as conn:
                 done = conn.execute(text(
                     "SELECT count(*) FROM archive.classification")).scalar_one()
         total = time.perf_counter() - started
-        tick = os.sysconf("SC_CLK_TCK")
-        cpu = 0.0
-        for p in procs:  # user + system time of each worker process so far
-            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / tick
+        load = os.getloadavg()
+        cpu = worker_cpu(procs[0])
+        pg1 = postgres_cpu(root / "pgdata")
+        pg = sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items())
         with engine.connect() as conn:
             first, last = conn.execute(text(
                 "SELECT min(classified_at), max(classified_at) FROM "
@@ -178,9 +216,14 @@ def main() -> int:
               f"{(done - 1) / span:.1f} spectra/s from the first verdict to the last "
               f"({span:.1f} s); {done / total:.1f} spectra/s with the workers' "
               f"start-up ({total:.1f} s)")
+        steady = cpu - (startup or 0.0)
+        path = (steady + pg) / done
         print(f"workers' CPU time: {cpu / done:.3f} s per spectrum (start-up "
-              f"included): {os.cpu_count()} cores would classify "
-              f"{(os.cpu_count() or 1) * done / cpu:.1f} spectra/s")
+              f"included), {steady / done:.3f} s without start-up; PostgreSQL "
+              f"{pg / done:.3f} s; whole path {path:.3f} s per spectrum: "
+              f"{os.cpu_count()} cores would classify "
+              f"{(os.cpu_count() or 1) / path:.1f} spectra/s")
+        print(f"load average while measuring: {load}")
         print(f"own type for {len(right) / len(rows):.1%} of them "
               f"(no good match: {sum(1 for r in rows if not r.good)}); median |dz| "
               f"{statistics.median(dz) if dz else float('nan'):.4f}")

@@ -188,6 +188,58 @@ def store_problem(conn: Connection, version_id: int, classifier_version: str,
             "p": problem}).scalar()
 
 
+def claim_queued(conn: Connection, limit: int) -> list[tuple[int, int]]:
+    """Lock up to ``limit`` queued arrival tasks; return (job id, version id) pairs.
+
+    The rows are locked ``FOR UPDATE SKIP LOCKED`` in the caller's transaction,
+    as procrastinate's own fetch locks them, so no other worker takes them
+    meanwhile; the caller removes them with :func:`drop_queued` in the same
+    transaction as it stores their verdicts. Should the transaction roll back
+    (the worker dies), they are queued as before.
+    """
+    if limit <= 0:
+        return []
+    rows = conn.execute(text(
+        "SELECT id, (args ->> 'version_id')::bigint FROM "
+        "procrastinate.procrastinate_jobs WHERE queue_name = :queue AND "
+        "task_name = :task AND status = 'todo' AND lock IS NULL AND "
+        "(scheduled_at IS NULL OR scheduled_at <= now()) AND "
+        "jsonb_typeof(args -> 'version_id') = 'number' "
+        "ORDER BY priority DESC, id LIMIT :n FOR UPDATE SKIP LOCKED"),
+        {"queue": QUEUE, "task": TASK, "n": limit}).all()
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def drop_queued(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Remove claimed arrival tasks from the queue (procrastinate's cancel)."""
+    if job_ids:
+        conn.execute(text(
+            "SELECT procrastinate.procrastinate_cancel_job_v1(id, false, true) "
+            "FROM unnest(CAST(:ids AS bigint[])) AS id"), {"ids": list(job_ids)})
+
+
+def versions_to_classify(conn: Connection, version_ids: Sequence[int],
+                         classifier_version: str, library_version: str
+                         ) -> dict[int, Spectrum1D]:
+    """Return the files among ``version_ids`` that still want this verdict.
+
+    Files that are gone, or already have a verdict of these classifier and
+    library versions, are left out (for the workers: no access scope).
+    """
+    if not version_ids:
+        return {}
+    rows = conn.execute(text(
+        "SELECT v.version_id, v.product_id, v.version_no, v.filename, v.storage_key, "
+        "p.product_type, p.mode FROM archive.version v "
+        "JOIN archive.product p USING (product_id) WHERE v.version_id = ANY(:ids) "
+        "AND NOT EXISTS (SELECT 1 FROM archive.classification c WHERE "
+        "c.version_id = v.version_id AND c.classifier_version = :cv AND "
+        "c.library_version = :lv)"),
+        {"ids": list(version_ids), "cv": classifier_version,
+         "lv": library_version}).all()
+    return {r[0]: Spectrum1D(*r) for r in rows}
+
+
 def is_classified(conn: Connection, version_id: int, classifier_version: str,
                   library_version: str) -> bool:
     """Whether a file has a verdict of this classifier and library version."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +38,14 @@ COMMAND_MODULES = (
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+#: Environment a command needs before numpy and its libraries load: the job
+#: workers are one process per core, each with one numerical thread (more would
+#: only fight over the same cores).
+COMMAND_ENV: dict[str, dict[str, str]] = {
+    "worker": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"},
+}
 
 
 class CommandError(Exception):
@@ -70,6 +79,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), "")
+    for key, value in COMMAND_ENV.get(command, {}).items():
+        os.environ.setdefault(key, value)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

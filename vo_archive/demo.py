@@ -16,6 +16,7 @@ same files.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -58,6 +59,15 @@ RUNS = [
     ("199.D-0143(K)", "EFOSC", date(2026, 10, 12), 3),
 ]
 TRANSIENT_PREFIXES = ["SN", "AT", "ASASSN-", "PS", "ATLAS", "Gaia", "ZTF"]
+#: Makes the flux of the optical science spectra from the classifier's template
+#: library ("module:function", so that the core does not import the package):
+#: called with the wavelengths, object, night and seed; returns the noiseless
+#: flux (peak 1) and what it was made from.
+SCIENCE_FLUX = "classify.synth:demo_flux"
+#: Peak flux of a demo spectrum (erg/cm2/s/Å) and its error: a share of the flux
+#: and a floor.
+PEAK_FLUX = 3e-16
+ERR_SHARE, ERR_FLOOR = 0.05, 2e-18
 
 
 @dataclass
@@ -113,6 +123,7 @@ class DemoPlan:
 
     def __init__(self, n: int, seed: int = 2012) -> None:
         self.n = n
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.specs: list[FileSpec] = []
         self.transients = self._transients(max(8, n // 40))
@@ -230,21 +241,23 @@ class DemoPlan:
         cal = {"ZEROCOR": bias, "FLATCOR": nflat, "ARC": arc}
         self._add(f"{base}.fits", "spec_2d", hdr(22106, "wavelength calibrated 2D"),
                   (32, nelem), prov=[raw], calib=cal, spec=spec)
+        sim = (obj, d, self.seed)  # the science spectra: from a template
         self._add(f"{base}_ex.fits", "spec_1d", hdr(22107, "extracted 1D"),
-                  (4, 1, nelem), prov=[raw], trace=[f"{base}.fits"], spec=spec)
+                  (4, 1, nelem), prov=[raw], trace=[f"{base}.fits"], spec=spec,
+                  sim=sim)
         self._add(f"{base}_f.fits", "spec_1d", hdr(22208, "flux calibrated 1D"),
                   (4, 1, nelem), prov=[raw], trace=[f"{base}_ex.fits"],
-                  calib={"SENSFUN": sens}, spec=spec)
+                  calib={"SENSFUN": sens}, spec=spec, sim=sim)
         self._add(f"{base}_e.fits", "spec_1d", hdr(22210, "telluric corrected 1D"),
                   (4, 1, nelem), prov=[raw], trace=[f"{base}_f.fits"],
-                  calib={"SENSFUN": sens, "ATMOFILE": atmo}, spec=spec)
+                  calib={"SENSFUN": sens, "ATMOFILE": atmo}, spec=spec, sim=sim)
         self._add(f"{base}_2df.fits", "spec_2d", hdr(22209, "2D flux calibrated"),
                   (32, nelem), prov=[raw], trace=[f"{base}.fits"],
                   calib={"SENSFUN": sens}, spec=spec)
         p3 = f"{obj[:20]}_{d}_{setup}_{rmjd}_1"
         self._add(f"{p3}_sb.fits", "phase3_1d", hdr(22210, "pre-reduced image"),
                   (nelem,), prov=[raw], trace=[f"{base}_e.fits"], spec=spec,
-                  assoc=f"{p3}_si.fits")
+                  assoc=f"{p3}_si.fits", sim=sim)
         self._add(f"{p3}_si.fits", "spec_2d", hdr(22209, "2D flux calibrated"),
                   (32, nelem), prov=[raw], trace=[f"{base}_2df.fits"], spec=spec,
                   prodcatg="ANCILLARY.2DSPECTRUM")
@@ -257,7 +270,8 @@ class DemoPlan:
                 "EFOSC", obj, ra, dec, t, exp, prog, 22210, "1D spectrum", soft2
             )
             self._add(f"{p3b}_sb.fits", "phase3_1d", h2, (nelem,), prov=[raw],
-                      trace=[f"{base}_e.fits"], spec=spec, assoc=f"{p3b}_si.fits")
+                      trace=[f"{base}_e.fits"], spec=spec, assoc=f"{p3b}_si.fits",
+                      sim=sim)
 
     def _efosc_image(self, prog: str, night: date, obj: str, ra: float, dec: float,
                      soft: str, rmjd: int) -> None:
@@ -399,7 +413,8 @@ class DemoPlan:
              prov: list[str] | None = None, trace: list[str] | None = None,
              calib: dict[str, str] | None = None, spec: dict[str, Any] | None = None,
              image: dict[str, Any] | None = None, assoc: str | None = None,
-             prodcatg: str | None = None) -> None:
+             prodcatg: str | None = None, sim: tuple[str, str, int] | None = None
+             ) -> None:
         h = dict(header)
         for i, p in enumerate(prov or [], 1):
             h[f"PROV{i}"] = p
@@ -413,7 +428,7 @@ class DemoPlan:
         if prodcatg:
             h["PRODCATG"] = prodcatg
         self.specs.append(FileSpec(name, kind, h, shape,
-                                   {"spec": spec, "image": image,
+                                   {"spec": spec, "image": image, "sim": sim,
                                     "seed": int(self.rng.integers(0, 2**31))}))
 
 
@@ -431,6 +446,33 @@ def _spectrum(spec: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarra
     err = flux * 0.05 + 2e-18
     flux = flux + rng.normal(0, 1, n) * err
     sky = np.abs(rng.normal(1e-17, 3e-18, n))
+    return wave, flux.astype(np.float32), err.astype(np.float32), sky.astype(np.float32)
+
+
+def _science_spectrum(spec: dict[str, Any], sim: tuple[str, str, int],
+                      rng: np.random.Generator, cards: dict[str, Any]
+                      ) -> tuple[np.ndarray, ...]:
+    """Return a science spectrum made from a template (:data:`SCIENCE_FLUX`).
+
+    What it was made from goes into ``cards`` (``PSIM*`` keywords), so that the
+    demo archive's classifications can be checked against it.
+    """
+    n = spec["nelem"]
+    wave = spec["lo"] + spec["step"] * np.arange(n)
+    module, _, func = SCIENCE_FLUX.partition(":")
+    shape, truth = getattr(importlib.import_module(module), func)(wave, *sim)
+    flux = PEAK_FLUX * shape
+    err = flux * ERR_SHARE + ERR_FLOOR
+    flux = flux + rng.normal(0, 1, n) * err
+    sky = np.abs(rng.normal(1e-17, 3e-18, n))
+    cards.update({
+        "PSIMTMPL": (truth.template, "simulated: template (SNID library)"),
+        "PSIMTYPE": (truth.type, "simulated: supernova type"),
+        "PSIMSUB": (truth.subtype, "simulated: supernova subtype"),
+        "PSIMPHAS": (round(truth.phase, 2), "[d] simulated: days from maximum"),
+        "PSIMZ": (truth.z, "simulated: redshift"),
+        "PSIMHOST": (truth.host, "simulated: host light / mean SN flux"),
+    })
     return wave, flux.astype(np.float32), err.astype(np.float32), sky.astype(np.float32)
 
 
@@ -470,7 +512,9 @@ def write_spec(spec_: FileSpec, out_dir: str) -> str:
     if spec_.kind == "phase3_1d":
         if spec is None:
             raise AssertionError(f"{spec_.name}: a spectrum file without its spectrum")
-        wave, flux, err, sky = _spectrum(spec, rng)
+        sim = spec_.extra.get("sim")
+        wave, flux, err, sky = (_science_spectrum(spec, sim, rng, cards) if sim
+                                else _spectrum(spec, rng))
         cards.update({"PRODCATG": "SCIENCE.SPECTRUM", "DATA_REL": "SSDR4",
                       "SNR": round(float(np.median(flux / err)), 1),
                       "BUNIT": "erg/cm2/s/Angstrom", "NELEM": spec["nelem"]})
@@ -517,7 +561,9 @@ def write_spec(spec_: FileSpec, out_dir: str) -> str:
     elif spec_.kind in ("spec_1d",):
         if spec is None:
             raise AssertionError(f"{spec_.name}: a spectrum file without its spectrum")
-        wave, flux, err, sky = _spectrum(spec, rng)
+        sim = spec_.extra.get("sim")
+        wave, flux, err, sky = (_science_spectrum(spec, sim, rng, cards) if sim
+                                else _spectrum(spec, rng))
         if len(spec_.shape) == 3:
             data = np.stack([flux, flux * 1.02, sky, err]).reshape(4, 1, -1)
         else:

@@ -65,8 +65,10 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
         (rf"\d+ spectra classified by \d+ workers: {N} spectra/s from the first "
          rf"verdict to the last \({N} s\); {N} spectra/s with the workers' "
          rf"start-up \({N} s\)", exactly(1)),
-        (rf"workers' CPU time: {N} s per spectrum \(start-up included\): \d+ cores "
-         rf"would classify {N} spectra/s", exactly(1)),
+        (rf"workers' CPU time: {N} s per spectrum \(start-up included\), {N} s "
+         rf"without start-up; PostgreSQL {N} s; whole path {N} s per spectrum: \d+ "
+         rf"cores would classify {N} spectra/s", exactly(1)),
+        (r"load average while measuring: \(.*\)", exactly(1)),
         (rf"own type for {N}% of them \(no good match: \d+\); median \|dz\| {N}",
          exactly(1)),
     ],

@@ -10,8 +10,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from classify.core import CLASSIFIER_VERSION
-from classify.jobs import classify_version
+from classify.jobs import classify_arrivals, classify_version
 from classify.storage import (
+    claim_queued,
     enqueue_versions,
     stored_classifications,
     unclassified_versions,
@@ -117,3 +118,56 @@ def test_pending_spectra_are_queued_and_hidden_ones_stay_hidden(
         assert stored_classifications(conn, pid, None) == []
     with caller_connection(archive.engine, MEMBER) as conn:
         assert len(stored_classifications(conn, pid, None)) == 1
+
+
+def _queued(archive: Archive) -> list[int]:
+    with archive.engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT (args ->> 'version_id')::bigint FROM "
+            "procrastinate.procrastinate_jobs WHERE task_name = 'classify.version' "
+            "ORDER BY id")).scalars())
+
+
+def test_an_arrival_task_classifies_a_batch_of_queued_spectra(
+        make_archive: Callable[..., Archive], demo_files: list[Path],
+        tmp_path: Path) -> None:
+    archive = make_archive()
+    made = [("sn1994D", 0.03), ("sn1999em", 0.02), ("sn2004aw", 0.04),
+            ("sn1999ex", 0.05), ("sn1994D", 0.08)]
+    paths = [write_template_product(src, tmp_path, sn, 5.0, z)
+             for src, (sn, z) in zip(phase3_spectra(demo_files), made, strict=False)]
+    assert len(paths) == len(made)
+    archive.ingest(paths)
+    queued = _queued(archive)
+    assert len(queued) == len(made)  # the ingest trigger queued each
+    # a claim made in an open transaction is skipped by another worker's claim,
+    # and comes back to the queue when that transaction rolls back
+    with archive.engine.connect() as conn, conn.begin() as txn:
+        held = claim_queued(conn, 2)
+        assert [v for _, v in held] == queued[:2]
+        with archive.engine.connect() as other:
+            assert [v for _, v in claim_queued(other, 10)] == queued[2:]
+        txn.rollback()
+    assert _queued(archive) == queued
+    # a worker fetches the first task as procrastinate does; it takes three
+    # more queued ones in its batch (queue order)
+    with archive.engine.begin() as conn:
+        fetched = conn.execute(text(
+            "SELECT (args ->> 'version_id')::bigint FROM procrastinate."
+            "procrastinate_fetch_job_v2(ARRAY['uws'], NULL)")).scalar_one()
+    assert fetched == queued[0]
+    own = classify_arrivals(archive.settings, queued[0], batch=4)
+    assert own is not None
+    with archive.engine.connect() as conn:
+        done = dict(conn.execute(text(
+            "SELECT version_id, classification_id FROM archive.classification")).all())
+    assert set(done) == set(queued[:4])
+    assert done[queued[0]] == own
+    # the three claimed tasks left the queue; the task's own is procrastinate's
+    assert _queued(archive) == [queued[0], queued[4]]
+    # a task whose file is already classified stores nothing, takes the rest
+    assert classify_arrivals(archive.settings, queued[0], batch=4) is None
+    assert _queued(archive) == [queued[0]]
+    with archive.engine.connect() as conn:
+        assert conn.execute(text(
+            "SELECT count(*) FROM archive.classification")).scalar_one() == len(made)

@@ -13,9 +13,12 @@ core never imports a protocol package.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from vo_archive.config import Settings
-from vo_archive.db.engine import get_engine, resolve_dsn
+from vo_archive.db.engine import dispose_engines, get_engine, resolve_dsn
 from vo_archive.vo.dali.errors import Fault, TransientFault
 from vo_archive.vo.uws.jobs import RESULT_CHUNK, Job, cancel_backend, get_job, set_phase
 from vo_archive.vo.uws.phases import Phase
@@ -37,7 +40,10 @@ RUNNERS: dict[str, str] = {"tap": "tap.jobs:run_job",
                            "classify": "classify.jobs:run_job"}
 #: Other tasks of the job queue: task name → "module:function" taking the
 #: settings and the task's arguments (queued by triggers and commands).
-TASKS: dict[str, str] = {"classify.version": "classify.jobs:classify_version"}
+TASKS: dict[str, str] = {"classify.version": "classify.jobs:classify_arrivals"}
+#: Called with the settings once when a worker starts, before it takes jobs
+#: ("module:function"): what every job would otherwise load for itself.
+PRELOAD: tuple[str, ...] = ("classify.jobs:preload",)
 QUEUE = "uws"
 TASK = "uws.run_job"
 CLEANUP_TASK = "uws.cleanup"
@@ -236,6 +242,13 @@ def make_app(settings: Settings) -> Any:
     return app
 
 
+def preload(settings: Settings) -> None:
+    """Run the services' start-up hooks (:data:`PRELOAD`) in this process."""
+    for name in PRELOAD:
+        module, _, func = name.partition(":")
+        getattr(importlib.import_module(module), func)(settings)
+
+
 def run_worker(settings: Settings, concurrency: int = 2) -> None:
     """Run a worker until interrupted (SIGINT/SIGTERM finish running jobs first)."""
     app = make_app(settings)
@@ -243,6 +256,72 @@ def run_worker(settings: Settings, concurrency: int = 2) -> None:
         app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=True,
                        listen_notify=True, delete_jobs="always",
                        fetch_job_polling_interval=2.0)
+
+
+def _exit_now(signum: int, _frame: object) -> None:
+    os._exit(0)
+
+
+def run_workers(settings: Settings, processes: int, concurrency: int = 2,
+                ready: Callable[[], None] | None = None) -> int:
+    """Run ``processes`` worker processes until interrupted; return an exit status.
+
+    The services' start-up hooks run once, here, and the workers are forked
+    from this process afterwards, so that they share what was loaded (the
+    template library: copy-on-write pages) instead of each reading it. This
+    process only supervises: SIGTERM or SIGINT is passed on to the workers
+    (which finish their running jobs), and should one worker die the others are
+    stopped too, so that whoever runs this sees it and can restart it whole.
+    ``ready`` is called once the workers run.
+    """
+    from vo_archive.ingest.prepare import die_with_parent
+
+    preload(settings)
+    if processes <= 1:
+        if ready is not None:
+            ready()
+        run_worker(settings, concurrency)
+        return 0
+    dispose_engines()  # no connection may be shared across fork()
+    children: list[int] = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's own coverage is not collected
+            status = 1
+            try:
+                die_with_parent()  # never outlive the supervisor
+                # until the worker takes over SIGTERM (before its first job),
+                # there is nothing to finish: stop at once
+                signal.signal(signal.SIGTERM, _exit_now)
+                signal.signal(signal.SIGINT, _exit_now)
+                run_worker(settings, concurrency)
+                status = 0
+            except BaseException:
+                log.exception("job worker failed")
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    if ready is not None:
+        ready()
+    status = 0
+    alive = set(children)
+    while alive:
+        pid, code = os.wait()
+        if pid not in alive:
+            continue
+        alive.discard(pid)
+        if code != 0:
+            status = 1
+        forward(signal.SIGTERM, None)  # one gone: all go
+    return status
 
 
 RETENTION = timedelta(days=7)

@@ -37,7 +37,7 @@ QUERY = [("LANG", "ADQL"),
 def _start_worker(archive: Archive, log_path: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, VO_ARCHIVE_HOME=str(archive.settings.home),
                VO_ARCHIVE_DSN=archive.settings.dsn or "")
-    log = open(log_path, "wb")  # noqa: SIM115 - the child writes it
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vo_archive", "-v", "worker", "--concurrency", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -5,6 +5,7 @@
 servers and ``listen`` replaced by the test's loopback addresses, in a prefix
 folder of its own (pid, logs, temporary files), in the foreground
 (``daemon off``), and as an unprivileged user when the tests run as root.
+``bench/scale.py`` starts its proxies with it too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import requests
 
 from vo_archive.db.cluster import free_port
@@ -50,10 +50,17 @@ http {{
 """
 
 
+def nginx_binary() -> str | None:
+    """Return the nginx binary (Debian's is in /usr/sbin), or None."""
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 def nginx_or_skip() -> str:
     """Return the nginx binary; skip (fail where CI requires it) without one."""
-    found = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    import pytest
+
+    found = nginx_binary()
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed (dev.sh installs nginx-light)")

@@ -30,6 +30,8 @@ SITE = ROOT / "deploy" / "nginx" / "pessto-archive.conf"
 _SERVER_LINE = re.compile(r"^ *server \d+\.\d+\.\d+\.\d+:\d+ (?P<opts>[^;]*);\n",
                           re.MULTILINE)
 
+_LOG_LINE = re.compile(r"(\S+) (\d+) \S+ (\S+) \|([^|]*)\|[^|]*\|")
+
 MAIN = """\
 daemon off;
 worker_processes 1;
@@ -37,8 +39,8 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
-    log_format nodes '$msec $status $request_method $uri $upstream_addr '
-                     '$upstream_status';
+    log_format nodes '$msec $status $request_method $uri |$upstream_addr|'
+                     '$upstream_status|';
     access_log {prefix}/access.log nodes;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
@@ -102,6 +104,17 @@ class Nginx:
                 self.process.kill()
                 self.process.wait(10)
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def served(self) -> list[tuple[float, int, str, list[str]]]:
+        """Return the access log: (time, status, path, upstream nodes tried)."""
+        path = self.prefix / "access.log"
+        out = []
+        for line in path.read_text().splitlines():
+            m = _LOG_LINE.fullmatch(line)
+            if m:
+                nodes = [a for a in re.split(r",\s*|\s+:\s+", m[4]) if a]
+                out.append((float(m[1]), int(m[2]), m[3], nodes))
+        return out
 
     def log(self) -> str:
         """Return the error log (for failure messages)."""

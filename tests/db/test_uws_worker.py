@@ -29,7 +29,7 @@ from vo_archive.uws.worker import enqueue
 
 pytestmark = pytest.mark.slow
 
-JOBS = 40
+JOBS = 24
 QUERY = [("LANG", "ADQL"),
          ("QUERY", "SELECT COUNT(*) AS n FROM TAP_SCHEMA.columns")]
 

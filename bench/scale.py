@@ -14,8 +14,12 @@ node 1 only, one with both nodes. Then:
   nginx, interleaved request by request (the issue's target: through the proxy,
   within 1.5 ms of the direct one-host figure).
 
-Hot standbys (``read_dsns``) are a further dimension where this version of the
-archive has them; otherwise a line says they are not configured.
+Where this version of the archive reads from hot standbys (``read_dsns``), all
+of it is done three times: the web nodes reading from the primary alone, from one
+and from two standbys of the embedded cluster (``vo-archive db standby add``, made
+afresh under the home and stopped at the end); otherwise a line says they are not
+configured. The latency's "direct" figure is always a third node on one host
+reading from the primary alone, asked in turn with the proxies.
 
     python bench/scale.py [--home DIR] [--products N] [--seconds S] [--workers W]
                           [--cones N] [--smoke]
@@ -28,8 +32,9 @@ Prints one line per cell::
 (on one line), then::
 
     cone latency, one client (N cones each): direct X ms; nginx to 1 node X ms
-        (+D ms); nginx to 2 nodes X ms (+D ms); standbys=0 (target: within 1.5 ms)
-    standbys: ...
+        (+D ms); nginx to 2 nodes X ms (+D ms); standbys=S (target: within 1.5 ms)
+
+once per number of standbys S, and a last line ``standbys: ...`` saying which.
 
 The machine has 2 cores shared by the clients, nginx, the nodes and PostgreSQL:
 read the figures as the cost of the extra hop, not as scaling. ``--smoke`` (200
@@ -40,10 +45,13 @@ script and measures nothing. Exit status 1 if any request failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import multiprocessing
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -56,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from bench.common import (
+    child_env,
     prepare_archive,
     scratch_dir,
     start_serve,
@@ -221,23 +230,92 @@ def main() -> int:
     try:
         return measure(args, home)
     finally:
+        stop_standbys(home)
         stop_embedded(home)
         if args.smoke:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def has_standbys() -> bool:
+    """Return whether this version of the archive reads from hot standbys."""
+    return "read_dsns" in {f.name for f in dataclasses.fields(Settings)}
+
+
+def make_standbys(home: Path, n: int) -> list[str]:
+    """Make ``n`` fresh hot standbys of the embedded cluster; return their DSNs."""
+    dsns = []
+    for k in range(1, n + 1):
+        folder = home / f"standby{k}"
+        if folder.exists():
+            subprocess.run([sys.executable, "-m", "vo_archive", "db", "standby",
+                            "stop", str(folder)], env=child_env(
+                                VO_ARCHIVE_HOME=str(home)), capture_output=True,
+                           check=False, timeout=120)
+            shutil.rmtree(folder)
+        made = subprocess.run([sys.executable, "-m", "vo_archive", "db", "standby",
+                               "add", str(folder)], env=child_env(
+                                   VO_ARCHIVE_HOME=str(home)), capture_output=True,
+                              text=True, check=True, timeout=600)
+        found = re.search(r'read_dsns = \["([^"]+)"\]', made.stdout)
+        if found is None:
+            raise SystemExit(f"db standby add said no DSN:\n{made.stdout}")
+        dsns.append(found[1])
+    return dsns
+
+
+def stop_standbys(home: Path) -> None:
+    """Stop the standbys :func:`make_standbys` made under ``home``."""
+    for folder in sorted(home.glob("standby[0-9]")):
+        subprocess.run([sys.executable, "-m", "vo_archive", "db", "standby", "stop",
+                        str(folder)], env=child_env(VO_ARCHIVE_HOME=str(home)),
+                       capture_output=True, check=False, timeout=120)
 
 
 def measure(args: argparse.Namespace, home: Path) -> int:
     """Start the nodes and proxies under ``home``, run every cell, print them."""
     settings = prepare_archive(home, args.products)
     pos = positions(settings)
+    rounds: list[list[str]] = [[]]
+    if has_standbys():
+        dsns = make_standbys(home, 2)
+        rounds = [[], dsns[:1], dsns]
+    print(f"{len(pos)} cone positions; {args.workers} gunicorn workers per node; "
+          f"{args.seconds:g} s per cell", flush=True)
+    errors = 0
+    # the one-host figure: one node reading from the primary alone
+    base = start_serve(home, args.workers, "--job-workers", "0",
+                       log=home / "bench-scale-base.log")
+    try:
+        for dsns in rounds:
+            errors += measure_round(args, home, pos, dsns, base[1])
+    finally:
+        stop_serve(base[0])
+    if has_standbys():
+        print("standbys: 0, 1 and 2 hot standbys of the embedded cluster (vo-archive "
+              "db standby add), read_dsns given to both web nodes", flush=True)
+    else:
+        print("standbys: not configured (this version of the archive has no "
+              "read_dsns)", flush=True)
+    if errors:
+        print(f"{errors} requests failed", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def measure_round(args: argparse.Namespace, home: Path, pos: list[tuple[float, float]],
+                  dsns: list[str], base_port: int) -> int:
+    """Measure every cell with web nodes reading from ``dsns``; return the errors."""
     servers = []
     proxies: list[Nginx] = []
     errors = 0
+    standbys = len(dsns)
+    env = {"VO_ARCHIVE_TRUSTED_PROXIES": "1"}
+    if dsns:
+        env["VO_ARCHIVE_READ_DSNS"] = " ".join(dsns)
     try:
         for k in (1, 2):
             servers.append(start_serve(
                 home, args.workers, "--job-workers", "0",
-                log=home / f"bench-scale-node{k}.log", VO_ARCHIVE_TRUSTED_PROXIES="1"))
+                log=home / f"bench-scale-node{k}-standbys{standbys}.log", **env))
         nodes = [f"127.0.0.1:{port}" for _, port in servers]
         proxies = [start_nginx(nodes[:1]), start_nginx(nodes)]
         port_of = {"direct": servers[0][1],
@@ -245,9 +323,7 @@ def measure(args: argparse.Namespace, home: Path) -> int:
                    "nginx2": int(proxies[1].url.rsplit(":", 1)[1])}
         setups = [("1", "direct", "direct"), ("1", "nginx", "nginx1"),
                   ("2", "nginx", "nginx2")]
-        print(f"{len(pos)} cone positions; {args.workers} gunicorn workers per node; "
-              f"{args.seconds:g} s per cell", flush=True)
-        for port in port_of.values():  # warm every worker's connections
+        for port in [base_port, *port_of.values()]:  # warm every worker's connections
             throughput(port, "SCS", 4, min(1.0, args.seconds), pos)
             throughput(port, "TAP", 4, min(1.0, args.seconds), pos)
         for kind in KINDS:
@@ -257,26 +333,23 @@ def measure(args: argparse.Namespace, home: Path) -> int:
                                                      args.seconds, pos)
                     errors += bad
                     print(f"throughput {kind} clients={clients} nodes={n_nodes} "
-                          f"{path} standbys=0: {rate:.0f} req/s, median {med:.2f} ms, "
-                          f"p95 {p95:.2f} ms, errors {bad}", flush=True)
-        med, bad = latencies([port_of["direct"], port_of["nginx1"], port_of["nginx2"]],
+                          f"{path} standbys={standbys}: {rate:.0f} req/s, median "
+                          f"{med:.2f} ms, p95 {p95:.2f} ms, errors {bad}", flush=True)
+        # interleaved cone by cone: the one-host node, then each proxy
+        med, bad = latencies([base_port, port_of["nginx1"], port_of["nginx2"]],
                              args.cones, pos)
         errors += bad
         print(f"cone latency, one client ({args.cones} cones each): direct "
               f"{med[0]:.2f} ms; nginx to 1 node {med[1]:.2f} ms "
               f"({med[1] - med[0]:+.2f} ms); nginx to 2 nodes {med[2]:.2f} ms "
-              f"({med[2] - med[0]:+.2f} ms); standbys=0 (target: within 1.5 ms)",
-              flush=True)
-        print("standbys: not configured (this version of the archive has no "
-              "read_dsns)", flush=True)
+              f"({med[2] - med[0]:+.2f} ms); standbys={standbys} (target: within "
+              "1.5 ms)", flush=True)
     finally:
         for proxy in proxies:
             proxy.stop()
         for proc, _ in servers:
             stop_serve(proc)
-    if errors:
-        print(f"{errors} requests failed", file=sys.stderr)
-    return 1 if errors else 0
+    return errors
 
 
 if __name__ == "__main__":

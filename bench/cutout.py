@@ -21,8 +21,8 @@ from astropy.io import fits
 
 from soda.cutout import Coverage, cut
 from soda.params import CutoutRequest
-from vo_archive.dali.params import Interval
-from vo_archive.sky import Circle, Polygon
+from vo_archive.vo.dali.params import Interval
+from vo_archive.vo.sky import Circle, Polygon
 
 RA, DEC, SCALE = 150.0, -30.0, 0.24 / 3600
 

@@ -9,7 +9,7 @@ kept-alive connection per client.
 Database part: on a table of ``--rows`` uniform random positions in a database
 of its own (built once, clustered on the HEALPix index), the latency of a cone
 search through the HEALPix B-tree path (ranges made here by
-:func:`vo_archive.sky.cone_ranges`, joined as ``unnest`` arrays, generic plan),
+:func:`vo_archive.vo.sky.cone_ranges`, joined as ``unnest`` arrays, generic plan),
 through pgSphere's GiST index and through q3c,
 interleaved cone by cone, at radii 1″, 1′, 10′ and 1°, with the ``SELECT 1``
 round-trip floor and the ratios to pgSphere.
@@ -54,7 +54,7 @@ from bench.common import child_env, prepare_archive, scratch_dir, stop_embedded
 from vo_archive.config import Settings
 from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine, resolve_dsn
-from vo_archive.sky import cone_ranges, healpix29
+from vo_archive.vo.sky import cone_ranges, healpix29
 
 RADII = {"1″": 1 / 3600, "1′": 1 / 60, "10′": 10 / 60, "1°": 1.0}
 

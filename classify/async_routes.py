@@ -8,8 +8,8 @@ from flask import request
 
 from classify.capability import ASYNC_DURATION, RETENTION_DAYS
 from classify.service import MAX_UPLOAD
-from vo_archive.dali.errors import PayloadTooLarge, UsageFault
-from vo_archive.uws.routes import make_uws_blueprint
+from vo_archive.vo.dali.errors import PayloadTooLarge, UsageFault
+from vo_archive.vo.uws.routes import make_uws_blueprint
 
 
 def inline_parts() -> dict[str, bytes]:

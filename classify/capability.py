@@ -6,7 +6,7 @@ the archive's own standard identifiers for the sync and async interfaces.
 
 from __future__ import annotations
 
-from vo_archive.vosi import Capability, vosi_capabilities
+from vo_archive.vo.vosi import Capability, vosi_capabilities
 
 STANDARD_ID = "ivo://pessto.ia2.inaf.it/std/classify"
 SYNC_ID = STANDARD_ID + "#sync-1.0"

@@ -21,6 +21,12 @@ Davis (1979, AJ 84, 1511), as GELATO also uses it (Harutyunyan et al. 2008):
    matches, its subtype, the redshift and age from the good matches of that type,
    or "no good match" when there are none. Never a forced type.
 
+When the spectrum shows narrow emission lines of its host galaxy at one
+redshift (two of [O II], H-beta, [O III], H-alpha), the search is made as SNID
+is run with a host redshift: templates within ``HOST_DZ`` of it only, and the
+supernova's redshift is its host's. Without a good match there, the free search
+stands.
+
 The templates are prepared (tapered, filtered, Fourier transformed) once per
 process and library.
 """
@@ -30,18 +36,18 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
 from scipy.fft import irfft, rfft
 from scipy.interpolate import LSQUnivariateSpline
-from scipy.ndimage import median_filter
+from scipy.ndimage import maximum_filter, median_filter
 
 from classify.spectrum import Spectrum, SpectrumError
 from classify.templates import TemplateLibrary, canonical_sn, load_library
 
-CLASSIFIER_VERSION = "snid-xc 1.0"
+CLASSIFIER_VERSION = "snid-xc 1.1"
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -87,6 +93,33 @@ WEIGHT_POWER = 2.0
 ZMAX_LIMIT = 1.5
 #: Tonry & Davis (1979): redshift error ≈ K·FWHM/(1 + r).
 TD_ERROR_K = 3.0 / 8.0
+#: The strongest narrow emission lines of a star-forming host galaxy ([O II]
+#: 3727, H-beta, [O III] 5007, H-alpha; rest wavelengths in air, Å), one per
+#: group. A redshift needs two groups. Close companions ([N II] beside H-alpha,
+#: [O III] 4959, [S II]) are left out: a pair of them, or one of them taken for
+#: its neighbour, gives a redshift a little off from a single line and a sky
+#: line or a supernova's feature (measured on noisy templates with added lines).
+HOST_LINES = ((3727.4,), (4861.3,), (5006.8,), (6562.8,))
+#: Significance of the strongest host line and of a line of a second group (a
+#: 4 sigma peak of Gaussian noise turns up by chance once in 30,000 trials: a few
+#: hundred candidate redshifts times a few groups stay well below one).
+LINE_SIGMA = (5.0, 4.0)
+#: Half width (Å) of the box a line's flux is summed over (unresolved lines of
+#: a low-resolution spectrograph), the continuum's running-median width (Å,
+#: wider than any host line, narrower than any supernova feature), and the
+#: largest distance (Å) of a line from its expected place.
+LINE_HALF_WIDTH = 4.0
+LINE_CONTINUUM = 60.0
+LINE_TOLERANCE = 3.0
+#: Coarsest sampling (Å per pixel) at which a host line can be told from the
+#: emission of a supernova (1000 km/s and more: 20 Å at 6000 Å); the templates'
+#: own grid, 7-11 Å per bin, is coarser.
+LINE_MAX_STEP = 5.0
+#: Peaks tried as each host line, strongest first.
+LINE_SEEDS = 50
+#: With a host redshift from its lines, templates are searched within this of it
+#: (a few times SNID's typical redshift error of 0.005).
+HOST_DZ = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +415,100 @@ def flatten(flux: F64, first: int, last: int) -> Flattened:
     return Flattened(out, out_w, out_n, first + lo, first + hi)
 
 
+def _box_sum(x: F64, half: int) -> F64:
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(x.size)
+    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, x.size)
+    out: F64 = c[hi] - c[lo]
+    return out
+
+
+def host_redshift(spectrum: Spectrum, zmin: float, zmax: float
+                  ) -> tuple[float, float] | None:
+    """Return the redshift of the host galaxy's narrow emission lines, and its error.
+
+    Narrow lines ([O II], H-beta, [O III], H-alpha with [N II], [S II]) stand on a star-
+    forming host's light under many supernova spectra; they give its redshift to
+    a few 1e-4, as surveys measure host redshifts. A line is a local maximum of
+    the flux above a running median, summed over a box of a resolution element,
+    in units of its noise (from the local scatter of the flux or the spectrum's
+    error, scaled up if the sums scatter more). A redshift needs a
+    line of ``LINE_SIGMA[0]`` and one of another group of ``LINE_SIGMA[1]``; of
+    several, the one with the most groups, then the largest total significance.
+
+    Returns
+    -------
+    tuple or None
+        The redshift (mean of the lines' redshifts, weighted by significance
+        squared) and its error (their scatter, at least the tolerance's), or None.
+    """
+    w, f = spectrum.wave, spectrum.flux
+    if w.size < 3 * MIN_BINS:
+        return None
+    step = float(np.median(np.diff(w)))
+    if not 0 < step <= LINE_MAX_STEP:
+        return None
+    width = max(round(LINE_CONTINUUM / step) | 1, 5)
+    resid = f - median_filter(f, size=width, mode="nearest")
+    half = max(round(LINE_HALF_WIDTH / step), 1)
+    # against the flux just beside it (an annulus 2-5 half widths away), so that
+    # the peak of a supernova's broad feature, whose sides stand as high, is no line
+    offsets = np.abs(np.arange(-5 * half, 5 * half + 1))
+    beside = median_filter(resid, footprint=(offsets >= 2 * half), mode="nearest")
+    box = _box_sum(resid - beside, half)
+    # a pixel's noise: the flux's local scatter about the running median, or the
+    # spectrum's error where that says more (sky lines); at most S/N 1000
+    pixel = 1.4826 * median_filter(np.abs(resid), size=width, mode="nearest")
+    if spectrum.error is not None:
+        pixel = np.maximum(pixel, spectrum.error)
+    pixel = np.maximum(pixel, 1e-3 * float(np.median(np.abs(f))))
+    noise = np.sqrt(_box_sum(pixel**2, half))
+    # neighbouring pixels of a resampled spectrum share their noise: the box
+    # sums then scatter more than independent pixels would give
+    shared = 1.4826 * float(np.median(np.abs(box - np.median(box)))) / float(
+        np.median(noise))
+    noise *= max(shared, 1.0)
+    sig = box / np.maximum(noise, 1e-300)
+    peak = sig >= maximum_filter(sig, size=2 * half + 1, mode="nearest")
+    peak &= sig >= LINE_SIGMA[1]
+    at = np.flatnonzero(peak)
+    if at.size < 2 or not (sig[at] >= LINE_SIGMA[0]).any():
+        return None
+    p_wave, p_sig = w[at], sig[at]  # in increasing wavelength
+    # every strong peak (the strongest LINE_SEEDS) as every line: the redshifts
+    seeds = np.argsort(-p_sig, kind="stable")[:LINE_SEEDS]
+    seeds = seeds[p_sig[seeds] >= LINE_SIGMA[0]]
+    lines = np.array([line for group in HOST_LINES for line in group])
+    z = (p_wave[seeds][:, None] / lines[None, :] - 1).ravel()
+    z = z[(z >= zmin) & (z <= zmax)]
+    if z.size == 0:
+        return None
+    tolerance = max(LINE_TOLERANCE, 1.5 * step)
+    # each group's line found at each redshift: its significance and redshift
+    group_sig = np.zeros((len(HOST_LINES), z.size))
+    group_z = np.zeros((len(HOST_LINES), z.size))
+    for g, group in enumerate(HOST_LINES):
+        for line in group:
+            expected = line * (1 + z)
+            k = np.clip(np.searchsorted(p_wave, expected), 1, at.size - 1)
+            nearer = np.abs(p_wave[k - 1] - expected) < np.abs(p_wave[k] - expected)
+            k = np.where(nearer, k - 1, k)
+            hit = np.where(np.abs(p_wave[k] - expected) <= tolerance, p_sig[k], 0.0)
+            better = hit > group_sig[g]
+            group_sig[g] = np.where(better, hit, group_sig[g])
+            group_z[g] = np.where(better, p_wave[k] / line - 1, group_z[g])
+    groups = (group_sig > 0).sum(axis=0)
+    if groups.max() < 2:
+        return None
+    # the most groups, then the largest total significance
+    best = int(np.lexsort((group_sig.sum(axis=0), groups))[-1])
+    sigs, zs = group_sig[:, best], group_z[:, best]
+    zs, wts = zs[sigs > 0], sigs[sigs > 0] ** 2
+    z_host = float(np.average(zs, weights=wts))
+    spread = float(np.sqrt(np.average((zs - z_host) ** 2, weights=wts)))
+    return z_host, max(spread, LINE_TOLERANCE / 5000.0 * (1 + z_host))
+
+
 def _select(prep: Prepared, options: ClassifyOptions) -> npt.NDArray[np.intp]:
     lib = prep.library
     keep = prep.ok.copy()
@@ -578,7 +705,7 @@ def classify_spectrum(spectrum: Spectrum,
     opts = options or ClassifyOptions()
     lib = library or load_library()
     prep = prepare(lib)
-    nbin, dw = lib.nbin, lib.dwlog
+    nbin = lib.nbin
     flux, s_lo, s_hi = rebin_log(spectrum, lib, opts.wmin, opts.wmax)
     flattened = flatten(flux, s_lo, s_hi)
     flat, weight, s_lo, s_hi = (flattened.flux, flattened.weight, flattened.lo,
@@ -599,50 +726,110 @@ def classify_spectrum(spectrum: Spectrum,
     noise_power = gain * float(np.sum((flattened.noise * weight**2 * taper) ** 2))
     if s_norm[0] ** 2 < FEATURE_POWER * noise_power:
         return replace(empty, rlap=0.0)
-    if opts.z is not None:
-        centre = math.log1p(opts.z) / dw
-        lag_lo, lag_hi = math.floor(centre) - 1, math.ceil(centre) + 1
-    else:
-        lag_lo = math.floor(math.log1p(opts.zmin) / dw)
-        lag_hi = math.ceil(math.log1p(opts.zmax) / dw)
-    conj = prep.conj if idx.size == len(lib) else prep.conj[idx]
-    prod = conj * (s_spec[0] / np.float32(s_norm[0]))[None, :]
-    c = irfft(prod, n=prep.n, axis=1, overwrite_x=True)
-    lag0, h0 = _window_max(c, lag_lo, lag_hi)
-    h0 = np.where(_is_peak(c, lag0), h0, 0.0)
-    del c, prod
-    lap0 = _overlap(s_lo, s_hi, prep.lo[idx], prep.hi[idx], lag0.astype(np.float64))
-    score = np.where(h0 > 0, h0 * lap0, 0.0)
-    # step 5: the best candidates again, on their overlap only; r from there
-    order = np.argsort(-score, kind="stable")[:RECORRELATE]
-    cand = idx[order]
-    peaks, overlap = _recorrelate(prep, flat, weight, s_lo, s_hi, cand,
-                                  lag0[order].astype(np.float64), lag_lo, lag_hi)
-    lap2 = overlap * dw
-    rlap2 = np.where(peaks.h > 0, peaks.r * lap2, 0.0)
-    z = np.exp(peaks.lag * dw) - 1
-    if opts.z is not None:
-        z = np.full_like(z, opts.z)
-    width_z = (1 + z) * peaks.width * dw
-    z_err = TD_ERROR_K * width_z / (1 + np.maximum(peaks.r, 0))
-    good = (rlap2 >= opts.rlap_min) & (lap2 >= opts.lap_min) & (peaks.h >= H_MIN)
-    rank = np.argsort(-rlap2, kind="stable")
-    matches = [
-        Match(template=str(lib.sn[cand[i]]), type=str(lib.type[cand[i]]),
-              subtype=str(lib.subtype[cand[i]]), phase=float(lib.phase[cand[i]]),
-              z=round(float(z[i]), 5), z_err=round(float(z_err[i]), 5),
-              width=round(float(width_z[i]), 5), r=round(float(peaks.r[i]), 3),
-              lap=round(float(lap2[i]), 3), rlap=round(float(rlap2[i]), 3),
-              good=bool(good[i]))
-        for i in rank[:opts.top]
-    ]
-    best_rlap = round(float(rlap2[rank[0]]), 3) if rank.size else None
-    if not good.any():
-        return Verdict(None, None, None, None, None, None, None, best_rlap, False,
-                       matches, int(good.sum()), library_version=lib.version,
-                       spectrum=spectrum.name)
-    return _decide(lib, cand, good, rlap2, z, z_err, rank, matches, best_rlap,
-                   opts, spectrum.name)
+    search = _Search(prep, idx, s_spec[0] / np.float32(s_norm[0]), flattened, opts,
+                     spectrum.name)
+    if opts.z is None:
+        host = host_redshift(_cropped(spectrum, opts.wmin, opts.wmax), opts.zmin,
+                             opts.zmax)
+        if host is not None:
+            # SNID run at the host's redshift: templates near it only; the
+            # supernova's redshift is its host's (a free search if none is good)
+            z_host, z_host_err = host
+            near = search.run(max(opts.zmin, z_host - HOST_DZ),
+                              min(opts.zmax, z_host + HOST_DZ), None)
+            if near.good:
+                return replace(near, z=round(z_host, 5), z_err=round(z_host_err, 5))
+    return search.run(opts.zmin, opts.zmax, opts.z)
+
+
+def _cropped(spectrum: Spectrum, wmin: float | None, wmax: float | None) -> Spectrum:
+    if wmin is None and wmax is None:
+        return spectrum
+    keep = (spectrum.wave >= (wmin if wmin is not None else -np.inf)) & (
+        spectrum.wave <= (wmax if wmax is not None else np.inf))
+    return Spectrum(spectrum.wave[keep], spectrum.flux[keep],
+                    None if spectrum.error is None else spectrum.error[keep],
+                    spectrum.name)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """A flattened spectrum against the selected templates, over a redshift range."""
+
+    prep: Prepared
+    idx: npt.NDArray[np.intp]
+    #: the spectrum's filtered transform over its norm
+    spec: npt.NDArray[np.complex64]
+    flattened: Flattened
+    opts: ClassifyOptions
+    name: str
+
+    @cached_property
+    def correlation(self) -> F32:
+        """Return the correlation with every selected epoch (computed once)."""
+        prep, idx = self.prep, self.idx
+        conj = prep.conj if idx.size == len(prep.library) else prep.conj[idx]
+        c: F32 = irfft(conj * self.spec[None, :], n=prep.n, axis=1, overwrite_x=True)
+        return c
+
+    def run(self, zmin: float, zmax: float, z_fixed: float | None) -> Verdict:
+        """Correlate over [zmin, zmax] (or at ``z_fixed``); return the verdict."""
+        prep, idx, opts, name = self.prep, self.idx, self.opts, self.name
+        lib = prep.library
+        dw = lib.dwlog
+        flat, weight = self.flattened.flux, self.flattened.weight
+        s_lo, s_hi = self.flattened.lo, self.flattened.hi
+        if z_fixed is not None:
+            centre = math.log1p(z_fixed) / dw
+            lag_lo, lag_hi = math.floor(centre) - 1, math.ceil(centre) + 1
+        else:
+            lag_lo = math.floor(math.log1p(zmin) / dw)
+            lag_hi = math.ceil(math.log1p(zmax) / dw)
+        c = self.correlation
+        lag0, h0 = _window_max(c, lag_lo, lag_hi)
+        h0 = np.where(_is_peak(c, lag0), h0, 0.0)
+        lap0 = _overlap(s_lo, s_hi, prep.lo[idx], prep.hi[idx],
+                        lag0.astype(np.float64))
+        score = np.where(h0 > 0, h0 * lap0, 0.0)
+        # step 5: the best candidates again, on their overlap only; r from there
+        order = np.argsort(-score, kind="stable")[:RECORRELATE]
+        cand = idx[order]
+        peaks, overlap = _recorrelate(prep, flat, weight, s_lo, s_hi, cand,
+                                      lag0[order].astype(np.float64), lag_lo, lag_hi)
+        lap2 = overlap * dw
+        rlap2 = np.where(peaks.h > 0, peaks.r * lap2, 0.0)
+        z = np.exp(peaks.lag * dw) - 1
+        if z_fixed is not None:
+            z = np.full_like(z, z_fixed)
+        width_z = (1 + z) * peaks.width * dw
+        z_err = TD_ERROR_K * width_z / (1 + np.maximum(peaks.r, 0))
+        good = (rlap2 >= opts.rlap_min) & (lap2 >= opts.lap_min) & (peaks.h >= H_MIN)
+        rank = np.argsort(-rlap2, kind="stable")
+        matches = [
+            Match(template=str(lib.sn[cand[i]]), type=str(lib.type[cand[i]]),
+                  subtype=str(lib.subtype[cand[i]]), phase=float(lib.phase[cand[i]]),
+                  z=round(float(z[i]), 5), z_err=round(float(z_err[i]), 5),
+                  width=round(float(width_z[i]), 5), r=round(float(peaks.r[i]), 3),
+                  lap=round(float(lap2[i]), 3), rlap=round(float(rlap2[i]), 3),
+                  good=bool(good[i]))
+            for i in rank[:opts.top]
+        ]
+        best_rlap = round(float(rlap2[rank[0]]), 3) if rank.size else None
+        if not good.any():
+            return Verdict(None, None, None, None, None, None, None, best_rlap, False,
+                           matches, int(good.sum()), library_version=lib.version,
+                           spectrum=name)
+        return _decide(lib, cand, good, rlap2, z, z_err, rank, matches, best_rlap,
+                       opts, name)
+
+
+@lru_cache(maxsize=4)
+def _type_sizes(library: TemplateLibrary) -> dict[str, float]:
+    """Return each main type's share of the library's supernovae (not epochs)."""
+    family_type = dict(zip(library.family.tolist(), library.type.tolist(), strict=True))
+    counts = Counter(family_type.values())
+    total = sum(counts.values())
+    return {t: n / total for t, n in counts.items()}
 
 
 def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
@@ -663,14 +850,25 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
         chosen.append(int(i))
         if len(chosen) == VOTERS:
             break
-    types = Counter(str(lib.type[cand[i]]) for i in chosen)
+    # each voter's weight: 1/rank (the best match counts most, as SNID ranks its
+    # matches by rlap), over the square root of its type's share of the library
+    sizes = _type_sizes(lib)
+    vote = {int(i): 1.0 / (k + 1) / math.sqrt(sizes[str(lib.type[cand[i]])])
+            for k, i in enumerate(chosen)}
+    types: dict[str, float] = {}
+    for i in chosen:
+        t = str(lib.type[cand[i]])
+        types[t] = types.get(t, 0.0) + vote[i]
     best_first = {str(lib.type[cand[i]]): k
                   for k, i in reversed(list(enumerate(chosen)))}
     top_type = max(types, key=lambda t: (types[t], -best_first[t]))
-    fraction = types[top_type] / len(chosen)
+    fraction = types[top_type] / sum(types.values())
     # redshift and age from the voters of that type (the best epoch of each)
     of_type = np.array([i for i in chosen if lib.type[cand[i]] == top_type])
-    subtypes = Counter(str(lib.subtype[cand[i]]) for i in of_type)
+    subtypes: dict[str, float] = {}
+    for i in of_type:
+        sub = str(lib.subtype[cand[i]])
+        subtypes[sub] = subtypes.get(sub, 0.0) + vote[int(i)]
     top_sub = max(subtypes, key=lambda s: subtypes[s])
     weights = rlap[of_type] ** WEIGHT_POWER
     z_mean, z_spread = _weighted_stats(z[of_type], weights)

@@ -30,12 +30,12 @@ from classify.storage import (
 )
 from vo_archive.access import caller_connection
 from vo_archive.config import Settings
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.storage import Storage
-from vo_archive.uws.jobs import upload_content
-from vo_archive.uws.worker import JobRun
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet
+from vo_archive.vo.uws.jobs import upload_content
+from vo_archive.vo.uws.worker import JobRun
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from classify.core import ZMAX_LIMIT, ClassifyOptions
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet, parse_float, parse_int
-from vo_archive.dali.responseformat import parse_response_format
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_float, parse_int
+from vo_archive.vo.dali.responseformat import parse_response_format
 
 #: Most matches a caller may ask for.
 MAX_TOP = 100

@@ -13,7 +13,7 @@ from typing import Any
 
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
-from vo_archive.dali.errors import FatalFault
+from vo_archive.vo.dali.errors import FatalFault
 
 
 def register(sub: Any) -> None:

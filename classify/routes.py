@@ -17,14 +17,13 @@ from classify.service import (
 )
 from classify.storage import parse_identifier, stored_classifications
 from vo_archive import web
-from vo_archive.access import caller_connection
-from vo_archive.dali.errors import (
+from vo_archive.vo.dali.errors import (
     FaultStyle,
     NotFoundFault,
     PayloadTooLarge,
     UsageFault,
 )
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.vosi import add_vosi_routes
 
 bp = Blueprint("classify", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -82,7 +81,7 @@ def sync() -> Response:
     req = parse_classify(params, upload is not None)
     s = web.settings()
     if req.ident is not None:
-        with caller_connection(web.engine()) as conn:
+        with web.reading() as conn:
             spectrum, source = archived_spectrum(conn, req.ident, s)
     else:
         assert upload is not None  # noqa: S101 - parse_classify requires one
@@ -99,7 +98,7 @@ def stored() -> Response:
     g.wants_votable = fmt is ResponseFormat.VOTABLE
     ident = params.required("ID")
     pid, vno = parse_identifier(ident, web.settings().publisher_authority)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         found = stored_classifications(conn, pid, vno, latest_only=True)
     if not found:
         raise NotFoundFault(f"no stored classification of {ident} (not classified "

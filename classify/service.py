@@ -5,7 +5,7 @@ arrival task of the job workers: read an archived or uploaded spectrum, run the
 classifier with the configured template library, and write the verdict as a
 VOTable (the matches as rows, the verdict as PARAMs) or as JSON. Mistakes of
 the caller (not a spectrum, no overlap with the templates) become
-:class:`~vo_archive.dali.errors.UsageFault`.
+:class:`~vo_archive.vo.dali.errors.UsageFault`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from classify.storage import (
 )
 from classify.templates import TemplateError, TemplateLibrary, configured_library
 from vo_archive.config import Settings
-from vo_archive.dal import publisher_did
-from vo_archive.dali.errors import FatalFault, UsageFault
 from vo_archive.ingest.storage import Storage
-from vo_archive.votable import Field, Info, Param, TableDocument, stream_votable
+from vo_archive.vo.dal import publisher_did
+from vo_archive.vo.dali.errors import FatalFault, UsageFault
+from vo_archive.vo.votable import Field, Info, Param, TableDocument, stream_votable
 
 #: Largest spectrum accepted for upload (a 1D spectrum is a few hundred KiB).
 MAX_UPLOAD = 20 << 20

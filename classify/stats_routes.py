@@ -6,8 +6,7 @@ from flask import Blueprint, Response, json, render_template, request
 
 from classify.counters import count_classifications
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, UsageFault
+from vo_archive.vo.dali.errors import FaultStyle, UsageFault
 
 bp = Blueprint("statistics", __name__, template_folder="templates")
 web.set_fault_style(bp.name, FaultStyle.TEXT)
@@ -22,7 +21,7 @@ def statistics() -> Response | str:
     as_json = fmt in ("json", "application/json") or (not fmt and (
         request.accept_mimetypes.best_match(["text/html", "application/json"])
         == "application/json"))
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         counters = count_classifications(conn)
     if as_json:
         return Response(json.dumps(counters.as_json(), indent=1),

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from classify.core import Verdict
-from vo_archive.dal import parse_publisher_did
-from vo_archive.dali.errors import NotFoundFault, UsageFault
+from vo_archive.vo.dal import parse_publisher_did
+from vo_archive.vo.dali.errors import NotFoundFault, UsageFault
 
 #: Product types the classifier reads (1D spectra); see archive.classifiable().
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vo_archive import web
-from vo_archive.vosi import Capability, vosi_capabilities
+from vo_archive.vo.vosi import Capability, vosi_capabilities
 
 CS_NS = "http://www.ivoa.net/xml/ConeSearch/v1.0"
 NAMESPACES = {"cs": CS_NS}

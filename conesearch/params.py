@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet, parse_float, parse_int, parse_maxrec
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_float, parse_int, parse_maxrec
 
 #: Largest search radius (degrees); 180 means the whole sky (SCS 1.03 §3).
 MAX_SR = 180.0

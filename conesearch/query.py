@@ -12,7 +12,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from conesearch.params import ConeQuery
-from vo_archive.positional import (
+from vo_archive.vo.positional import (
     BoundRegion,
     Circle,
     RegionKind,
@@ -20,10 +20,10 @@ from vo_archive.positional import (
     range_join,
     region_values,
 )
-from vo_archive.published import products as p
-from vo_archive.published import version
-from vo_archive.statements import Scalar, ShapedQuery
-from vo_archive.votable import Field
+from vo_archive.vo.published import products as p
+from vo_archive.vo.published import version
+from vo_archive.vo.statements import Scalar, ShapedQuery
+from vo_archive.vo.votable import Field
 
 
 @dataclass(frozen=True, slots=True)

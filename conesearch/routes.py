@@ -8,10 +8,10 @@ from conesearch import capability
 from conesearch.params import parse_cone
 from conesearch.query import absolute_urls, build_query, fields_for
 from vo_archive import web
-from vo_archive.dal import datalink_descriptor, votable_response
-from vo_archive.dali.errors import FaultStyle
-from vo_archive.vosi import add_vosi_routes
-from vo_archive.votable import Info, TableDocument
+from vo_archive.vo.dal import datalink_descriptor, votable_response
+from vo_archive.vo.dali.errors import FaultStyle
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.vo.votable import Info, TableDocument
 
 bp = Blueprint("scs", __name__)
 web.set_fault_style(bp.name, FaultStyle.SCS)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from vo_archive import web
-from vo_archive.vosi import Capability, vosi_capabilities
-from vo_archive.votable import Field, Param
+from vo_archive.vo.vosi import Capability, vosi_capabilities
+from vo_archive.vo.votable import Field, Param
 
 SIA_NS = "http://www.ivoa.net/xml/SIA/v1.1"
 NAMESPACES = {"sia": SIA_NS}

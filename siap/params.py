@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet, parse_float, parse_maxrec
-from vo_archive.sky import Circle, Polygon, Region, counter_clockwise
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_float, parse_maxrec
+from vo_archive.vo.sky import Circle, Polygon, Region, counter_clockwise
 
 #: SIZE when the client sends none (TOPCAT omits a blank one): 0.1 degree.
 DEFAULT_SIZE = 0.1

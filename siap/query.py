@@ -13,19 +13,19 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from siap.params import Intersect, Rendering, SIA1Query
 from vo_archive.access import visible
-from vo_archive.positional import (
+from vo_archive.vo.positional import (
     BoundRegion,
     bind_region,
     footprint_extent,
     range_join,
     region_values,
 )
-from vo_archive.previews import preview_path, thumbnail_factor
-from vo_archive.published import product as p
-from vo_archive.published import version as v
-from vo_archive.sky import Circle
-from vo_archive.statements import Scalar, ShapedQuery
-from vo_archive.votable import Field
+from vo_archive.vo.published import product as p
+from vo_archive.vo.published import version as v
+from vo_archive.vo.sky import Circle
+from vo_archive.vo.statements import Scalar, ShapedQuery
+from vo_archive.vo.votable import Field
+from vo_archive.web.previews import preview_path, thumbnail_factor
 
 
 def _f(name: str, datatype: str, ucd: str, description: str, unit: str | None = None,

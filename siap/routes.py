@@ -8,10 +8,10 @@ from siap import capability
 from siap.params import parse_sia1
 from siap.query import FIELDS, build_query, row_expander
 from vo_archive import web
-from vo_archive.dal import datalink_descriptor, votable_response
-from vo_archive.dali.errors import FaultStyle
-from vo_archive.vosi import add_vosi_routes
-from vo_archive.votable import Info, TableDocument
+from vo_archive.vo.dal import datalink_descriptor, votable_response
+from vo_archive.vo.dali.errors import FaultStyle
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.vo.votable import Info, TableDocument
 
 bp = Blueprint("siap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)

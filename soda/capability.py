@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vo_archive.soda_descriptor import SODA_PATH, SODA_STANDARD
-from vo_archive.vosi import Capability, vosi_capabilities
+from vo_archive.vo.soda_descriptor import SODA_PATH, SODA_STANDARD
+from vo_archive.vo.vosi import Capability, vosi_capabilities
 
 
 def capabilities() -> list[Capability]:

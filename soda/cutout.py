@@ -34,10 +34,10 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS, FITSFixedWarning
 
 from soda.params import CutoutRequest
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import Interval
-from vo_archive.sky import Box, Circle, Polygon, Region
-from vo_archive.soda_descriptor import SPECTRUM_1D_TYPES
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import Interval
+from vo_archive.vo.sky import Box, Circle, Polygon, Region
+from vo_archive.vo.soda_descriptor import SPECTRUM_1D_TYPES
 
 Floats = npt.NDArray[np.float64]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import Interval, ParamSet, parse_floats, parse_interval
-from vo_archive.dali.shapes import circle_of, parse_sia_pos, polygon_of
-from vo_archive.sky import Region
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import Interval, ParamSet, parse_floats, parse_interval
+from vo_archive.vo.dali.shapes import circle_of, parse_sia_pos, polygon_of
+from vo_archive.vo.sky import Region
 
 #: Polarisation states SODA 1.0 §3.3.6 takes from ObsCore's pol_states.
 POL_STATES = frozenset({"I", "Q", "U", "V", "RR", "LL", "RL", "LR", "XX", "YY",

@@ -6,7 +6,7 @@ from sqlalchemy import Connection, select
 
 from soda.cutout import Coverage
 from vo_archive.access import visible
-from vo_archive.published import product, version
+from vo_archive.vo.published import product, version
 
 
 def coverage_of(conn: Connection, product_id: int, version_no: int

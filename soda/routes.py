@@ -17,12 +17,11 @@ from soda.cutout import NoOverlap, cut
 from soda.params import parse_cutout
 from soda.query import coverage_of
 from vo_archive import web
-from vo_archive.access import caller_connection
-from vo_archive.dal import parse_publisher_did
-from vo_archive.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
-from vo_archive.files import file_response, find_version
 from vo_archive.ingest.storage import Storage
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.dal import parse_publisher_did
+from vo_archive.vo.dali.errors import Fault, FaultStyle, NotFoundFault, render_fault
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.web.files import file_response, find_version
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def sync() -> Response:
     f = find_version(*ids)  # the access rule of /products: 404 when not visible
     if not req.filters:
         return file_response(f)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         cov = coverage_of(conn, *ids)
     if cov is None:
         raise NotFoundFault(f"no dataset {req.did} (or it is not public)")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vo_archive.spectra import Spectrum
-from vo_archive.votable import Field, Info, Param, TableDocument
+from vo_archive.vo.votable import Field, Info, Param, TableDocument
 
 
 def flux_unit(unit: str) -> str:

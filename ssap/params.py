@@ -7,15 +7,15 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import (
+from vo_archive.ingest.facts import mjd_of
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import (
     Interval,
     ParamSet,
     parse_float,
     parse_maxrec,
     parse_timestamp,
 )
-from vo_archive.ingest.facts import mjd_of
 
 #: SIZE (diameter, degrees) when POS comes without it (SSA 1.1 §4.1.1.2: S default).
 DEFAULT_SIZE = 0.1

@@ -26,19 +26,19 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ssap.params import SpectrumFormat, SSAQuery
-from vo_archive.positional import (
+from vo_archive.vo.positional import (
     BoundRegion,
     Circle,
     bind_region,
     range_join,
     region_values,
 )
-from vo_archive.published import products as p
-from vo_archive.published import target_alias
-from vo_archive.published import targets as t
-from vo_archive.published import version as v
-from vo_archive.sky import counter_clockwise
-from vo_archive.statements import (
+from vo_archive.vo.published import products as p
+from vo_archive.vo.published import target_alias
+from vo_archive.vo.published import targets as t
+from vo_archive.vo.published import version as v
+from vo_archive.vo.sky import counter_clockwise
+from vo_archive.vo.statements import (
     IntervalShape,
     Scalar,
     ShapedQuery,
@@ -46,7 +46,7 @@ from vo_archive.statements import (
     one_of,
     overlap_test,
 )
-from vo_archive.votable import Field, Param, spherical_pairs
+from vo_archive.vo.votable import Field, Param, spherical_pairs
 
 #: Product types that are 1D spectra.
 SPECTRUM_TYPES = ("fluxcal_1d", "telluric_corrected_1d", "extracted_1d")

@@ -15,13 +15,13 @@ from ssap.params import (
 )
 from ssap.query import FIELDS, PARAMS, build_query, row_expander, spectrum_format
 from vo_archive import web
-from vo_archive.dal import datalink_descriptor, parse_publisher_did, votable_response
-from vo_archive.dali.errors import FaultStyle, NotFoundFault
-from vo_archive.files import file_response, find_version
 from vo_archive.ingest.storage import Storage
 from vo_archive.spectra import NotASpectrum, read_spectrum
-from vo_archive.vosi import add_vosi_routes
-from vo_archive.votable import Info, TableDocument, stream_votable
+from vo_archive.vo.dal import datalink_descriptor, parse_publisher_did, votable_response
+from vo_archive.vo.dali.errors import FaultStyle, NotFoundFault
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.vo.votable import Info, TableDocument, stream_votable
+from vo_archive.web.files import file_response, find_version
 
 bp = Blueprint("ssap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)

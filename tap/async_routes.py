@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from tap.capability import ASYNC_DURATION, RETENTION_DAYS
 from tap.routes import inline_parts
-from vo_archive.uws.routes import make_uws_blueprint
+from vo_archive.vo.uws.routes import make_uws_blueprint
 
 bp = make_uws_blueprint(
     "tap_async", "tap", default_duration=ASYNC_DURATION,

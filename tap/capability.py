@@ -6,8 +6,8 @@ from xml.sax.saxutils import escape
 
 from tap.uploads import MAX_UPLOAD_BYTES
 from vo_archive.config import Settings
-from vo_archive.dali.formats import FORMATS
-from vo_archive.vosi import Capability
+from vo_archive.vo.dali.formats import FORMATS
+from vo_archive.vo.vosi import Capability
 
 TR_NS = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
 GEO = "ivo://ivoa.net/std/TAPRegExt#features-adqlgeo"
@@ -20,9 +20,10 @@ GEOMETRY_FORMS = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS",
 OPTIONAL_FEATURES = (("string", "LOWER"), ("string", "UPPER"), ("string", "ILIKE"),
                      ("offset", "OFFSET"), ("sets", "UNION"), ("sets", "EXCEPT"),
                      ("sets", "INTERSECT"), ("type", "CAST"), ("unit", "IN_UNIT"),
-                     ("common-table", "WITH"))
-# COALESCE works too (tested) but is not declared: the features-adql-conditional
-# key is unknown to STILTS taplint 3.4.7, which reports it as an error (CAP-KEYX).
+                     ("common-table", "WITH"), ("conditional", "COALESCE"))
+# features-adql-conditional is ADQL 2.1's key for COALESCE (the REC of 2023, as
+# VOLLT's ADQL library and current TOPCAT know it); STILTS taplint 3.4.7 predates
+# it and reports E-CAP-KEYX "Unknown standard feature key": the standard wins.
 UDF = "ivo://ivoa.net/std/TAPRegExt#features-udf"
 #: User-defined functions (tap.adql.translate.UDFS): (form, description).
 UDF_FORMS = (

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
+
 from tap.params import parse_tap
-from tap.query import Limits, execute
+from tap.query import Limits, ResultSet, execute
 from tap.service import prepare, result_document
 from tap.uploads import resolve
-from vo_archive import fetch
-from vo_archive.dali.params import ParamSet
-from vo_archive.uws.jobs import upload_content
-from vo_archive.uws.worker import JobRun
+from vo_archive.db.readers import read_nodes
+from vo_archive.vo.dali.params import ParamSet
+from vo_archive.vo.uws.jobs import upload_content
+from vo_archive.vo.uws.worker import JobRun
+from vo_archive.web import fetch
 
 #: Statement timeout of jobs with executionduration 0 ("unlimited"), seconds.
 UNLIMITED_S = 4 * 3600
@@ -34,9 +37,18 @@ def run_job(run: JobRun) -> None:
     def absolute(path: str) -> str:
         return base + "/" + path.lstrip("/")
 
-    rs = execute(run.engine, job.caller, translation, tables,
-                 Limits(duration, request.maxrec), lambda p: base + p,
-                 on_backend=run.record_backend)
+    limits = Limits(duration, request.maxrec)
+
+    def query(engine: Engine) -> ResultSet:
+        # the job's state stays on the primary (run.engine); the query itself
+        # may run on a standby, where the job's ABORT cancels it (record_backend)
+        return execute(engine, job.caller, translation, tables, limits,
+                       lambda p: base + p,
+                       on_backend=lambda pid: run.record_backend(pid, engine))
+
+    # TAP_UPLOAD tables are temporary tables: only the primary can make them
+    rs = (query(run.engine) if translation.uploads
+          else read_nodes(settings).run(query))
     try:
         doc = result_document(rs, request, absolute)
         writer = request.output.format.writer

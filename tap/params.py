@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tap.uploads import UploadSpec, parse_upload
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.formats import Selected, lookup_format
-from vo_archive.dali.params import ParamSet, parse_maxrec
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.formats import Selected, lookup_format
+from vo_archive.vo.dali.params import ParamSet, parse_maxrec
 
 #: LANG values that mean ADQL (TAP 1.1 §2.7.1; taplint E_LVER).
 ADQL_LANGS = ("ADQL", "ADQL-2.0", "ADQL-2.1")

@@ -1,7 +1,7 @@
 """The published schema of the TAP service, described once.
 
 Everything TAP publishes is listed here: ``ivoa.ObsCore`` (from
-:data:`vo_archive.obscore.OBSCORE_COLUMNS`), the ``pessto`` views users join,
+:data:`vo_archive.vo.obscore.OBSCORE_COLUMNS`), the ``pessto`` views users join,
 and ``TAP_SCHEMA`` itself. TAP_SCHEMA rows, the VOSI tables document, DDL
 comments on the views and result FIELD metadata are all generated from
 :data:`SCHEMAS`; nothing is maintained by hand in a second place.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from vo_archive.obscore import OBSCORE_COLUMNS, Column
+from vo_archive.vo.obscore import OBSCORE_COLUMNS, Column
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +333,7 @@ def _tap_obscore_columns() -> tuple[Column, ...]:
     unit): STILTS taplint (3.4, the Debian version CI runs) accepts only
     character types for the ObsCore REGION column and reports a DALI polygon
     array as an error (OBS-TYPX, OBS-CUNI). Other services (SIA 2.0) keep the
-    DALI polygon of :data:`vo_archive.obscore.OBSCORE_COLUMNS`.
+    DALI polygon of :data:`vo_archive.vo.obscore.OBSCORE_COLUMNS`.
     """
     out = []
     for c in OBSCORE_COLUMNS:

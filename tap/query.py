@@ -27,9 +27,9 @@ from tap.adql.translate import Translation
 from tap.published import Table, unquote
 from tap.uploads import UploadedTable, create_temp_table
 from vo_archive.access import Caller, caller_connection
-from vo_archive.dali.errors import TransientFault, UsageFault
 from vo_archive.db.outage import database_unavailable
-from vo_archive.votable import Field, spherical_pairs
+from vo_archive.vo.dali.errors import TransientFault, UsageFault
+from vo_archive.vo.votable import Field, spherical_pairs
 
 log = logging.getLogger(__name__)
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
+from sqlalchemy import Engine
 
 from tap import capability
 from tap.examples import examples_document
 from tap.params import parse_format, parse_tap
 from tap.published import TABLES
-from tap.query import Limits, execute
+from tap.query import Limits, ResultSet, execute
 from tap.service import prepare, result_document
 from tap.tap_schema import ensure_tap_schema, table_document, tableset_document
 from tap.uploads import resolve
-from vo_archive import fetch, web
+from vo_archive import web
 from vo_archive.access import current_caller
-from vo_archive.dali.errors import FaultStyle, NotFoundFault, UsageFault
-from vo_archive.vosi import add_vosi_routes
+from vo_archive.vo.dali.errors import FaultStyle, NotFoundFault, UsageFault
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.web import fetch
 
 bp = Blueprint("tap", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)
@@ -72,8 +74,13 @@ def sync() -> Response:
     contents = resolve(req.uploads, inline_part, fetch.policy(settings))
     translation, tables = prepare(req, contents)
     base = web.base_url()
-    rs = execute(web.engine(), current_caller(), translation, tables,
-                 Limits(SYNC_TIMEOUT, req.maxrec), lambda p: base + p)
+    caller, limits = current_caller(), Limits(SYNC_TIMEOUT, req.maxrec)
+
+    def run(engine: Engine) -> ResultSet:
+        return execute(engine, caller, translation, tables, limits, lambda p: base + p)
+
+    # TAP_UPLOAD tables are temporary tables: only the primary can make them
+    rs = run(web.engine()) if translation.uploads else web.read(run)
     doc = result_document(rs, req, web.url_maker())
     body = req.output.format.writer(doc, rs.rows(), req.maxrec)
     resp = Response(body, content_type=req.output.content_type)

@@ -9,9 +9,9 @@ from tap.adql.translate import ADQLError, Translation, translate
 from tap.params import TAPRequest
 from tap.query import ResultSet
 from tap.uploads import UploadedTable, load_votable
-from vo_archive.dal import datalink_descriptor
-from vo_archive.dali.errors import UsageFault
-from vo_archive.votable import Info, TableDocument
+from vo_archive.vo.dal import datalink_descriptor
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.votable import Info, TableDocument
 
 STANDARD_ID = "ivo://ivoa.net/std/TAP"
 #: Result columns that hold publisher DIDs, which DataLink resolves.

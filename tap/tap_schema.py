@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 from sqlalchemy import Connection, Engine, text
 
 from tap.published import KEYS, SCHEMAS, Table, unquote
-from vo_archive.obscore import Column
+from vo_archive.vo.obscore import Column
 
 VOSI_TABLES_NS = "http://www.ivoa.net/xml/VOSITables/v1.0"
 VS_NS = "http://www.ivoa.net/xml/VODataService/v1.1"

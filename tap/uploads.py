@@ -2,7 +2,7 @@
 
 DALI 1.1 §3.4.5 and TAP 1.1 §2.7.6: ``UPLOAD=name,URI`` where URI is
 ``param:<part>`` (a multipart part of the same POST) or an http(s) URL (fetched
-by :mod:`vo_archive.fetch`, which refuses the archive's own networks); one
+by :mod:`vo_archive.web.fetch`, which refuses the archive's own networks); one
 UPLOAD value may list several tables separated by ``;`` (pyvo), and UPLOAD
 may be repeated. Each table becomes ``TAP_UPLOAD.<name>``: a temporary table
 of the query's transaction (dropped at its end), readable by the TAP reader
@@ -24,9 +24,9 @@ import numpy as np
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.fetch import FetchError, FetchPolicy, fetch
-from vo_archive.votable import Field
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.votable import Field
+from vo_archive.web.fetch import FetchError, FetchPolicy, fetch
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 #: Largest upload accepted, in bytes (TAPRegExt uploadLimit).
@@ -102,7 +102,7 @@ def parse_upload(value: str) -> list[UploadSpec]:
 
 def fetch_http(name: str, url: str, rule: FetchPolicy,
                limit: int = MAX_UPLOAD_BYTES) -> bytes:
-    """Download the upload ``name`` by URL (see :mod:`vo_archive.fetch`).
+    """Download the upload ``name`` by URL (see :mod:`vo_archive.web.fetch`).
 
     Raises
     ------

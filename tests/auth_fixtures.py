@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Archive, LiveServer, start_server, stop_server
-from vo_archive.auth import PASSWORDS, add_account, issue_token, remove_account
+from vo_archive.web.auth import PASSWORDS, add_account, issue_token, remove_account
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster, free_port
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.pipeline import Ingestor
-from vo_archive.positional import database_covers
+from vo_archive.vo.positional import database_covers
 
 DEMO_PRODUCTS = int(os.environ.get("VO_ARCHIVE_TEST_DEMO", "400"))
 

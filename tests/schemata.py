@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from vo_archive.xmlschema import validator
+from vo_archive.vo.xmlschema import validator
 
 OAI_NS = "http://www.openarchives.org/OAI/2.0/"
 OAI_DC_NS = "http://www.openarchives.org/OAI/2.0/oai_dc/"
@@ -39,7 +39,7 @@ def _schema(namespaces: tuple[str, ...]) -> etree.XMLSchema:
 
 def assert_valid(document: bytes, *namespaces: str) -> etree._Element:
     """Validate ``document`` against the schemas of ``namespaces``; return its root."""
-    from vo_archive.registry import EXTENSION_NS, RI_NS, VG_NS, VR_NS, VS_NS
+    from vo_archive.vo.registry import EXTENSION_NS, RI_NS, VG_NS, VR_NS, VS_NS
 
     everything = (OAI_NS, OAI_DC_NS, RI_NS, VR_NS, VS_NS, VG_NS,
                   *EXTENSION_NS.values(), *namespaces)

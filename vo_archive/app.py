@@ -15,43 +15,42 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection
-from vo_archive.auth import load_caller
-from vo_archive.compression import GzipMiddleware
 from vo_archive.config import Settings, load_settings
-from vo_archive.dali.errors import (
+from vo_archive.db.outage import database_unavailable, unavailable_fault
+from vo_archive.vo.dali.errors import (
     FatalFault,
     Fault,
     UsageFault,
     render_fault,
 )
-from vo_archive.db.outage import database_unavailable, unavailable_fault
-from vo_archive.twin import AuthTwin, protect_response
+from vo_archive.web.auth import load_caller
+from vo_archive.web.compression import GzipMiddleware
+from vo_archive.web.twin import AuthTwin, protect_response
 
 log = logging.getLogger(__name__)
 
 #: Blueprints of the archive: (module exporting ``bp``, URL prefix).
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
-    ("vo_archive.files", ""),
+    ("vo_archive.web.files", ""),
     ("vo_archive.retrieval", ""),
     ("conesearch", "/scs"),
     ("siap.sia2", "/sia2"),
     ("ssap", "/ssap"),
     ("siap", "/siap"),
-    ("vo_archive.previews", ""),
-    ("vo_archive.datalink", "/datalink"),
+    ("vo_archive.web.previews", ""),
+    ("vo_archive.vo.datalink", "/datalink"),
     ("soda", "/soda"),
-    ("vo_archive.moc", ""),
+    ("vo_archive.vo.moc", ""),
     ("tap", "/tap"),
     ("tap.async_routes", "/tap/async"),
     ("classify", "/classify"),
     ("classify.async_routes", "/classify/async"),
     ("classify.stats_routes", ""),
-    ("vo_archive.upload", ""),
-    ("vo_archive.openapi", ""),
-    ("vo_archive.oai", ""),
-    ("vo_archive.signin", ""),
-    ("vo_archive.pages", ""),
+    ("vo_archive.web.upload", ""),
+    ("vo_archive.web.openapi", ""),
+    ("vo_archive.vo.oai", ""),
+    ("vo_archive.web.signin", ""),
+    ("vo_archive.web.pages", ""),
 )
 
 _SLASHES = re.compile(r"/{2,}")
@@ -201,7 +200,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 def landing() -> str:
     """Say what the archive holds and list its services."""
     counts: dict[str, Any] = {"total": 0, "instrument": [], "level": [], "runs": []}
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         counts["total"] = conn.execute(
             text("SELECT count(*) FROM pessto.products")).scalar_one()
         counts["instrument"] = conn.execute(text(
@@ -215,7 +214,7 @@ def landing() -> str:
             "count(p.product_id) FROM pessto.runs r "
             "LEFT JOIN pessto.products p ON p.run_id = r.run_id "
             "GROUP BY 1, 2, 3, 4, 5 ORDER BY r.first_night DESC")).all()
-        from vo_archive.pages.routes import landing_context
+        from vo_archive.web.pages.routes import landing_context
 
         extra = landing_context(conn)
     return render_template("landing.html", counts=counts, base=web.base_url(),

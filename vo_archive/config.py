@@ -41,6 +41,13 @@ class Settings:
 
     home: Path = Path("var")
     dsn: str | None = None
+    #: Hot standbys of the primary (PostgreSQL streaming replication) that
+    #: answer read-only requests; none by default (:mod:`vo_archive.db.readers`).
+    read_dsns: tuple[str, ...] = ()
+    #: Seconds a standby may be behind the primary before reads avoid it.
+    max_standby_lag: float = 30.0
+    #: Seconds between two health checks of each standby.
+    standby_check_interval: float = 1.0
     publisher_authority: str = "ivo://pessto.ia2.inaf.it"
     base_url: str | None = None
     #: Proxies in front of the web nodes whose X-Forwarded-For/-Proto/-Host/-Port
@@ -85,6 +92,20 @@ def _policy_from(table: dict[str, Any]) -> ReleasePolicy:
     )
 
 
+def _read_dsns(env: dict[str, str], archive: dict[str, Any]) -> tuple[str, ...]:
+    """Return the standbys' DSNs: ``VO_ARCHIVE_READ_DSNS`` or ``read_dsns``.
+
+    The variable holds libpq URLs separated by white space; the file's key is
+    a list of strings (URLs or ``key=value`` strings).
+    """
+    if "VO_ARCHIVE_READ_DSNS" in env:
+        return tuple(env["VO_ARCHIVE_READ_DSNS"].split())
+    value = archive.get("read_dsns", [])
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError("read_dsns must be a list of DSN strings")
+    return tuple(v for v in value if v.strip())
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from the configuration file and the environment.
 
@@ -119,6 +140,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         settings = Settings(
             home=home,
             dsn=env.get("VO_ARCHIVE_DSN") or archive.get("dsn") or None,
+            read_dsns=_read_dsns(env, archive),
+            max_standby_lag=float(env.get("VO_ARCHIVE_MAX_STANDBY_LAG")
+                                  or archive.get("max_standby_lag",
+                                                 defaults.max_standby_lag)),
+            standby_check_interval=float(archive.get(
+                "standby_check_interval", defaults.standby_check_interval)),
             publisher_authority=str(
                 archive.get("publisher_authority", defaults.publisher_authority)
             ),
@@ -133,6 +160,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from exc
+    if not (settings.max_standby_lag > 0 and settings.standby_check_interval > 0):
+        raise ConfigError(f"{cfg_path}: max_standby_lag and standby_check_interval "
+                          "must be positive numbers of seconds")
     return settings
 
 

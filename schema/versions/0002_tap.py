@@ -159,7 +159,7 @@ CREATE INDEX job_owner_time ON uws.job (owner_name, creation_time);
 CREATE INDEX job_destruction ON uws.job (destruction);
 CREATE INDEX job_active ON uws.job (phase) WHERE phase IN ('QUEUED', 'EXECUTING');
 COMMENT ON COLUMN uws.job.runner IS
-    'Which service runs the job (vo_archive.uws.worker.RUNNERS)';
+    'Which service runs the job (vo_archive.vo.uws.worker.RUNNERS)';
 COMMENT ON COLUMN uws.job.parameters IS
     'Submitted parameters in order, as [[name, value], ...] with upper-case names';
 COMMENT ON COLUMN uws.job.backend_pid IS

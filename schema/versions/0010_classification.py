@@ -65,7 +65,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Queue each new classifiable version for the job workers (queue "uws", as
--- vo_archive.uws.worker.enqueue does for UWS jobs), below interactive jobs.
+-- vo_archive.vo.uws.worker.enqueue does for UWS jobs), below interactive jobs.
 CREATE FUNCTION archive.queue_classification() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vo_archive.vosi import Capability, vosi_capabilities
+from vo_archive.vo.vosi import Capability, vosi_capabilities
 
 STANDARD_ID = "ivo://ivoa.net/std/SIA#query-2.0"
 
@@ -18,7 +18,7 @@ def _input(name: str, datatype: str, description: str, arraysize: str | None = N
            options: tuple[str, ...] = ()) -> str:
     from xml.sax.saxutils import quoteattr
 
-    from vo_archive.votable import Field
+    from vo_archive.vo.votable import Field
 
     inner = ""
     if options:
@@ -78,7 +78,7 @@ def input_params() -> list[str]:
 
 def self_descriptor() -> str:
     """Return the ``adhoc:service`` resource describing this service (§3.1.2)."""
-    from vo_archive.dal import service_descriptor
+    from vo_archive.vo.dal import service_descriptor
 
     return service_descriptor("sia2_this", "/sia2/query", STANDARD_ID, input_params(),
                               name="this",

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import (
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import (
     Interval,
     ParamSet,
     parse_int,
     parse_interval,
     parse_maxrec,
 )
-from vo_archive.dali.responseformat import parse_response_format, require_votable
-from vo_archive.dali.shapes import parse_sia_pos
-from vo_archive.sky import Region
+from vo_archive.vo.dali.responseformat import parse_response_format, require_votable
+from vo_archive.vo.dali.shapes import parse_sia_pos
+from vo_archive.vo.sky import Region
 
 __all__ = ["SIA2Query", "parse_response_format", "parse_sia2", "require_votable"]
 

@@ -13,18 +13,18 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from siap.sia2.params import SIA2Query
-from vo_archive.obscore import OBSCORE_COLUMNS
-from vo_archive.positional import (
+from vo_archive.vo.obscore import OBSCORE_COLUMNS
+from vo_archive.vo.positional import (
     BoundRegion,
     bind_region,
     footprint_extent,
     range_join,
     region_values,
 )
-from vo_archive.published import obscore as o
-from vo_archive.published import product, version
-from vo_archive.sky import counter_clockwise
-from vo_archive.statements import (
+from vo_archive.vo.published import obscore as o
+from vo_archive.vo.published import product, version
+from vo_archive.vo.sky import counter_clockwise
+from vo_archive.vo.statements import (
     IntervalShape,
     Scalar,
     ShapedQuery,
@@ -32,7 +32,7 @@ from vo_archive.statements import (
     one_of,
     overlap_test,
 )
-from vo_archive.votable import Field, spherical_pairs
+from vo_archive.vo.votable import Field, spherical_pairs
 
 #: Data product types SIA serves; spectra go to SSA and ObsTAP (SIA 2.0 §2.1.13).
 IMAGE_TYPES = ("image", "cube")

@@ -8,10 +8,10 @@ from siap.sia2 import capability
 from siap.sia2.params import parse_response_format, parse_sia2, require_votable
 from siap.sia2.query import build_query, fields, row_converter
 from vo_archive import web
-from vo_archive.dal import datalink_descriptor, votable_response
-from vo_archive.dali.errors import FaultStyle
-from vo_archive.vosi import add_vosi_routes
-from vo_archive.votable import Info, TableDocument
+from vo_archive.vo.dal import datalink_descriptor, votable_response
+from vo_archive.vo.dali.errors import FaultStyle
+from vo_archive.vo.vosi import add_vosi_routes
+from vo_archive.vo.votable import Info, TableDocument
 
 bp = Blueprint("sia2", __name__)
 web.set_fault_style(bp.name, FaultStyle.DALI)

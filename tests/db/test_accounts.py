@@ -14,7 +14,10 @@ from sqlalchemy import text
 
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller, caller_connection
-from vo_archive.auth import (
+from vo_archive.config import ReleasePolicy
+from vo_archive.ingest.policy import apply_policy
+from vo_archive.vo.dali.errors import AuthorizationFault
+from vo_archive.web.auth import (
     PASSWORDS,
     AccountError,
     add_account,
@@ -27,9 +30,6 @@ from vo_archive.auth import (
     revoke_tokens,
     set_account,
 )
-from vo_archive.config import ReleasePolicy
-from vo_archive.dali.errors import AuthorizationFault
-from vo_archive.ingest.policy import apply_policy
 
 MEMBER = Caller("m", frozenset({"member"}))
 
@@ -232,7 +232,7 @@ def test_password_guessing_is_throttled_per_account_and_address(archive: Archive
                                                                  ) -> None:
     import base64
 
-    from vo_archive.auth import MAX_FAILURES, TooManyFailures
+    from vo_archive.web.auth import MAX_FAILURES, TooManyFailures
 
     e = archive.engine
     add_account(e, "guessed", ["member"], "the right password")
@@ -280,7 +280,7 @@ def test_password_failures_are_counted_in_the_database(archive: Archive) -> None
     """Guesses refused by one web node count on every other (#18)."""
     import base64
 
-    from vo_archive.auth import MAX_FAILURES, TooManyFailures, failures_exceeded
+    from vo_archive.web.auth import MAX_FAILURES, TooManyFailures, failures_exceeded
 
     e = archive.engine
     add_account(e, "spread", ["member"], "the right one")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Archive, cone_extension_or_skip
 from tests.unit.test_conecover import _cones
-from vo_archive.sky import Circle, covering_ranges
+from vo_archive.vo.sky import Circle, covering_ranges
 
 
 def test_server_ranges_equal_the_archive_ranges(

@@ -17,7 +17,7 @@ from tests.conftest import Archive
 from tests.fitsmaker import write_fits
 from vo_archive.ingest.pipeline import Ingestor, Outcome
 from vo_archive.ingest.storage import Storage
-from vo_archive.sky import NSIDE
+from vo_archive.vo.sky import NSIDE
 
 SB = "SN2018abc_20180327_Gr13_Free_slit1.0_{rmjd}_1_sb.fits"
 

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import BigInteger, Column, Connection, Float, MetaData, Table, select
 
 from tests.conftest import Archive, cone_extension_or_skip
-from vo_archive import statements
-from vo_archive.positional import (
+from vo_archive.vo import statements
+from vo_archive.vo.positional import (
     Circle,
     Polygon,
     Region,
@@ -25,7 +25,7 @@ from vo_archive.positional import (
     region_values,
     set_cover_in_server,
 )
-from vo_archive.sky import Box, angular_distance, covering_ranges, healpix29
+from vo_archive.vo.sky import Box, angular_distance, covering_ranges, healpix29
 
 ROWS = 200_000
 points = Table(

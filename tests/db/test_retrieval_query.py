@@ -10,10 +10,10 @@ from sqlalchemy import Connection, text
 
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller, caller_connection
-from vo_archive.dali.errors import NotFoundFault, UsageFault
-from vo_archive.dali.params import ParamSet
 from vo_archive.retrieval import query
 from vo_archive.retrieval.params import ObjectSearch, parse_selection
+from vo_archive.vo.dali.errors import NotFoundFault, UsageFault
+from vo_archive.vo.dali.params import ParamSet
 
 ADMIN = Caller("cli", frozenset({"admin"}))
 

@@ -11,7 +11,11 @@ from alembic import command
 from sqlalchemy import text
 
 from tests.conftest import Archive, create_database
-from vo_archive.auth import (
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.engine import get_engine
+from vo_archive.web.auth import (
     add_account,
     caller_for_session,
     caller_for_token,
@@ -23,10 +27,6 @@ from vo_archive.auth import (
     revoke_tokens,
     token_hash,
 )
-from vo_archive.config import Settings
-from vo_archive.db import migrate
-from vo_archive.db.cluster import EmbeddedCluster
-from vo_archive.db.engine import get_engine
 
 
 def test_upgrade_keeps_api_tokens(pg_cluster: EmbeddedCluster, tmp_path: Path

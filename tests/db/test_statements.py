@@ -20,8 +20,8 @@ from sqlalchemy import (
 )
 
 from tests.conftest import Archive
-from vo_archive import statements
 from vo_archive.db.engine import get_engine
+from vo_archive.vo import statements
 
 
 def _constant(i: int) -> statements.ShapedQuery:

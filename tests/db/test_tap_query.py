@@ -15,8 +15,8 @@ from tap.query import READER_ROLE, Limits, execute
 from tap.uploads import load_votable
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller
-from vo_archive.dali.errors import TransientFault, UsageFault
 from vo_archive.db.outage import database_unavailable
+from vo_archive.vo.dali.errors import TransientFault, UsageFault
 
 MEMBER = Caller("alice", frozenset({"member"}))
 

@@ -9,9 +9,9 @@ from sqlalchemy import text
 
 from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS, Caller
-from vo_archive.uws.jobs import create_job, get_job, set_phase
-from vo_archive.uws.phases import Phase, PhaseError, check_transition
-from vo_archive.uws.worker import cleanup, run_job
+from vo_archive.vo.uws.jobs import create_job, get_job, set_phase
+from vo_archive.vo.uws.phases import Phase, PhaseError, check_transition
+from vo_archive.vo.uws.worker import cleanup, run_job
 
 COUNT = [("LANG", "ADQL"), ("QUERY", "SELECT COUNT(*) AS n FROM ivoa.ObsCore")]
 

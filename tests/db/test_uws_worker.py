@@ -3,7 +3,7 @@
 Two ``vo-archive worker`` processes (as on two hosts: they share nothing but the
 database) drain a queue of TAP jobs queued at once. Each job is taken by exactly
 one worker (procrastinate fetches with ``FOR UPDATE SKIP LOCKED``, and
-:func:`vo_archive.uws.worker.run_job` moves a job out of QUEUED under its row
+:func:`vo_archive.vo.uws.worker.run_job` moves a job out of QUEUED under its row
 lock), every job completes, and both workers take part.
 """
 
@@ -23,9 +23,9 @@ from sqlalchemy import text
 
 from tests.conftest import Archive, stop_server
 from vo_archive.access import ANONYMOUS
-from vo_archive.uws.jobs import create_job, get_job, set_phase
-from vo_archive.uws.phases import Phase
-from vo_archive.uws.worker import enqueue
+from vo_archive.vo.uws.jobs import create_job, get_job, set_phase
+from vo_archive.vo.uws.phases import Phase
+from vo_archive.vo.uws.worker import enqueue
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from tests.conftest import Archive, LiveServer
 from tests.tap_fixtures import tap_worker  # noqa: F401
 from vo_archive.app import create_app
 from vo_archive.config import ConfigError, Settings
-from vo_archive.fetch import FetchPolicy, allowed, parse_allow, policy
+from vo_archive.web.fetch import FetchPolicy, allowed, parse_allow, policy
 
 VOTABLE = (
     '<?xml version="1.0"?><VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/'

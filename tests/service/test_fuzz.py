@@ -32,7 +32,7 @@ from tests.auth_fixtures import Accounts, drop_accounts, make_accounts
 from tests.conftest import Archive
 from vo_archive.app import create_app
 from vo_archive.config import Settings
-from vo_archive.openapi import FAULT_NAMES, build_spec
+from vo_archive.web.openapi import FAULT_NAMES, build_spec
 
 EXAMPLES = int(os.environ.get("VO_ARCHIVE_FUZZ_EXAMPLES", "25"))
 SPEC = build_spec(create_app(Settings()))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from bench.stalled import stall
 from tests.auth_fixtures import Accounts, accounts  # noqa: F401
 from tests.conftest import Archive, LiveServer, start_server, stop_server
 
@@ -323,17 +324,7 @@ def test_deep_or_huge_adql_is_a_quick_400(live_server: LiveServer, expression: s
 
 def _stalled_posts(server: LiveServer, n: int) -> list[socket.socket]:
     """POST heads with part of the body: half small forms, half large ones."""
-    host, port = _addr(server)
-    socks = []
-    for i in range(n):
-        s = socket.create_connection((host, port), timeout=30)
-        length = 2000 if i % 2 else 500_000
-        path = ("/tap/sync", "/scs", "/upload")[i % 3]
-        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-                  "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
-                  "LANG=ADQL&QUERY=SELECT".encode())
-        socks.append(s)
-    return socks
+    return stall(*_addr(server), n)
 
 
 def test_stalled_bodies_do_not_delay_cone_searches(live_server: LiveServer) -> None:

@@ -12,7 +12,7 @@ from mocpy import MOC
 from sqlalchemy import text
 
 from tests.conftest import LiveServer
-from vo_archive.moc import to_ascii
+from vo_archive.vo.moc import to_ascii
 
 
 def test_moc_fits_json_ascii_agree_and_cover_public_products(live_server: LiveServer

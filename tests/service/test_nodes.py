@@ -29,9 +29,9 @@ from sqlalchemy import text
 
 from tests.conftest import Archive, LiveServer, start_server, stop_server
 from tests.nginx import Nginx, start_nginx
-from vo_archive.auth import MAX_FAILURES, add_account, remove_account, set_account
 from vo_archive.retrieval.bigdemo import generate_large
 from vo_archive.retrieval.bundle import parse_manifest
+from vo_archive.web.auth import MAX_FAILURES, add_account, remove_account, set_account
 
 pytestmark = pytest.mark.slow
 

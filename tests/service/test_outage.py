@@ -48,7 +48,7 @@ CONE = (("RA", "20"), ("DEC", "-30"), ("SR", "2"))
 ADQL = (("REQUEST", "doQuery"), ("LANG", "ADQL"),
         ("QUERY", "SELECT TOP 5 obs_publisher_did FROM ivoa.obscore"))
 #: Past this MAXREC the DAL services stream from a server-side cursor
-#: (vo_archive.dal.BUFFERED_MAXREC) instead of running a prepared statement.
+#: (vo_archive.vo.dal.BUFFERED_MAXREC) instead of running a prepared statement.
 STREAMED = (("MAXREC", "6000"),)
 #: The parameters of a plausible request, by (method or "" for any, path).
 QUERIES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {

@@ -231,7 +231,7 @@ def test_changed_record_gets_a_new_datestamp(make_archive: Callable[..., Archive
                                              ) -> None:
     from vo_archive.app import create_app
     from vo_archive.config import with_overrides
-    from vo_archive.registry import records
+    from vo_archive.vo.registry import records
 
     archive = make_archive()
     app = create_app(archive.settings)

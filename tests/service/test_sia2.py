@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from tests.conftest import LiveServer
 from tests.service.vocheck import query_status, strict_votable
-from vo_archive.obscore import OBSCORE_COLUMNS
+from vo_archive.vo.obscore import OBSCORE_COLUMNS
 
 
 def _image(live_server: LiveServer) -> dict[str, object]:

@@ -102,10 +102,10 @@ def test_results_equal_a_brute_force_scan(live_server: LiveServer,
     from sqlalchemy import func, select
 
     from siap.params import Intersect, parse_sia1
-    from vo_archive.dali.params import ParamSet
-    from vo_archive.positional import bind_region
-    from vo_archive.published import product, version
-    from vo_archive.sky import Circle
+    from vo_archive.vo.dali.params import ParamSet
+    from vo_archive.vo.positional import bind_region
+    from vo_archive.vo.published import product, version
+    from vo_archive.vo.sky import Circle
 
     _, ra0, dec0 = _image(live_server)
     for ra, dec, size in ((ra0, dec0, "0.02"), (ra0 + 0.01, dec0, "0.005"),

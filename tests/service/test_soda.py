@@ -24,7 +24,7 @@ from tests.schemata import assert_valid
 from tests.service.vocheck import strict_votable
 from tests.service.votlint import votlint
 from vo_archive.spectra import read_spectrum
-from vo_archive.vosi import AVAILABILITY_NS, CAPABILITIES_NS
+from vo_archive.vo.vosi import AVAILABILITY_NS, CAPABILITIES_NS
 
 SODA = "ivo://ivoa.net/std/SODA#sync-1.0"
 

@@ -7,13 +7,17 @@ and errors of each service are checked.
 
 from __future__ import annotations
 
+import io
 import urllib.parse
 
+import numpy as np
 import pytest
+from astropy.io.votable import parse
 from sqlalchemy import text
 
 from tests.conftest import LiveServer
 from tests.service.votlint import votlint
+from vo_archive.vo.votable import Field, TableDocument, stream_votable
 
 Q = urllib.parse.quote
 
@@ -72,3 +76,43 @@ def test_datalink_and_getdata_pass_votlint(live_server: LiveServer) -> None:
         r = live_server.get(path)
         assert r.status_code == 200, (path, r.text[:300])
         assert votlint(r.content) == [], path
+
+
+def test_images_without_a_footprint_pass_votlint(live_server: LiveServer) -> None:
+    # an image with no sky WCS has no s_region: SIA2's DALI polygon cell is null
+    with live_server.archive.engine.connect() as conn:
+        dids = conn.execute(text(
+            "SELECT obs_publisher_did FROM ivoa.obscore WHERE s_region IS NULL "
+            "AND dataproduct_type = 'image' ORDER BY 1 LIMIT 2")).scalars().all()
+    assert dids, "the demo has images without WCS"
+    for path in ["/sia2/query?" + "&".join(f"ID={Q(d)}" for d in dids),
+                 "/sia2/query?MAXREC=100000",
+                 "/tap/sync?LANG=ADQL&QUERY=" + Q(
+                     "SELECT * FROM ivoa.obscore WHERE s_region IS NULL"),
+                 "/tap/sync?LANG=ADQL&QUERY=" + Q(
+                     "SELECT CENTROID(s_region) AS c, POINT(s_ra, s_dec) AS p "
+                     "FROM ivoa.obscore WHERE s_region IS NULL")]:
+        r = live_server.get(path)
+        assert r.status_code == 200, r.text[:300]
+        assert votlint(r.content) == [], path
+    r = live_server.get("/sia2/query?" + "&".join(f"ID={Q(d)}" for d in dids))
+    t = parse(io.BytesIO(r.content), verify="exception").get_first_table()
+    assert sorted(t.array["obs_publisher_did"]) == sorted(dids)
+    assert all(np.ma.getmaskarray(region).all() for region in t.array["s_region"])
+
+
+@pytest.mark.parametrize("datatype", ["double", "float"])
+def test_null_dali_shapes_pass_votlint(datatype: str) -> None:
+    fields = [Field("p", datatype, "2", "deg", "pos.eq", xtype="point"),
+              Field("c", datatype, "3", "deg", "pos.outline", xtype="circle"),
+              Field("i", datatype, "2", "d", "time.interval", xtype="interval"),
+              Field("s", datatype, "*", "deg", "pos.outline", xtype="polygon"),
+              Field("n", datatype, "*", "deg", "pos.outline")]
+    rows = [([1.0, 2.0], [1.0, 2.0, 0.5], [50000.0, 50001.0],
+             [1.0, 2.0, 3.0, 2.0, 2.0, 3.0], [1.0]),
+            (None, None, None, None, None)]
+    body = b"".join(stream_votable(TableDocument(fields), rows, None))
+    assert votlint(body) == []
+    null = parse(io.BytesIO(body), verify="exception").get_first_table().array[1]
+    for name in "pcis":
+        assert np.ma.getmaskarray(null[name]).all(), name

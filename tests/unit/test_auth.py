@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from vo_archive.auth import (
+from vo_archive.vo.dali.errors import AuthorizationFault
+from vo_archive.web.auth import (
     TOKEN_PREFIX,
     AccountError,
     check_name,
@@ -17,7 +18,6 @@ from vo_archive.auth import (
     token_hash,
     verify_password,
 )
-from vo_archive.dali.errors import AuthorizationFault
 
 
 def test_password_hash_round_trip_and_salting() -> None:

@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from classify.core import ClassifyOptions, classify_spectrum, verdict_to_dict
+from classify.core import (
+    ClassifyOptions,
+    classify_spectrum,
+    host_redshift,
+    verdict_to_dict,
+)
 from classify.spectrum import Spectrum, SpectrumError, checked
 from classify.synth import template_spectrum
 from classify.templates import TemplateLibrary, load_library
@@ -187,3 +192,122 @@ def test_wavelength_range_option_narrows_the_spectrum(
     v = classify_spectrum(spec, ClassifyOptions(wmin=4000.0, wmax=7500.0),
                           library=library)
     assert v.good and v.type == "Ia"
+
+
+# --- the host galaxy's emission lines ------------------------------------------
+
+# [O II], H-beta, [O III] 5007, H-alpha, [N II] 6583: rest wavelengths (air, Å)
+HOST = (3727.4, 4861.3, 5006.8, 6562.8, 6583.4)
+
+
+def _observed(library: TemplateLibrary, sn: str, phase: float, z: float,
+              host_lines: tuple[float, ...] = (), snr: float = 20.0, seed: int = 0,
+              step: float = 2.0, strength: float = 0.8) -> Spectrum:
+    """Return a template epoch as a spectrograph sees it, with host lines.
+
+    The template at redshift ``z`` on pixels of ``step`` Å, unresolved emission
+    lines of its host (Gaussians of sigma 2.5 Å, ``strength`` times the median
+    flux at their peak) and independent noise in every pixel.
+    """
+    smooth = template_spectrum(library, _epoch(library, sn, phase), z)
+    wave = np.arange(smooth.wave[0], smooth.wave[-1], step)
+    flux = np.interp(wave, smooth.wave, smooth.flux)
+    level = float(np.median(np.abs(flux)))
+    for rest in host_lines:
+        flux += strength * level * np.exp(-0.5 * ((wave - rest * (1 + z)) / 2.5) ** 2)
+    sigma = np.full_like(flux, level / snr)
+    noisy = flux + np.random.default_rng(seed).normal(0.0, 1.0, flux.size) * sigma
+    return checked(wave, noisy, sigma, f"{sn}+host")
+
+
+def test_host_lines_give_the_redshift(library: TemplateLibrary) -> None:
+    spec = _observed(library, "sn1994D", 0.0, 0.3, HOST, seed=3)
+    found = host_redshift(spec, -0.01, 1.2)
+    assert found is not None
+    z, z_err = found
+    assert abs(z - 0.3) < 0.001 and 0 < z_err < 0.005
+    v = classify_spectrum(spec, library=library)
+    assert v.good and v.type == "Ia" and v.z is not None and abs(v.z - 0.3) < 0.001
+
+
+def test_host_lines_outside_the_redshift_range_are_not_used(
+        library: TemplateLibrary) -> None:
+    spec = _observed(library, "sn1994D", 0.0, 0.3, HOST, seed=3)
+    assert host_redshift(spec, 0.0, 0.2) is None
+    v = classify_spectrum(spec, ClassifyOptions(zmin=0.0, zmax=0.2), library=library)
+    assert v.z is None or v.z <= 0.2 + 1e-6
+
+
+@pytest.mark.parametrize("lines", [(), (6562.8, 6583.4), (4958.9, 5006.8),
+                                   (6716.4, 6730.8), (5006.8,)])
+def test_no_host_redshift_without_two_groups_of_lines(
+        library: TemplateLibrary, lines: tuple[float, ...]) -> None:
+    # a doublet or H-alpha with [N II] alone could be a pair of sky lines
+    spec = _observed(library, "sn2004et", 10.0, 0.1, lines, seed=4)
+    assert host_redshift(spec, -0.01, 1.2) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_host_lines_without_a_supernova_are_no_good_match(
+        library: TemplateLibrary, seed: int) -> None:
+    # a galaxy's lines on a flat continuum: a redshift, but nothing to classify
+    rng = np.random.default_rng(seed)
+    wave = np.arange(3700.0, 9000.0, 1.5)
+    flux = np.full_like(wave, 10.0)
+    for rest in HOST:
+        flux += 8.0 * np.exp(-0.5 * ((wave - rest * 1.2) / 2.5) ** 2)
+    spec = checked(wave, flux + rng.normal(0.0, 0.5, wave.size), None, "galaxy")
+    found = host_redshift(spec, -0.01, 1.2)
+    assert found is not None and abs(found[0] - 0.2) < 0.001
+    v = classify_spectrum(spec, library=library)
+    assert not v.good and v.type is None and v.z is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_noise_has_no_host_redshift(seed: int) -> None:
+    assert host_redshift(_noise(seed), -0.01, 1.2) is None
+
+
+def test_host_lines_do_not_shift_a_supernova_redshift(
+        library: TemplateLibrary) -> None:
+    # lines at the supernova's own redshift: type and redshift as without them
+    bare = _observed(library, "sn2004et", 10.0, 0.05, seed=5)
+    with_lines = _observed(library, "sn2004et", 10.0, 0.05, HOST, seed=5)
+    v0 = classify_spectrum(bare, library=library)
+    v1 = classify_spectrum(with_lines, library=library)
+    assert v0.good and v1.good and v0.type == v1.type == "II"
+    assert v0.z is not None and v1.z is not None
+    assert abs(v0.z - 0.05) <= 0.005 and abs(v1.z - 0.05) <= 0.001
+
+
+# --- the vote -------------------------------------------------------------------
+
+
+def _sub_library(lib: TemplateLibrary, families: list[str],
+                 tag: str) -> TemplateLibrary:
+    rows = np.flatnonzero(np.isin(lib.family, families))
+    return TemplateLibrary(
+        flux=lib.flux[rows], sn=lib.sn[rows], type=lib.type[rows],
+        subtype=lib.subtype[rows], phase=lib.phase[rows], family=lib.family[rows],
+        w0=lib.w0, w1=lib.w1, version=f"{lib.version}-{tag}", source=lib.source,
+        licence=lib.licence)
+
+
+def test_best_match_of_a_rare_type_is_not_outvoted(library: TemplateLibrary) -> None:
+    # one Ib supernova among nine Ia ones that also match well: the Ib itself
+    # matches best by far; nine weaker Ia matches do not outvote it
+    spec = template_spectrum(library, _epoch(library, "sn2005hg", -8.0), 0.05,
+                             snr=20.0, seed=8)
+    ranked = classify_spectrum(spec, ClassifyOptions(top=1000), library=library)
+    ia: list[str] = []
+    for m in ranked.matches:
+        family = str(library.family[np.flatnonzero(library.sn == m.template)[0]])
+        if m.good and m.type == "Ia" and family not in ia:
+            ia.append(family)
+    assert len(ia) >= 9
+    small = _sub_library(library, ["sn2005hg", *ia[:9]], "vote")
+    v = classify_spectrum(spec, ClassifyOptions(top=1000), library=small)
+    assert v.good and v.type == "Ib" and v.subtype == "Ib-norm"
+    assert v.matches[0].template == "sn2005hg"
+    assert len({m.template for m in v.matches if m.good and m.type == "Ia"}) >= 5
+    assert v.fraction is not None and 0.5 < v.fraction < 1.0

@@ -6,8 +6,8 @@ import pytest
 
 from classify.core import ClassifyOptions
 from classify.params import ResponseFormat, parse_classify, parse_types
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet
 
 DEFAULTS = ClassifyOptions()
 

@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from vo_archive.conecover import MAX_CELLS, cone_cells
-from vo_archive.sky import order_for
+from vo_archive.vo.conecover import MAX_CELLS, cone_cells
+from vo_archive.vo.sky import order_for
 
 BELT_EDGE = math.degrees(math.asin(2.0 / 3.0))
 

@@ -9,15 +9,15 @@ import pytest
 from astropy.io import fits
 from astropy.io.votable import parse
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.formats import (
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.formats import (
     lookup_format,
     stream_binary2,
     stream_csv,
     stream_tsv,
     write_fits,
 )
-from vo_archive.votable import Field, TableDocument
+from vo_archive.vo.votable import Field, TableDocument
 
 FIELDS = [Field("i", "long"), Field("x", "double"), Field("s", "char", "*"),
           Field("p", "double", "*", xtype="polygon"), Field("b", "boolean")]

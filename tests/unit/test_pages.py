@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.pages.objectpage import sexagesimal
-from vo_archive.pages.search import parse_search
-from vo_archive.pages.viewer import line_position, normalise, thin
-from vo_archive.previews import readable
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.web.pages.objectpage import sexagesimal
+from vo_archive.web.pages.search import parse_search
+from vo_archive.web.pages.viewer import line_position, normalise, thin
+from vo_archive.web.previews import readable
 
 
 @pytest.mark.parametrize(("text", "radius", "expected"), [

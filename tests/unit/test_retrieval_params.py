@@ -6,8 +6,6 @@ from datetime import date
 
 import pytest
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet
 from vo_archive.retrieval.params import (
     ArchiveFormat,
     Selection,
@@ -17,6 +15,8 @@ from vo_archive.retrieval.params import (
     parse_radius,
     parse_selection,
 )
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet
 
 
 def sel(**kw: str | list[str]) -> Selection:

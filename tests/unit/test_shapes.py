@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.shapes import parse_sia_pos
-from vo_archive.sky import Box, Circle, Polygon
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.shapes import parse_sia_pos
+from vo_archive.vo.sky import Box, Circle, Polygon
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -7,7 +7,7 @@ import healpy
 import numpy as np
 import pytest
 
-from vo_archive.sky import (
+from vo_archive.vo.sky import (
     NPIX,
     NSIDE,
     Box,

@@ -7,7 +7,7 @@ import pytest
 from astropy.wcs import WCS
 
 from soda.cutout import NoOverlap, _anchors, _mask, _pixel_box, contains
-from vo_archive.sky import Box, Circle, Polygon, Region
+from vo_archive.vo.sky import Box, Circle, Polygon, Region
 
 
 @pytest.mark.parametrize(("region", "ra", "dec", "inside"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vo_archive.soda_descriptor import _covering_circle
+from vo_archive.vo.soda_descriptor import _covering_circle
 
 
 @pytest.mark.parametrize(("pairs", "expected"), [

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from ssap.params import SpectrumFormat, parse_band, parse_formats, parse_pos, parse_time
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import Interval, ParamSet
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import Interval, ParamSet
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -11,8 +12,9 @@ from sqlalchemy import text
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
 from vo_archive.db import migrate
-from vo_archive.db.cluster import EmbeddedCluster
+from vo_archive.db.cluster import ClusterError, EmbeddedCluster
 from vo_archive.db.engine import cluster_for, get_engine
+from vo_archive.db.readers import check_nodes
 from vo_archive.ingest.recovery import check
 from vo_archive.ingest.storage import Storage
 
@@ -43,6 +45,18 @@ def register(sub: Any) -> None:
                      "configuration")
     ap.add_argument("--dry-run", action="store_true",
                     help="say what would change without changing it")
+    sb = dsub.add_parser("standby", help="hot standbys of the embedded cluster "
+                         "(streaming replication) for read-only work")
+    sbsub = sb.add_subparsers(dest="standby_command", metavar="ACTION", required=True)
+    sba = add_command(sbsub, "add", cmd_standby_add,
+                      "copy the embedded cluster into DIR (pg_basebackup) and start "
+                      "it there as a hot standby; add its DSN to read_dsns")
+    sba.add_argument("dir", help="data folder of the new standby")
+    sba.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    for action, handler in (("start", cmd_standby_start), ("stop", cmd_standby_stop)):
+        sbx = add_command(sbsub, action, handler,
+                          f"{action} a standby made by 'db standby add'")
+        sbx.add_argument("dir", help="data folder of the standby")
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,11 +132,82 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 info["cone ranges"] = (
                     f"made in the server (vo_archive_cone {cone})" if cone
                     else "made by the archive (vo_archive_cone not installed)")
+    if settings.read_dsns and (settings.dsn or info.get("running")):
+        info["nodes"] = _node_lines(settings)
+    elif settings.read_dsns:  # never started by a status
+        info["standbys"] = f"{len(settings.read_dsns)} configured; the primary is " \
+                           "not running"
+    else:
+        info["standbys"] = "none configured (read_dsns): every read goes to the primary"
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
         for key, value in info.items():
+            if key == "nodes":
+                for i, node in enumerate(value):
+                    label = node["role"] if i == 0 else f"standby {i}"
+                    print(f"{label:>12}: {_show_node(node)}")
+                continue
             print(f"{key:>12}: {value}")
+    return 0
+
+
+def _node_lines(settings: Settings) -> list[dict[str, Any]]:
+    """Check the primary and each configured standby once (``read_dsns``)."""
+    return [{"role": n.role, "where": n.where, "healthy": n.healthy,
+             "lag_s": None if n.lag_s is None else round(n.lag_s, 3), "note": n.note}
+            for n in check_nodes(settings)]
+
+
+def _show_node(node: dict[str, Any]) -> str:
+    lag = "" if node["lag_s"] is None else f", lag {node['lag_s']:.3f} s"
+    state = "healthy" if node["healthy"] else "UNHEALTHY"
+    return f"{node['where']} {state}{lag} ({node['note']})"
+
+
+def cmd_standby_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Make a hot standby of the embedded cluster."""
+    if settings.dsn:
+        raise CommandError(
+            "VO_ARCHIVE_DSN points at an existing server: make its standbys with "
+            "pg_basebackup -R on their hosts and list them in read_dsns")
+    cluster = cluster_for(settings)
+    if not cluster.initialised:
+        raise CommandError(f"no embedded cluster at {cluster.pgdata}; run "
+                           "'vo-archive db init' first")
+    cluster.start()
+    try:
+        standby = cluster.make_standby(Path(args.dir), args.port)
+    except ClusterError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"standby running at 127.0.0.1:{standby.info.port} ({standby.pgdata}), "
+          f"streaming from {cluster.pgdata}")
+    print("to read from it, add its DSN to read_dsns under [archive] in "
+          "archive.toml (it holds the cluster's password: keep the file private):")
+    print(f'  read_dsns = ["{standby.dsn()}"]')
+    return 0
+
+
+def _standby_at(settings: Settings, folder: str) -> EmbeddedCluster:
+    _embedded_only(settings)
+    standby = EmbeddedCluster(Path(folder))
+    if not standby.initialised:
+        raise CommandError(f"no standby at {standby.pgdata}")
+    return standby
+
+
+def cmd_standby_start(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a standby made by ``db standby add``."""
+    standby = _standby_at(settings, args.dir)
+    standby.start()
+    print(f"standby running at 127.0.0.1:{standby.info.port} ({standby.pgdata})")
+    return 0
+
+
+def cmd_standby_stop(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop a standby made by ``db standby add``."""
+    was = _standby_at(settings, args.dir).stop()
+    print("stopped" if was else "was not running")
     return 0
 
 

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from vo_archive.access import Caller, caller_connection
 from vo_archive.cli import CommandError, add_command
 from vo_archive.config import Settings
-from vo_archive.dali.errors import Fault
-from vo_archive.dali.params import ParamSet
 from vo_archive.db.engine import get_engine
+from vo_archive.vo.dali.errors import Fault
+from vo_archive.vo.dali.params import ParamSet
 
 #: Who ``export`` runs as: an administrator on the archive's host.
 CLI_CALLER = Caller("cli", frozenset({"admin"}))

@@ -15,7 +15,7 @@ from vo_archive.db.engine import get_engine
 
 #: Namespaces a record may use, for schema validation.
 def _namespaces() -> list[str]:
-    from vo_archive.registry import EXTENSION_NS, RI_NS, VG_NS, VR_NS, VS_NS
+    from vo_archive.vo.registry import EXTENSION_NS, RI_NS, VG_NS, VR_NS, VS_NS
 
     return [RI_NS, VR_NS, VS_NS, VG_NS, *EXTENSION_NS.values()]
 
@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
     """Print or check the registry records."""
     from vo_archive.app import create_app
-    from vo_archive.registry import authority_id, records
+    from vo_archive.vo.registry import authority_id, records
 
     if not settings.base_url:
         print("note: no [service] base_url configured; access URLs below use "
@@ -67,8 +67,8 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
 def _check(recs: list[Any], authority: str, schemas: Path | None) -> int:
     validator = None
     if schemas is not None:
-        from vo_archive.xmlschema import SchemaFolderError
-        from vo_archive.xmlschema import validator as make
+        from vo_archive.vo.xmlschema import SchemaFolderError
+        from vo_archive.vo.xmlschema import validator as make
 
         try:
             validator = make(schemas, _namespaces())

@@ -87,9 +87,9 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
     # gunicorn writes its own Server header and drops the application's; name
     # the VO software there instead (taplint W_SVRV, DALI clients' diagnostics).
     gunicorn.http.wsgi.SERVER = SERVER_HEADER  # type: ignore[attr-defined]  # not in the stubs
-    # Slow or stalled clients must not hold worker threads (vo_archive.serving);
+    # Slow or stalled clients must not hold worker threads (vo_archive.web.serving);
     # the limits are configurable under [limits].
-    from vo_archive import fetch, serving
+    from vo_archive.web import fetch, serving
 
     fetch.policy(settings)  # a bad [limits] fetch_allow stops the start, not a query
     limits = settings.extra.get("limits", {})
@@ -107,7 +107,7 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers or (os.cpu_count() or 1) + 1)
-            self.cfg.set("worker_class", "vo_archive.serving.GuardedThreadWorker")
+            self.cfg.set("worker_class", "vo_archive.web.serving.GuardedThreadWorker")
             self.cfg.set("threads", threads)
             # the longest request line gunicorn allows: long GET queries (ADQL,
             # polygons) up to 8 KiB; longer ones must be POSTed (DALI §2.2)

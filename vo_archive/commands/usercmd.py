@@ -8,7 +8,11 @@ import json
 import sys
 from typing import Any
 
-from vo_archive.auth import (
+from vo_archive.cli import CommandError, add_command
+from vo_archive.config import Settings
+from vo_archive.db import migrate
+from vo_archive.db.engine import get_engine
+from vo_archive.web.auth import (
     ROLES,
     AccountError,
     add_account,
@@ -18,10 +22,6 @@ from vo_archive.auth import (
     revoke_tokens,
     set_account,
 )
-from vo_archive.cli import CommandError, add_command
-from vo_archive.config import Settings
-from vo_archive.db import migrate
-from vo_archive.db.engine import get_engine
 
 
 def register(sub: Any) -> None:

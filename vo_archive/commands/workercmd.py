@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the worker."""
-    from vo_archive.uws.worker import run_worker
+    from vo_archive.vo.uws.worker import run_worker
 
     migrate.upgrade(get_engine(settings), settings.publisher_authority)
     print("worker running", flush=True)

@@ -202,10 +202,11 @@ class EmbeddedCluster:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _run(
-        self, args: list[str], check: bool = True
+        self, args: list[str], check: bool = True,
+        env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         user = _service_user()
-        env = dict(os.environ, LC_ALL="C", LANG="C")
+        env = dict(os.environ, LC_ALL="C", LANG="C", **(env_extra or {}))
         preexec_fn: Callable[[], None] | None = None
         cwd: str | None = None
         if user is not None:
@@ -367,6 +368,90 @@ class EmbeddedCluster:
             self._run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.pgdata),
                        "-m", mode, "-w", "-t", "120"])
             return True
+
+    # -- standbys ---------------------------------------------------------
+    def allow_replication(self) -> None:
+        """Let standbys on loopback stream this cluster's WAL (pg_hba.conf)."""
+        hba = self.pgdata / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        if not any(line.split()[1:2] == ["replication"] for line in lines
+                   if line.strip() and not line.lstrip().startswith("#")):
+            with open(hba, "a") as fh:
+                fh.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+            if self.is_running():
+                self._run([str(self.bindir / "pg_ctl"), "reload", "-D",
+                           str(self.pgdata)])
+
+    def make_standby(self, pgdata: Path, port: int | None = None,
+                     settings: str = "") -> EmbeddedCluster:
+        """Make a hot standby of this (running) cluster in ``pgdata`` and start it.
+
+        The copy is made with ``pg_basebackup`` and streams the primary's WAL
+        from then on (``primary_conninfo``, ``standby.signal``); it listens on
+        127.0.0.1 at ``port`` (a free one if None) and takes the same logins.
+        There is no replication slot: a standby left stopped for long may
+        need the primary's WAL that was already recycled, and is then made
+        again.
+
+        Parameters
+        ----------
+        pgdata
+            Data folder of the standby; must not exist or be empty.
+        port
+            Port of the standby.
+        settings
+            Extra ``postgresql.conf`` lines for the standby (tests use it).
+
+        Returns
+        -------
+        EmbeddedCluster
+            The standby, running.
+
+        Raises
+        ------
+        ClusterError
+            If the folder is in use or the copy fails.
+        """
+        standby = EmbeddedCluster(pgdata, port)
+        if standby.pgdata == self.pgdata:
+            raise ClusterError("a standby needs a data folder of its own")
+        if standby.pgdata.exists() and any(standby.pgdata.iterdir()):
+            raise ClusterError(f"{standby.pgdata} exists and is not empty")
+        if not self.is_running():
+            raise ClusterError(f"the primary {self.pgdata} is not running")
+        self.allow_replication()
+        info = self.info
+        with standby._locked():
+            standby.pgdata.mkdir(parents=True, exist_ok=True)
+            standby.pgdata.chmod(0o700)
+            standby._give_to_service_user(standby.pgdata)
+            self._run([
+                str(self.bindir / "pg_basebackup"), "-D", str(standby.pgdata),
+                "-h", info.host, "-p", str(info.port), "-U", info.user, "-w",
+                "-X", "stream", "-c", "fast",
+            ], env_extra={"PGPASSWORD": info.password})
+            new_port = port or free_port()
+            conninfo = (f"host={info.host} port={info.port} user={info.user} "
+                        f"password={info.password} "
+                        f"application_name={standby.pgdata.name}")
+            with open(standby.pgdata / "postgresql.conf", "a") as fh:
+                fh.write(
+                    "\n# --- standby, written by vo-archive ---\n"
+                    f"port = {new_port}\nhot_standby = on\n"
+                    # long TAP queries are not cancelled by the primary's vacuum
+                    "hot_standby_feedback = on\n"
+                    f"primary_conninfo = '{conninfo}'\n{settings}\n")
+            signal = standby.pgdata / "standby.signal"
+            signal.touch()
+            user = _service_user()
+            if user is not None:
+                os.chown(signal, user.pw_uid, user.pw_gid)
+            standby.info_path.write_text(json.dumps(
+                {"port": new_port, "password": info.password, "user": info.user,
+                 "dbname": info.dbname, "host": info.host}))
+            standby.info_path.chmod(0o600)
+        standby.start()
+        return standby
 
     def status(self) -> dict[str, object]:
         """Describe the cluster: where it is, whether it runs, its port."""

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine
 from vo_archive.config import Settings
 from vo_archive.db.cluster import EmbeddedCluster
 
-_engines: dict[tuple[str, int, bool], Engine] = {}
+_engines: dict[tuple[str, int, bool, int | None], Engine] = {}
 #: DSN resolved for each embedded cluster (by data folder) in this process:
 #: resolving runs pg_ctl, which must not happen on every request.
 _resolved: dict[tuple[str, int], str] = {}
@@ -48,38 +48,63 @@ def get_engine(settings: Settings, pre_ping: bool = True) -> Engine:
 
     ``pre_ping=False`` gives a second pool whose connections are not tested
     (one round trip) at each checkout: for callers that detect a dropped
-    connection themselves and try again (:func:`vo_archive.statements.run`).
+    connection themselves and try again (:func:`vo_archive.vo.statements.run`).
 
     Engines are not shared across ``fork()``: a worker that forked gets its own.
     The embedded cluster is checked (and started) once per process, not on
     every call: web requests call this each time.
     """
+    return engine_for(primary_dsn(settings), pre_ping)
+
+
+def primary_dsn(settings: Settings) -> str:
+    """Return the primary's DSN, starting the embedded cluster once per process."""
     if settings.dsn:
-        dsn = settings.dsn
-    else:
-        where = (str(settings.pgdata.absolute()), os.getpid())
-        with _lock:
-            known = _resolved.get(where)
-        dsn = known or resolve_dsn(settings)
-        with _lock:
-            _resolved[where] = dsn
-    key = (dsn, os.getpid(), pre_ping)
+        return settings.dsn
+    where = (str(settings.pgdata.absolute()), os.getpid())
+    with _lock:
+        known = _resolved.get(where)
+    dsn = known or resolve_dsn(settings)
+    with _lock:
+        _resolved[where] = dsn
+    return dsn
+
+
+def engine_for(dsn: str, pre_ping: bool = True, connect_timeout: int | None = None
+               ) -> Engine:
+    """Return the process's engine for one server's DSN (a primary or a standby).
+
+    Parameters
+    ----------
+    dsn
+        A libpq URL or ``key=value`` string.
+    pre_ping
+        Whether pooled connections are tested at checkout (see :func:`get_engine`).
+    connect_timeout
+        Seconds a new connection may take (libpq ``connect_timeout``); the
+        standbys' engines set it, so that a node that stopped answering is given
+        up quickly and the read goes elsewhere. None: libpq's default.
+    """
+    key = (dsn, os.getpid(), pre_ping, connect_timeout)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
             url = dsn if "://" in dsn else f"postgresql+psycopg2:///?{dsn}"
             url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
             url = url.replace("postgres://", "postgresql+psycopg2://", 1)
+            args: dict[str, object] = {
+                "application_name": "vo-archive",
+                "keepalives": 1,
+                "keepalives_idle": 30,
+            }
+            if connect_timeout is not None:
+                args["connect_timeout"] = connect_timeout
             engine = create_engine(
                 url,
                 pool_size=5,
                 max_overflow=10,
                 pool_pre_ping=pre_ping,
-                connect_args={
-                    "application_name": "vo-archive",
-                    "keepalives": 1,
-                    "keepalives_idle": 30,
-                },
+                connect_args=args,
             )
             _engines[key] = engine
         return engine

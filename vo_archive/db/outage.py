@@ -7,7 +7,7 @@ the protocol's transient error (503 with ``Retry-After``, see
 database is back. The errors reach the app in two forms: wrapped by SQLAlchemy
 (a ``Connection``'s statements) or raw from psycopg2 (the connection pool
 itself, and the services that run statements on the DBAPI connection, such as
-:func:`vo_archive.statements.run`). Both are recognised here, in one place.
+:func:`vo_archive.vo.statements.run`). Both are recognised here, in one place.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import psycopg2
 from sqlalchemy import exc
 
-from vo_archive.dali.errors import TransientFault
+from vo_archive.vo.dali.errors import TransientFault
 
 #: Seconds a client is asked to wait before it tries again.
 RETRY_AFTER_S = 30

@@ -48,7 +48,7 @@ from vo_archive.ingest.prepare import Prepared, Rejected, die_with_parent, prepa
 from vo_archive.ingest.recovery import SESSION_LOCK_CLASS, recover
 from vo_archive.ingest.storage import Storage, StorageFull
 from vo_archive.marshall.match import rematch_targets
-from vo_archive.sky import healpix29
+from vo_archive.vo.sky import healpix29
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every parameter may be repeated (``LEVEL=final&LEVEL=intermediate``) or carry a
 comma-separated list (``LEVEL=final,intermediate``); values of one parameter are
 OR-ed, different parameters AND-ed. Names are case-insensitive (DALI 1.1 §3.1),
 and so are the values of closed vocabularies. Nothing here knows Flask: routes
-and the CLI hand in a :class:`~vo_archive.dali.params.ParamSet`.
+and the CLI hand in a :class:`~vo_archive.vo.dali.params.ParamSet`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 
-from vo_archive.dali.errors import UsageFault
-from vo_archive.dali.params import ParamSet, parse_float, parse_int
 from vo_archive.ingest.classify import (
     PRODUCT_TYPES,
     RULES,
@@ -24,6 +22,8 @@ from vo_archive.ingest.classify import (
     Level,
     Mode,
 )
+from vo_archive.vo.dali.errors import UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_float, parse_int
 
 #: Product types the classifier can give (FILETYPE digits 4-5 and file-name rules).
 KNOWN_PRODUCT_TYPES: frozenset[str] = frozenset(

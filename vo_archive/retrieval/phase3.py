@@ -33,9 +33,9 @@ from typing import Any
 from astropy.io import fits
 from sqlalchemy import Connection
 
-from vo_archive.dali.errors import Fault
 from vo_archive.retrieval.params import Selection
 from vo_archive.retrieval.query import RunInfo, run_files
+from vo_archive.vo.dali.errors import Fault
 
 MAX_NAME = 68
 RAW_ARCFILE = re.compile(r"^(EFOSC|SOFI)\.\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\.fits$")

@@ -30,10 +30,10 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from vo_archive.access import visible
-from vo_archive.dali.errors import NotFoundFault, UsageFault
 from vo_archive.ingest.classify import normalise_name
 from vo_archive.retrieval.params import ObjectSearch, Selection, VersionChoice
-from vo_archive.sky import cone_ranges
+from vo_archive.vo.dali.errors import NotFoundFault, UsageFault
+from vo_archive.vo.sky import cone_ranges
 
 PRODUCT = table(
     "product", *(column(c) for c in (

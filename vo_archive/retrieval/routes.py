@@ -16,9 +16,6 @@ from flask import Blueprint, Response, render_template, request
 from flask import g as flask_g
 
 from vo_archive import __version__, web
-from vo_archive.access import caller_connection
-from vo_archive.dali.errors import FaultStyle, UsageFault
-from vo_archive.dali.params import ParamSet, parse_int
 from vo_archive.retrieval import bundle, query, service
 from vo_archive.retrieval.params import (
     KNOWN_PRODUCT_TYPES,
@@ -31,6 +28,8 @@ from vo_archive.retrieval.params import (
 )
 from vo_archive.retrieval.phase3 import ReleaseInvalid, validate_run
 from vo_archive.retrieval.service import Download
+from vo_archive.vo.dali.errors import FaultStyle, UsageFault
+from vo_archive.vo.dali.params import ParamSet, parse_int
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def runs() -> Response | str:
     """List observing runs with the number of products the caller may see."""
     params = web.params()
     check_known(params, frozenset({"FORMAT"}))
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         data = {"runs": query.list_runs(conn)}
     return _page("runs.html", params, data)
 
@@ -101,7 +100,7 @@ def run_page(run_name: str) -> Response | str:
     params = web.params()
     check_known(params, PAGE_PARAMS)
     sel = parse_selection(params)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         run = query.find_run(conn, run_name)
         files = query.run_files(conn, run, sel)
     data = {"run": run.as_json(), "selection": sel.query_items(),
@@ -118,7 +117,7 @@ def run_download(run_name: str) -> Response:
     params = web.params()
     check_known(params, SELECTION_PARAMS | {"FORMAT"})
     sel, fmt = parse_selection(params), parse_format(params)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         dl = service.run_download(conn, run_name, sel, fmt,
                                   web.settings().storage_dir, int(time.time()))
     return _stream(dl)
@@ -130,7 +129,7 @@ def phase3_report(run_name: str) -> Response | str:
     params = web.params()
     check_known(params, frozenset({"FORMAT"}))
     fmt = (params.single("FORMAT") or "").lower()
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         run = query.find_run(conn, run_name)
         report, _ = validate_run(conn, run, web.settings().storage_dir)
     if fmt in ("text", "text/plain"):
@@ -144,7 +143,7 @@ def phase3_bundle(run_name: str) -> Response:
     params = web.params()
     check_known(params, frozenset({"FORMAT"}))
     fmt = parse_format(params)
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         report, dl = service.phase3_download(conn, run_name, fmt,
                                              web.settings().storage_dir,
                                              int(time.time()))
@@ -161,7 +160,7 @@ def objects() -> Response | str:
     params = web.params()
     check_known(params, frozenset({"FORMAT", "Q"}))
     q = (params.single("Q") or "").strip()
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         data = {"query": q, "objects": query.list_targets(conn, q or None)}
     return _page("objects.html", params, data, q=q)
 
@@ -172,7 +171,7 @@ def object_page(name: str) -> Response | str:
     params = web.params()
     check_known(params, OBJECT_PARAMS)
     sel, search = parse_selection(params), ObjectSearch(name, parse_radius(params))
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         target = query.find_target(conn, name)
         files = query.object_files(conn, target, search, sel)
         marshall = query.marshall_info(conn, target.target_id)
@@ -183,7 +182,7 @@ def object_page(name: str) -> Response | str:
                 "products": [f.as_json() for f in files]}
         if wants_json(params):
             return Response(_json(data), mimetype="application/json")
-        from vo_archive.pages.routes import render_object
+        from vo_archive.web.pages.routes import render_object
 
         return render_object(conn, target, files, data=data, sel=sel,
                              facets=FACETS, types=sorted(KNOWN_PRODUCT_TYPES),
@@ -199,7 +198,7 @@ def object_download(name: str) -> Response:
     check_known(params, SELECTION_PARAMS | {"FORMAT", "RADIUS"})
     sel, fmt = parse_selection(params), parse_format(params)
     search = ObjectSearch(name, parse_radius(params))
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         dl = service.object_download(conn, search, sel, fmt,
                                      web.settings().storage_dir, int(time.time()))
     return _stream(dl)
@@ -211,6 +210,6 @@ def versions(product_id: str) -> Response | str:
     params = web.params()
     check_known(params, frozenset({"FORMAT"}))
     pid = parse_int(product_id, "product id")
-    with caller_connection(web.engine()) as conn:
+    with web.reading() as conn:
         product, rows = query.product_versions(conn, pid)
     return _page("versions.html", params, {"product": product, "versions": rows})

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from vo_archive.dali.errors import NotFoundFault
 from vo_archive.retrieval import bundle, phase3, query
 from vo_archive.retrieval.params import ArchiveFormat, ObjectSearch, Selection
+from vo_archive.vo.dali.errors import NotFoundFault
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,14 +271,31 @@ def stop_standbys(home: Path) -> None:
                        capture_output=True, check=False, timeout=120)
 
 
+def transactions(dsn: str) -> int:
+    """Return how many transactions a server has counted (its own statistics)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT sum(xact_commit + xact_rollback) FROM "
+                        "pg_stat_database")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def measure(args: argparse.Namespace, home: Path) -> int:
     """Start the nodes and proxies under ``home``, run every cell, print them."""
     settings = prepare_archive(home, args.products)
     pos = positions(settings)
     rounds: list[list[str]] = [[]]
+    dsns: list[str] = []
     if has_standbys():
         dsns = make_standbys(home, 2)
         rounds = [[], dsns[:1], dsns]
+    before = [transactions(dsn) for dsn in dsns]
     print(f"{len(pos)} cone positions; {args.workers} gunicorn workers per node; "
           f"{args.seconds:g} s per cell", flush=True)
     errors = 0
@@ -291,8 +308,10 @@ def measure(args: argparse.Namespace, home: Path) -> int:
     finally:
         stop_serve(base[0])
     if has_standbys():
+        seen = [transactions(dsn) - b for dsn, b in zip(dsns, before, strict=True)]
         print("standbys: 0, 1 and 2 hot standbys of the embedded cluster (vo-archive "
-              "db standby add), read_dsns given to both web nodes", flush=True)
+              "db standby add), read_dsns given to both web nodes; transactions "
+              f"on each standby meanwhile: {', '.join(map(str, seen))}", flush=True)
     else:
         print("standbys: not configured (this version of the archive has no "
               "read_dsns)", flush=True)

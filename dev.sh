@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(postgresql-15 postgresql-15-pgsphere postgresql-15-q3c postgresql-15-pgq3
-              pgqd stilts chromium chromium-driver)
+              pgqd stilts chromium chromium-driver nginx-light)
 
 install_system() {
     local missing=()

@@ -87,3 +87,52 @@ def web_workers(master: int) -> list[int]:
     return [pid for pid in _children(master)
             if (line := _cmdline(pid)) and (line == own
                                             or line[0].startswith("gunicorn: worker"))]
+
+
+def start_serve(home: Path, workers: int, *args: str, log: Path | None = None,
+                timeout: float = 120.0, **env: str) -> tuple[subprocess.Popen[bytes],
+                                                             int]:
+    """Start ``vo-archive serve`` of the archive under ``home`` on a free port.
+
+    Returns the process (in a session of its own: stop it with
+    :func:`stop_serve`) and its port, once it answers.
+    """
+    import http.client
+    import time
+
+    from vo_archive.db.cluster import free_port
+
+    port = free_port()
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vo_archive", "serve", "--port", str(port),
+         "--workers", str(workers), *args],
+        env=child_env(VO_ARCHIVE_HOME=str(home), **env), stdout=out,
+        stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/scs/availability")
+            conn.getresponse().read()
+            conn.close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_serve(proc)
+                raise SystemExit(f"vo-archive serve did not start (log: {log})"
+                                 ) from None
+            time.sleep(0.2)
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started by :func:`start_serve` (its job workers with it)."""
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

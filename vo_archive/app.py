@@ -12,6 +12,7 @@ from flask import Flask, Response, g, render_template, request
 from sqlalchemy import text
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from vo_archive import __version__, web
 from vo_archive.config import Settings, load_settings
@@ -88,6 +89,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule("/", "landing", landing)
     app.wsgi_app = GzipMiddleware(  # type: ignore[method-assign]
         _PathNormaliser(app.wsgi_app))
+    if settings.trusted_proxies > 0:
+        # behind nginx (README "Running on more than one host"): the client's
+        # address and the URL it asked for, as the trusted proxies saw them
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     return app
 
 

@@ -100,6 +100,9 @@ class Settings:
     standby_check_interval: float = 1.0
     publisher_authority: str = "ivo://pessto.ia2.inaf.it"
     base_url: str | None = None
+    #: Proxies in front of the web nodes whose X-Forwarded-For/-Proto/-Host/-Port
+    #: are believed (0: none, the headers are ignored).
+    trusted_proxies: int = 0
     maxrec_default: int = 1000
     maxrec_hard: int = 100_000
     ingest_batch: int = 200
@@ -198,6 +201,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                 archive.get("publisher_authority", defaults.publisher_authority)
             ),
             base_url=env.get("VO_ARCHIVE_BASE_URL") or service.get("base_url"),
+            trusted_proxies=int(env.get("VO_ARCHIVE_TRUSTED_PROXIES")
+                                or service.get("trusted_proxies", 0)),
             maxrec_default=int(service.get("maxrec_default", defaults.maxrec_default)),
             maxrec_hard=int(service.get("maxrec_hard", defaults.maxrec_hard)),
             ingest_batch=int(archive.get("ingest_batch", defaults.ingest_batch)),

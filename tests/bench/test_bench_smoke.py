@@ -132,6 +132,18 @@ FIGURES: dict[str, list[tuple[str, range]]] = {
          r"start included\)", exactly(1)),
         (r"verify: identical", exactly(1)),
     ],
+    # several web nodes behind nginx (issue 18): 2 kinds x 2 client counts x 3 paths
+    "scale.py": [
+        (rf"\d+ cone positions; \d+ gunicorn workers per node; {N} s per cell",
+         exactly(1)),
+        (rf"throughput (SCS|TAP) clients=(16|64) nodes=[12] (direct|nginx) "
+         rf"standbys=\d+: {N} req/s, median {N} ms, p95 {N} ms, errors 0",
+         at_least(12)),
+        (rf"cone latency, one client \(\d+ cones each\): direct {N} ms; nginx to 1 "
+         rf"node {N} ms \(\+?{N} ms\); nginx to 2 nodes {N} ms \(\+?{N} ms\); "
+         r"standbys=\d+ \(target: within 1\.5 ms\)", at_least(1)),
+        (r"standbys: .+", exactly(1)),
+    ],
     "tap.py": [
         (rf"\[\d+ rows\] sync cone \(TOP 100, r=0\.5 deg\): median {N} ms, p90 {N} "
          r"ms \(\d+ queries\)", exactly(1)),

@@ -253,3 +253,57 @@ def test_password_guessing_is_throttled_per_account_and_address(archive: Archive
     assert authenticate(e, basic(tok), "10.0.0.66").name == "guessed"
     assert authenticate(e, basic("the right password"), "10.0.0.67").name == "guessed"
     remove_account(e, "guessed")
+
+
+def test_a_changed_password_stops_working_at_once(archive: Archive) -> None:
+    """The worker's password cache never outlives the stored password (#18).
+
+    Another node, or ``vo-archive user set`` on another host, may change it:
+    the cache is checked against the account row on every use.
+    """
+    e = archive.engine
+    add_account(e, "changer", ["member"], "first password")
+    assert caller_for_password(e, "changer", "first password") is not None
+    assert caller_for_password(e, "changer", "first password") is not None  # cached
+    set_account(e, "changer", password="second password")  # noqa: S106 - a test's
+    assert caller_for_password(e, "changer", "first password") is None
+    assert caller_for_password(e, "changer", "second password") == Caller(
+        "changer", frozenset({"member"}))
+    set_account(e, "changer", roles=["admin"])
+    assert caller_for_password(e, "changer", "second password") == Caller(
+        "changer", frozenset({"admin"}))
+    remove_account(e, "changer")
+    assert caller_for_password(e, "changer", "second password") is None
+
+
+def test_password_failures_are_counted_in_the_database(archive: Archive) -> None:
+    """Guesses refused by one web node count on every other (#18)."""
+    import base64
+
+    from vo_archive.web.auth import MAX_FAILURES, TooManyFailures, failures_exceeded
+
+    e = archive.engine
+    add_account(e, "spread", ["member"], "the right one")
+
+    def basic(pw: str) -> str:
+        return "Basic " + base64.b64encode(f"spread:{pw}".encode()).decode()
+
+    for i in range(MAX_FAILURES):
+        with pytest.raises(AuthorizationFault):
+            authenticate(e, basic(f"guess {i}"), "10.0.0.70")
+    with e.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT count(*) FROM archive.login_failure WHERE account_name = 'spread' "
+            "AND remote_addr = '10.0.0.70'")).scalar_one()
+    assert rows == MAX_FAILURES
+    # a worker that never saw a failure (a fresh process, another node) refuses too
+    PASSWORDS.clear()
+    assert failures_exceeded(e, "spread", "10.0.0.70")
+    with pytest.raises(TooManyFailures):
+        authenticate(e, basic("the right one"), "10.0.0.70")
+    with e.begin() as conn:  # the window passes
+        conn.execute(text(
+            "UPDATE archive.login_failure SET failed_at = failed_at - "
+            "interval '1 hour' WHERE account_name = 'spread'"))
+    assert authenticate(e, basic("the right one"), "10.0.0.70").name == "spread"
+    remove_account(e, "spread")

@@ -46,12 +46,15 @@ def test_upgrade_keeps_api_tokens(pg_cluster: EmbeddedCluster, tmp_path: Path
         conn.execute(text(
             "INSERT INTO archive.token (token_hash, account_id) SELECT :h, account_id "
             "FROM archive.account WHERE name = 'old'"), {"h": token_hash("pva_old")})
-    assert "0011_sessions" in migrate.upgrade(engine)
+    # 0011_sessions, and 0016_login_failure on top of it
+    assert "0016_login_failure" in migrate.upgrade(engine)
     assert migrate.pending_revisions(engine) == []
     with engine.connect() as conn:
         kind = conn.execute(text("SELECT kind FROM archive.token")).scalar_one()
         assert kind == "api"
         assert conn.execute(text("SELECT count(*) FROM archive.session")
+                            ).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM archive.login_failure")
                             ).scalar_one() == 0
     caller = caller_for_token(engine, "pva_old")
     assert caller is not None and caller.name == "old"

@@ -118,6 +118,10 @@ def _run_web(app: Any, settings: Settings, host: str, port: int, workers: int | 
             self.cfg.set("accesslog", os.environ.get("VO_ARCHIVE_ACCESS_LOG"))
             self.cfg.set("proc_name", "vo-archive")
             self.cfg.set("control_socket_disable", True)
+            # X-Forwarded-* are believed from [service] trusted_proxies only
+            # (werkzeug's ProxyFix in create_app), never by gunicorn from any
+            # local client
+            self.cfg.set("forwarded_allow_ips", "")
 
         def load(self) -> Any:
             return app

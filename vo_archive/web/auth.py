@@ -25,10 +25,18 @@ their SHA-256, in the database, so every web node sees them.
 Tokens are 32 random bytes, shown once and stored as their SHA-256 (a fast hash
 is enough for random secrets). Passwords are stored with scrypt (RFC 7914); a
 verified Basic password is remembered for :data:`PASSWORD_CACHE_SECONDS` in the
-worker, keyed by a hash of the credentials, so a client sending Basic on every
-request does not pay the KDF every time. After :data:`MAX_FAILURES` wrong
-passwords for one account from one address, further password attempts there are
-refused (429) without running the KDF for :data:`FAILURE_WINDOW` seconds.
+worker, keyed by a hash of the credentials and of the stored password hash, so a
+client sending Basic on every request does not pay the KDF every time, while a
+password changed or cleared (on any node, or by ``vo-archive user``) stops
+working at once everywhere. After :data:`MAX_FAILURES` wrong passwords for one
+account from one address, further password attempts there are refused (429)
+without running the KDF for :data:`FAILURE_WINDOW` seconds; the failures are
+counted in the database (``archive.login_failure``), so the limit holds however
+many web workers and nodes the guesses are spread over.
+
+Nothing here lives only in a web worker's memory but the password cache above,
+which is checked against the database on every use: any number of web nodes can
+serve the same callers, and no secret needs to be shared between them.
 """
 
 from __future__ import annotations
@@ -396,82 +404,88 @@ def caller_for_token(engine: Engine, token: str, name: str | None = None
 
 
 class _PasswordCache:
-    """Verified Basic credentials of this worker, for a short while."""
+    """Verified Basic credentials of this worker, for a short while.
+
+    A key covers the name, the password and the stored hash it was checked
+    against: a changed or cleared password misses the cache on every node.
+    """
 
     def __init__(self, ttl: float, size: int = 4096) -> None:
         self.ttl = ttl
         self.size = size
         self._lock = threading.Lock()
-        self._items: dict[str, tuple[float, Caller]] = {}
+        self._items: dict[str, float] = {}
 
     @staticmethod
-    def key(name: str, password: str) -> str:
-        return hashlib.sha256(f"{name}\x00{password}".encode()).hexdigest()
+    def key(name: str, password: str, stored: str) -> str:
+        return hashlib.sha256(f"{name}\x00{password}\x00{stored}".encode()).hexdigest()
 
-    def get(self, key: str) -> Caller | None:
+    def get(self, key: str) -> bool:
         with self._lock:
-            item = self._items.get(key)
-            if item is None or item[0] < time.monotonic():
+            until = self._items.get(key)
+            if until is None or until < time.monotonic():
                 self._items.pop(key, None)
-                return None
-            return item[1]
+                return False
+            return True
 
-    def put(self, key: str, caller: Caller) -> None:
+    def put(self, key: str) -> None:
         with self._lock:
             if len(self._items) >= self.size:
                 self._items.clear()
-            self._items[key] = (time.monotonic() + self.ttl, caller)
+            self._items[key] = time.monotonic() + self.ttl
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
 
 
-class _FailureCounter:
-    """Failed authentications per client address in a sliding window."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._lock = threading.Lock()
-        self._seen: dict[str, list[float]] = {}
-
-    def blocked(self, addr: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._seen.get(addr, ()) if t > now - self.window]
-            if recent:
-                self._seen[addr] = recent
-            else:
-                self._seen.pop(addr, None)
-            return len(recent) >= self.limit
-
-    def record(self, addr: str) -> None:
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen.setdefault(addr, []).append(time.monotonic())
-
-
 PASSWORDS = _PasswordCache(PASSWORD_CACHE_SECONDS)
-FAILURES = _FailureCounter(MAX_FAILURES, FAILURE_WINDOW)
 
 
 def caller_for_password(engine: Engine, name: str, password: str) -> Caller | None:
-    """Return the caller of a valid name and password (None: they do not match)."""
-    key = PASSWORDS.key(name, password)
-    cached = PASSWORDS.get(key)
-    if cached is not None:
-        return cached
+    """Return the caller of a valid name and password (None: they do not match).
+
+    The account is read on every call (its roles and password as they are now);
+    only the KDF run is saved by :data:`PASSWORDS`.
+    """
     with engine.connect() as conn:
         row = conn.execute(text(
             "SELECT name, roles, password_hash FROM archive.account WHERE name = :n"),
             {"n": name}).first()
-    if row is None or not verify_password(password, row[2]):
+    if row is None or not row[2]:
         return None
-    caller = Caller(row[0], frozenset(row[1]))
-    PASSWORDS.put(key, caller)
-    return caller
+    key = PASSWORDS.key(name, password, row[2])
+    if not PASSWORDS.get(key):
+        if not verify_password(password, row[2]):
+            return None
+        PASSWORDS.put(key)
+    return Caller(row[0], frozenset(row[1]))
+
+
+def failures_exceeded(engine: Engine, name: str, addr: str) -> bool:
+    """Return whether ``addr`` guessed ``name``'s password too often lately.
+
+    Counts the rows of ``archive.login_failure`` within :data:`FAILURE_WINDOW`,
+    written by :func:`record_failure` on whichever web node refused them.
+    """
+    with engine.connect() as conn:
+        seen = conn.execute(text(
+            "SELECT count(*) FROM archive.login_failure WHERE account_name = :n "
+            "AND remote_addr = :a AND failed_at > now() - make_interval(secs => :w)"),
+            {"n": name, "a": addr, "w": FAILURE_WINDOW}).scalar_one()
+    return int(seen) >= MAX_FAILURES
+
+
+def record_failure(engine: Engine, name: str, addr: str) -> None:
+    """Count a wrong password for ``name`` from ``addr``; forget expired ones."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "DELETE FROM archive.login_failure "
+            "WHERE failed_at < now() - make_interval(secs => :w)"),
+            {"w": FAILURE_WINDOW})
+        conn.execute(text(
+            "INSERT INTO archive.login_failure (account_name, remote_addr) "
+            "VALUES (:n, :a)"), {"n": name, "a": addr})
 
 
 def _unauthorized(message: str) -> AuthorizationFault:
@@ -518,14 +532,13 @@ def check_secret(engine: Engine, name: str, secret: str, addr: str = "?") -> Cal
     if caller is None:
         # Only password checks are limited: they cost a KDF run each and are
         # what a guesser would try; random tokens cannot be guessed.
-        key = f"{addr}\x00{name}"
-        if FAILURES.blocked(key):
+        if failures_exceeded(engine, name, addr):
             raise TooManyFailures(
                 "too many failed logins for this account from this address; "
                 "try again later", retry_after=int(FAILURE_WINDOW))
         caller = caller_for_password(engine, name, secret)
         if caller is None:
-            FAILURES.record(key)
+            record_failure(engine, name, addr)
     if caller is None:
         raise _unauthorized("wrong account name, token or password")
     return caller

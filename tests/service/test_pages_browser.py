@@ -163,14 +163,18 @@ def sign_in(driver: Any, url: str, name: str, password: str) -> None:
                 # that had not yet taken focus: the value is set instead
                 driver.execute_script("arguments[0].value = arguments[1]", box, value)
             assert box.get_attribute("value") == value, field
-        driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+        # the form is submitted as its button would (requestSubmit: validation,
+        # submit event), which headless Chromium never drops as it has a click
+        driver.execute_script(
+            "const f = document.getElementById('login-form');"
+            " f.requestSubmit(f.querySelector('button'))")
         try:
-            wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"), 30)
+            wait_for(lambda: driver.find_elements(By.ID, "signed-in-as"), 60)
             break
         except AssertionError:
             body = driver.find_element(By.TAG_NAME, "body").text
-            # a refusal names itself (login-message); headless Chromium has
-            # been seen to drop the click, leaving the form as it was: once
+            # a refusal names itself (login-message); a page left as it was
+            # (a sign-in slower than the wait on a loaded machine): once
             # more then, never past a refusal
             if attempt or driver.find_elements(By.ID, "login-message"):
                 raise AssertionError(f"not signed in at {driver.current_url}: "

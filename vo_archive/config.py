@@ -106,6 +106,12 @@ class Settings:
     maxrec_default: int = 1000
     maxrec_hard: int = 100_000
     ingest_batch: int = 200
+    #: Seconds after a job worker's last heartbeat that its running jobs are
+    #: taken as lost (the worker was killed) and queued again; the workers
+    #: beat a quarter of this often (at most every 10 s).
+    worker_stalled_after: float = 45.0
+    #: Times a job's worker may be lost before the job is given up (ERROR).
+    worker_max_attempts: int = 3
     policy: ReleasePolicy = field(default_factory=ReleasePolicy)
     storage: StorageConfig = field(default_factory=StorageConfig)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -206,6 +212,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             maxrec_default=int(service.get("maxrec_default", defaults.maxrec_default)),
             maxrec_hard=int(service.get("maxrec_hard", defaults.maxrec_hard)),
             ingest_batch=int(archive.get("ingest_batch", defaults.ingest_batch)),
+            worker_stalled_after=float(env.get("VO_ARCHIVE_WORKER_STALLED_AFTER")
+                                       or archive.get("worker_stalled_after",
+                                                      defaults.worker_stalled_after)),
+            worker_max_attempts=int(archive.get("worker_max_attempts",
+                                                defaults.worker_max_attempts)),
             policy=_policy_from(data.get("policy", {})),
             storage=_storage_from(data.get("storage", {}), env),
             extra={k: v for k, v in data.items()
@@ -216,6 +227,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not (settings.max_standby_lag > 0 and settings.standby_check_interval > 0):
         raise ConfigError(f"{cfg_path}: max_standby_lag and standby_check_interval "
                           "must be positive numbers of seconds")
+    if not (settings.worker_stalled_after > 0 and settings.worker_max_attempts >= 1):
+        raise ConfigError(f"{cfg_path}: worker_stalled_after must be a positive number "
+                          "of seconds and worker_max_attempts at least 1")
     return settings
 
 

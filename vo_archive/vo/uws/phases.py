@@ -25,10 +25,14 @@ ACTIVE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})
 #: Phases a job ends in.
 FINAL = frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED, Phase.ARCHIVED})
 
+#: EXECUTING may go back to QUEUED only when the worker running the job was
+#: lost (killed): the service queues it again (:func:`vo_archive.vo.uws.worker.
+#: recover_stalled`); UWS 1.1 leaves how a service runs a queued job to it.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.QUEUED, Phase.ABORTED, Phase.ERROR}),
     Phase.QUEUED: frozenset({Phase.EXECUTING, Phase.ABORTED, Phase.ERROR}),
-    Phase.EXECUTING: frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED}),
+    Phase.EXECUTING: frozenset({Phase.COMPLETED, Phase.ERROR, Phase.ABORTED,
+                                Phase.QUEUED}),
     Phase.COMPLETED: frozenset({Phase.ARCHIVED}),
     Phase.ERROR: frozenset({Phase.ARCHIVED}),
     Phase.ABORTED: frozenset({Phase.ARCHIVED}),

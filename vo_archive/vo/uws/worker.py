@@ -212,6 +212,112 @@ def cleanup(engine: Engine) -> tuple[int, int]:
     return destroyed, len(overrun)
 
 
+#: procrastinate's running jobs whose worker stopped heart-beating (killed,
+#: out of memory, host lost) or was pruned for it; locked, so that two
+#: workers recovering at once never both take one.
+_STALLED = text(
+    "SELECT j.id, j.task_name, j.args, j.attempts "
+    "FROM procrastinate.procrastinate_jobs j "
+    "LEFT JOIN procrastinate.procrastinate_workers w ON w.id = j.worker_id "
+    "WHERE j.status = 'doing' AND j.queue_name = :queue AND (j.worker_id IS NULL "
+    "OR w.last_heartbeat < now() - make_interval(secs => :after)) "
+    "ORDER BY j.id FOR UPDATE OF j SKIP LOCKED")
+
+
+def recover_stalled(engine: Engine, stalled_after: float, max_attempts: int
+                    ) -> tuple[int, int]:
+    """Queue again the jobs of lost workers; return (requeued, given up) counts.
+
+    A worker killed hard leaves its running jobs in procrastinate's ``doing``
+    state for ever. Those whose worker sent no heartbeat for ``stalled_after``
+    seconds are, in one transaction with the UWS job's row lock:
+
+    - ``uws.run_job``: an EXECUTING job goes back to QUEUED (its start time
+      cleared, the lost query cancelled) and its task is retried; the queries
+      are read-only, so running one again is safe. After ``max_attempts``
+      lost workers the job ends in ERROR instead (a job that kills its worker
+      every time, such as a query running out of memory). A job that left
+      QUEUED/EXECUTING meanwhile (aborted, destroyed, deleted) is not run again.
+    - arrival tasks (:data:`TASKS`): retried, or dropped with a log line after
+      ``max_attempts`` (the tasks a batch had claimed went back to the queue
+      when the lost worker's transaction rolled back).
+    - anything else (the periodic cleanup): dropped; it runs again anyway.
+
+    Attempts are procrastinate's own count (``attempts``, raised by each retry;
+    these tasks have no retry strategy of their own).
+    """
+    requeued = given_up = 0
+    with engine.begin() as conn:
+        rows = conn.execute(_STALLED, {"queue": QUEUE, "after": stalled_after}).all()
+        for task_id, task, args, attempts in rows:
+            stops = int(attempts) + 1
+            if task == TASK:
+                retry = _requeue_job(conn, str(args.get("job_id")), stops, max_attempts)
+            elif task in TASKS:
+                retry = stops < max_attempts
+                if not retry:
+                    log.error("task %s[%s](%s) stopped its worker %d times; dropped",
+                              task, task_id, json.dumps(args), stops)
+            else:
+                retry = False
+            if retry:
+                conn.execute(text("SELECT procrastinate.procrastinate_retry_job_v2("
+                                  ":id, now(), NULL, NULL, NULL)"), {"id": task_id})
+                requeued += 1
+                log.warning("task %s[%s] lost its worker; queued again (attempt %d)",
+                            task, task_id, stops + 1)
+            else:
+                conn.execute(text("SELECT procrastinate.procrastinate_finish_job_v1("
+                                  ":id, 'failed', true)"), {"id": task_id})
+                given_up += 1
+        conn.execute(text(
+            "SELECT procrastinate.procrastinate_prune_stalled_workers_v1(:after)"),
+            {"after": stalled_after})
+    return requeued, given_up
+
+
+def _requeue_job(conn: Connection, job_id: str, stops: int, max_attempts: int) -> bool:
+    """Put a lost UWS job back to QUEUED; say whether its task is to be retried."""
+    job = get_job(conn, job_id, lock=True)
+    if job is None or job.phase not in (Phase.QUEUED, Phase.EXECUTING):
+        log.info("job %s lost its worker but is %s; not run again", job_id,
+                 "gone" if job is None else job.phase.value)
+        return False
+    if job.phase is Phase.EXECUTING:
+        cancel_backend(conn, job.backend_pid)  # a lost client's query runs on
+    if stops >= max_attempts:
+        log.error("job %s stopped its worker %d times; given up", job_id, stops)
+        set_phase(conn, job, Phase.ERROR, backend_pid=None, error_type="fatal",
+                  error_message=f"FatalFault: the worker running this job stopped "
+                                f"{stops} times")
+        return False
+    if job.phase is Phase.EXECUTING:
+        set_phase(conn, job, Phase.QUEUED, backend_pid=None, start_time=None)
+    return True
+
+
+def heartbeat_interval(stalled_after: float) -> float:
+    """Return how often a worker beats: four beats within the bound, at most 10 s."""
+    return min(10.0, stalled_after / 4)
+
+
+def _watch_stalled(settings: Settings, stop: threading.Event) -> None:
+    """Recover lost workers' jobs now and every half bound until ``stop``."""
+    interval = min(30.0, settings.worker_stalled_after / 2)
+    while True:
+        try:
+            requeued, given_up = recover_stalled(
+                get_engine(settings), settings.worker_stalled_after,
+                settings.worker_max_attempts)
+            if requeued or given_up:
+                log.info("lost workers' jobs: %d queued again, %d given up",
+                         requeued, given_up)
+        except Exception:  # keep watching; the database may be back later
+            log.exception("recovering lost workers' jobs")
+        if stop.wait(interval):
+            return
+
+
 def make_app(settings: Settings) -> Any:
     """Return the procrastinate app with the job and cleanup tasks."""
     import procrastinate
@@ -250,12 +356,26 @@ def preload(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, concurrency: int = 2) -> None:
-    """Run a worker until interrupted (SIGINT/SIGTERM finish running jobs first)."""
+    """Run a worker until interrupted (SIGINT/SIGTERM finish running jobs first).
+
+    The worker beats (procrastinate's heartbeat) well within the configured
+    ``worker_stalled_after``, and at start and every half of that it queues
+    again the jobs of workers that stopped beating (:func:`recover_stalled`).
+    """
     app = make_app(settings)
-    with app.open():
-        app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=True,
-                       listen_notify=True, delete_jobs="always",
-                       fetch_job_polling_interval=2.0)
+    stop = threading.Event()
+    threading.Thread(target=_watch_stalled, args=(settings, stop), daemon=True,
+                     name="uws-stalled").start()
+    try:
+        with app.open():
+            app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=True,
+                           listen_notify=True, delete_jobs="always",
+                           fetch_job_polling_interval=2.0,
+                           update_heartbeat_interval=heartbeat_interval(
+                               settings.worker_stalled_after),
+                           stalled_worker_timeout=settings.worker_stalled_after)
+    finally:
+        stop.set()
 
 
 def _exit_now(signum: int, _frame: object) -> None:

@@ -120,7 +120,7 @@ def classify_version(settings: Settings, version_id: int) -> int | None:
 
 
 def classify_arrivals(settings: Settings, version_id: int,
-                      batch: int = BATCH) -> int | None:
+                      batch: int = BATCH, attempt: int = 0) -> int | None:
     """Classify a file and up to ``batch - 1`` more queued ones (the arrival task).
 
     In one transaction: lock further queued arrival tasks (``SKIP LOCKED``, so
@@ -131,6 +131,11 @@ def classify_arrivals(settings: Settings, version_id: int,
     the claimed tasks are queued as before. An unexpected error in a claimed
     file is logged and its task dropped (as a failed task is); one in the
     task's own file fails the task after the others are stored.
+
+    A task run again after its worker was lost (``attempt`` > 0) classifies
+    its own file alone, and is never claimed by another batch: a file that
+    kills its worker is found out (and given up, :func:`give_up_arrival`)
+    without taking the files batched with it along.
 
     Returns
     -------
@@ -144,7 +149,7 @@ def classify_arrivals(settings: Settings, version_id: int,
     own: int | None = None
     failure: Exception | None = None
     with engine.begin() as conn:
-        claimed = claim_queued(conn, batch - 1)
+        claimed = claim_queued(conn, batch - 1 if attempt == 0 else 0)
         order = list(dict.fromkeys([version_id, *(v for _, v in claimed)]))
         todo = versions_to_classify(conn, order, CLASSIFIER_VERSION,
                                     templates.version)
@@ -170,6 +175,17 @@ def classify_arrivals(settings: Settings, version_id: int,
     if failure is not None:
         raise failure
     return own
+
+
+def give_up_arrival(settings: Settings, conn: Connection, stops: int,
+                    version_id: int) -> None:
+    """Record that a file's classification stopped its worker ``stops`` times.
+
+    Called by the job workers' recovery in its transaction; the problem row
+    keeps the file from being queued again by this classifier and library.
+    """
+    store_problem(conn, version_id, CLASSIFIER_VERSION, library(settings).version,
+                  f"classification stopped its worker {stops} times")
 
 
 def preload(settings: Settings) -> None:

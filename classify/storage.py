@@ -195,14 +195,15 @@ def claim_queued(conn: Connection, limit: int) -> list[tuple[int, int]]:
     as procrastinate's own fetch locks them, so no other worker takes them
     meanwhile; the caller removes them with :func:`drop_queued` in the same
     transaction as it stores their verdicts. Should the transaction roll back
-    (the worker dies), they are queued as before.
+    (the worker dies), they are queued as before. Tasks run again after a
+    lost worker (``attempts`` > 0) are left to run alone.
     """
     if limit <= 0:
         return []
     rows = conn.execute(text(
         "SELECT id, (args ->> 'version_id')::bigint FROM "
         "procrastinate.procrastinate_jobs WHERE queue_name = :queue AND "
-        "task_name = :task AND status = 'todo' AND lock IS NULL AND "
+        "task_name = :task AND status = 'todo' AND lock IS NULL AND attempts = 0 AND "
         "(scheduled_at IS NULL OR scheduled_at <= now()) AND "
         "jsonb_typeof(args -> 'version_id') = 'number' "
         "ORDER BY priority DESC, id LIMIT :n FOR UPDATE SKIP LOCKED"),

@@ -41,6 +41,10 @@ RUNNERS: dict[str, str] = {"tap": "tap.jobs:run_job",
 #: Other tasks of the job queue: task name → "module:function" taking the
 #: settings and the task's arguments (queued by triggers and commands).
 TASKS: dict[str, str] = {"classify.version": "classify.jobs:classify_arrivals"}
+#: What becomes of a task of :data:`TASKS` given up after its worker was lost
+#: too often ("module:function" taking the settings, the recovery's
+#: connection, the number of lost workers and the task's arguments).
+GIVE_UP: dict[str, str] = {"classify.version": "classify.jobs:give_up_arrival"}
 #: Called with the settings once when a worker starts, before it takes jobs
 #: ("module:function"): what every job would otherwise load for itself.
 PRELOAD: tuple[str, ...] = ("classify.jobs:preload",)
@@ -150,8 +154,8 @@ def _runner(name: str) -> Callable[[JobRun], None]:
     return fn
 
 
-def _task(name: str) -> Callable[..., object]:
-    module, _, func = TASKS[name].partition(":")
+def _task(name: str, table: dict[str, str] = TASKS) -> Callable[..., object]:
+    module, _, func = table[name].partition(":")
     fn: Callable[..., object] = getattr(importlib.import_module(module), func)
     return fn
 
@@ -224,13 +228,13 @@ _STALLED = text(
     "ORDER BY j.id FOR UPDATE OF j SKIP LOCKED")
 
 
-def recover_stalled(engine: Engine, stalled_after: float, max_attempts: int
-                    ) -> tuple[int, int]:
+def recover_stalled(settings: Settings) -> tuple[int, int]:
     """Queue again the jobs of lost workers; return (requeued, given up) counts.
 
     A worker killed hard leaves its running jobs in procrastinate's ``doing``
-    state for ever. Those whose worker sent no heartbeat for ``stalled_after``
-    seconds are, in one transaction with the UWS job's row lock:
+    state for ever. Those whose worker sent no heartbeat for
+    ``settings.worker_stalled_after`` seconds are, in one transaction with the
+    UWS job's row lock (``max_attempts`` is ``settings.worker_max_attempts``):
 
     - ``uws.run_job``: an EXECUTING job goes back to QUEUED (its start time
       cleared, the lost query cancelled) and its task is retried; the queries
@@ -238,16 +242,21 @@ def recover_stalled(engine: Engine, stalled_after: float, max_attempts: int
       lost workers the job ends in ERROR instead (a job that kills its worker
       every time, such as a query running out of memory). A job that left
       QUEUED/EXECUTING meanwhile (aborted, destroyed, deleted) is not run again.
-    - arrival tasks (:data:`TASKS`): retried, or dropped with a log line after
-      ``max_attempts`` (the tasks a batch had claimed went back to the queue
-      when the lost worker's transaction rolled back).
+    - other tasks of :data:`TASKS` (arrival classification): retried (and
+      told it is a retry: an arrival task then classifies its own file alone),
+      or after ``max_attempts`` dropped with a log line and handed to its
+      :data:`GIVE_UP` hook (which stores a problem row). The tasks a batch had
+      claimed went back to the queue when the lost worker's transaction
+      rolled back.
     - anything else (the periodic cleanup): dropped; it runs again anyway.
 
     Attempts are procrastinate's own count (``attempts``, raised by each retry;
     these tasks have no retry strategy of their own).
     """
+    stalled_after, max_attempts = (settings.worker_stalled_after,
+                                   settings.worker_max_attempts)
     requeued = given_up = 0
-    with engine.begin() as conn:
+    with get_engine(settings).begin() as conn:
         rows = conn.execute(_STALLED, {"queue": QUEUE, "after": stalled_after}).all()
         for task_id, task, args, attempts in rows:
             stops = int(attempts) + 1
@@ -258,6 +267,8 @@ def recover_stalled(engine: Engine, stalled_after: float, max_attempts: int
                 if not retry:
                     log.error("task %s[%s](%s) stopped its worker %d times; dropped",
                               task, task_id, json.dumps(args), stops)
+                    if task in GIVE_UP:
+                        _task(task, GIVE_UP)(settings, conn, stops, **args)
             else:
                 retry = False
             if retry:
@@ -306,9 +317,7 @@ def _watch_stalled(settings: Settings, stop: threading.Event) -> None:
     interval = min(30.0, settings.worker_stalled_after / 2)
     while True:
         try:
-            requeued, given_up = recover_stalled(
-                get_engine(settings), settings.worker_stalled_after,
-                settings.worker_max_attempts)
+            requeued, given_up = recover_stalled(settings)
             if requeued or given_up:
                 log.info("lost workers' jobs: %d queued again, %d given up",
                          requeued, given_up)
@@ -333,10 +342,12 @@ def make_app(settings: Settings) -> Any:
         run_job(settings, job_id)
 
     for name in TASKS:
-        def run_other(_name: str = name, **kwargs: Any) -> None:
+        def run_other(context: Any, /, _name: str = name, **kwargs: Any) -> None:
+            if context.job.attempts:  # run again after a lost worker: say so
+                kwargs["attempt"] = context.job.attempts
             _task(_name)(settings, **kwargs)
 
-        app.task(name=name, queue=QUEUE)(run_other)
+        app.task(name=name, queue=QUEUE, pass_context=True)(run_other)
 
     @app.periodic(cron="* * * * *", periodic_id="uws-cleanup")
     @app.task(name=CLEANUP_TASK, queue=QUEUE, queueing_lock="uws-cleanup")

@@ -9,12 +9,15 @@ heart-beating an hour ago, with procrastinate's own functions; then
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from classify.jobs import classify_arrivals
 from classify.storage import claim_queued
@@ -23,7 +26,15 @@ from tests.conftest import Archive
 from vo_archive.access import ANONYMOUS
 from vo_archive.vo.uws.jobs import create_job, delete_job, get_job, set_phase
 from vo_archive.vo.uws.phases import Phase
-from vo_archive.vo.uws.worker import CLEANUP_TASK, QUEUE, enqueue, recover_stalled
+from vo_archive.vo.uws.worker import (
+    CLEANUP_TASK,
+    QUEUE,
+    RUNNERS,
+    JobRun,
+    enqueue,
+    recover_stalled,
+    run_job,
+)
 
 QUERY = [("LANG", "ADQL"), ("QUERY", "SELECT TOP 1 * FROM TAP_SCHEMA.tables")]
 
@@ -134,3 +145,40 @@ def test_recovery_requeues_gives_up_and_drops_each_as_it_should(
             "SELECT status FROM procrastinate.procrastinate_jobs WHERE id = :id"),
             {"id": arrivals[2][0]}).scalar_one()
     assert done == {arrivals[1][1]} and left == "todo"
+
+
+def _run_of_a_stalled_worker(run: JobRun) -> None:
+    """Run as a worker that stalls: meanwhile it is taken as lost and the job
+    is queued again and started by another; then it comes back to its query."""
+    with run.engine.connect() as conn:
+        run.record_backend(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with run.engine.begin() as other:  # the recovery, then another worker
+            job = get_job(other, run.job.job_id, lock=True)
+            assert job is not None
+            set_phase(other, job, Phase.QUEUED, start_time=None)
+            job = get_job(other, run.job.job_id)
+            assert job is not None
+            set_phase(other, job, Phase.EXECUTING)
+        try:
+            conn.execute(text("SELECT pg_sleep(20)"))
+        except OperationalError as exc:  # cancelled by the run's watchdog
+            assert "canceling statement" in str(exc)
+            return
+    raise AssertionError("the stale run's query was not cancelled")
+
+
+def test_a_stale_run_neither_ends_the_job_nor_keeps_its_query(
+        make_archive: Callable[..., Archive], monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = make_archive()
+    monkeypatch.setitem(RUNNERS, "tap", f"{__name__}:_run_of_a_stalled_worker")
+    with archive.engine.begin() as conn:
+        job_id = _uws_job(conn, Phase.QUEUED)
+    started = time.monotonic()
+    run_job(archive.settings, job_id)
+    assert time.monotonic() - started < 10  # cancelled, not slept through
+    with archive.engine.connect() as conn:
+        phase, error = conn.execute(text(
+            "SELECT phase, error_message FROM uws.job WHERE job_id = :id"),
+            {"id": job_id}).one()
+    # the new run owns the job: the stale one recorded neither ERROR nor COMPLETED
+    assert (phase, error) == ("EXECUTING", None)

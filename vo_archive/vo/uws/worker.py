@@ -104,10 +104,13 @@ class JobRun:
         while not self.done.wait(WATCH_INTERVAL):
             try:
                 with self.engine.begin() as conn:
-                    phase = conn.execute(text(
-                        "SELECT phase FROM uws.job WHERE job_id = :id "
-                        "AND destruction > now()"), {"id": self.job.job_id}).scalar()
-                if phase != Phase.EXECUTING.value:
+                    row = conn.execute(text(
+                        "SELECT phase, start_time FROM uws.job WHERE job_id = :id "
+                        "AND destruction > now()"), {"id": self.job.job_id}).first()
+                # a new start: this worker was taken as lost and the job queued
+                # again (it stalled, then came back); the new run has the job
+                if row is None or row[0] != Phase.EXECUTING.value or (
+                        row[1] != self.job.start_time):
                     with self.lock:  # never cancel once the runner is done
                         if not self.done.is_set():
                             with node.begin() as conn:
@@ -180,21 +183,28 @@ def run_job(settings: Settings, job_id: str) -> None:
             with run.lock:
                 run.done.set()
     except Fault as fault:
-        _finish(engine, job_id, Phase.ERROR, error_type="transient" if isinstance(
+        _finish(engine, job, Phase.ERROR, error_type="transient" if isinstance(
             fault, TransientFault) else "fatal", error_message=fault.text)
     except Exception as exc:  # becomes the job's error summary
         log.exception("job %s failed", job_id)
-        _finish(engine, job_id, Phase.ERROR, error_type="fatal",
+        _finish(engine, job, Phase.ERROR, error_type="fatal",
                 error_message=f"FatalFault: {type(exc).__name__}: {exc}")
     else:
-        _finish(engine, job_id, Phase.COMPLETED)
+        _finish(engine, job, Phase.COMPLETED)
 
 
-def _finish(engine: Engine, job_id: str, phase: Phase, **fields: Any) -> None:
+def _finish(engine: Engine, run: Job, phase: Phase, **fields: Any) -> None:
+    """End the run ``run`` of a job, if the job is still in that run."""
     with engine.begin() as conn:
-        job = get_job(conn, job_id, lock=True)
+        job = get_job(conn, run.job_id, lock=True)
         if job is None or job.phase is not Phase.EXECUTING:
             return  # aborted or deleted while running
+        if job.start_time != run.start_time:
+            # this worker stalled and was taken as lost: the job was queued
+            # again and runs anew elsewhere; that run ends it
+            log.warning("job %s was started again meanwhile; this run's end is "
+                        "not recorded", run.job_id)
+            return
         set_phase(conn, job, phase, backend_pid=None, **fields)
 
 

@@ -78,11 +78,13 @@ def test_recovery_requeues_gives_up_and_drops_each_as_it_should(
         executing = _uws_job(conn, Phase.EXECUTING)
         gone = _uws_job(conn, Phase.EXECUTING)  # deleted by its owner meanwhile
         live = _uws_job(conn, Phase.EXECUTING)  # its worker still beats
-        conn.execute(text(
-            "SELECT procrastinate.procrastinate_defer_jobs_v1(ARRAY[ROW(:q, :t, 0, "
-            "NULL, NULL, CAST(:a AS jsonb), NULL)::procrastinate."
-            "procrastinate_job_to_defer_v1])"),
-            {"q": QUEUE, "t": CLEANUP_TASK, "a": json.dumps({"timestamp": 0})})
+        for task, args in ((CLEANUP_TASK, {"timestamp": 0}),
+                           ("classify.version", {"version_id": 999_999_999})):
+            conn.execute(text(
+                "SELECT procrastinate.procrastinate_defer_jobs_v1(ARRAY[ROW(:q, :t, 0, "
+                "NULL, NULL, CAST(:a AS jsonb), NULL)::procrastinate."
+                "procrastinate_job_to_defer_v1])"),
+                {"q": QUEUE, "t": task, "a": json.dumps(args)})
         dead_worker = conn.execute(text(
             "INSERT INTO procrastinate.procrastinate_workers (last_heartbeat) "
             "VALUES (now() - interval '1 hour') RETURNING id")).scalar_one()
@@ -92,6 +94,8 @@ def test_recovery_requeues_gives_up_and_drops_each_as_it_should(
                in (("queued", queued), ("executing", executing), ("gone", gone),
                    ("live", live))}
         ids["cleanup"] = _task_id(conn, CLEANUP_TASK, "timestamp", 0)
+        # a file gone meanwhile: its problem row cannot be stored
+        ids["phantom"] = _task_id(conn, "classify.version", "version_id", 999_999_999)
         ids["poison"], ids["innocent"] = arrivals[0][0], arrivals[1][0]
         for name, task_id in ids.items():  # taken by a worker, as a fetch does
             conn.execute(text(
@@ -100,10 +104,11 @@ def test_recovery_requeues_gives_up_and_drops_each_as_it_should(
                 {"w": live_worker if name == "live" else dead_worker, "id": task_id})
         # the poison file's worker was lost twice before
         conn.execute(text("UPDATE procrastinate.procrastinate_jobs SET attempts = 2 "
-                          "WHERE id = :id"), {"id": ids["poison"]})
+                          "WHERE id = ANY(:ids)"),
+                     {"ids": [ids["poison"], ids["phantom"]]})
         delete_job(conn, gone)
 
-    assert recover_stalled(archive.settings) == (3, 3)
+    assert recover_stalled(archive.settings) == (3, 4)
     assert recover_stalled(archive.settings) == (0, 0)  # nothing twice
 
     with archive.engine.connect() as conn:
@@ -126,8 +131,9 @@ def test_recovery_requeues_gives_up_and_drops_each_as_it_should(
     # the live worker's job is left alone
     assert tasks[ids["live"]] == ("doing", 0) and phases[live] == "EXECUTING"
     # dropped: the deleted job's, the cleanup run's, the poison file's (third
-    # lost worker: a problem row says so, and it is not queued again)
-    for name in ("gone", "cleanup", "poison"):
+    # lost worker: a problem row says so, and it is not queued again), and the
+    # gone file's (without a row, and the rest of the recovery kept)
+    for name in ("gone", "cleanup", "poison", "phantom"):
         assert ids[name] not in tasks, name
     assert problems == {arrivals[0][1]: "classification stopped its worker 3 times"}
     assert workers == [live_worker]  # the dead worker is pruned

@@ -277,8 +277,7 @@ def recover_stalled(settings: Settings) -> tuple[int, int]:
                 if not retry:
                     log.error("task %s[%s](%s) stopped its worker %d times; dropped",
                               task, task_id, json.dumps(args), stops)
-                    if task in GIVE_UP:
-                        _task(task, GIVE_UP)(settings, conn, stops, **args)
+                    _give_up(settings, conn, task, stops, args)
             else:
                 retry = False
             if retry:
@@ -295,6 +294,22 @@ def recover_stalled(settings: Settings) -> tuple[int, int]:
             "SELECT procrastinate.procrastinate_prune_stalled_workers_v1(:after)"),
             {"after": stalled_after})
     return requeued, given_up
+
+
+def _give_up(settings: Settings, conn: Connection, task: str, stops: int,
+             args: dict[str, Any]) -> None:
+    """Run a given-up task's :data:`GIVE_UP` hook.
+
+    Should the hook fail, the task is dropped all the same; a savepoint keeps
+    the rest of the recovery's work.
+    """
+    if task not in GIVE_UP:
+        return
+    try:
+        with conn.begin_nested():
+            _task(task, GIVE_UP)(settings, conn, stops, **args)
+    except Exception:  # e.g. the file was deleted meanwhile
+        log.exception("giving up task %s(%s)", task, json.dumps(args))
 
 
 def _requeue_job(conn: Connection, job_id: str, stops: int, max_attempts: int) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import stop_serve
 from classify.core import ClassifyOptions, classify_spectrum
 from classify.spectrum import read_spectrum
 from classify.synth import template_spectrum
@@ -125,15 +125,6 @@ def postgres_cpu(pgdata: Path) -> dict[int, float]:
     """Return the CPU seconds of each PostgreSQL backend of a cluster so far."""
     postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     return cpu_times(parent=postmaster)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main() -> int:
@@ -229,7 +220,7 @@ def main() -> int:
               f"{statistics.median(dz) if dz else float('nan'):.4f}")
     finally:
         for p in procs:
-            stop(p)
+            stop_serve(p)
         cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
     return 0

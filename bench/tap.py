@@ -31,7 +31,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import scratch_dir
+from bench.common import scratch_dir, stop_serve
 from vo_archive.config import Settings
 from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster, free_port
@@ -106,15 +105,6 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     return subprocess.Popen([sys.executable, "-m", "vo_archive", *args], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=Path(__file__).parents[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def timed(session: requests.Session, url: str, query: str) -> float:
@@ -215,7 +205,7 @@ def main() -> int:
             measure(url, max(10, args.runs // 2), f"{args.big} rows")
     finally:
         for p in procs:
-            stop(p)
+            stop_serve(p)
         cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -85,6 +85,22 @@ def test_noise_is_no_good_match(library: TemplateLibrary, seed: int) -> None:
     assert all(not m.good for m in v.matches)
 
 
+def test_short_noise_is_no_good_match(library: TemplateLibrary) -> None:
+    """Noise over a short range (1,200-1,800 Å) never matches: a short spectrum's
+    correlation reaches a high r by chance, and the minimum overlap (lapmin)
+    is what keeps it from a good match."""
+    rng = np.random.default_rng(2026)
+    good = []
+    for i in range(120):
+        start = rng.uniform(3600.0, 7000.0)
+        wave = np.linspace(start, start + rng.uniform(1200.0, 1800.0), 600)
+        spec = checked(wave, 10.0 + rng.normal(0.0, 1.0, wave.size), None, "noise")
+        v = classify_spectrum(spec, library=library)
+        if v.good:
+            good.append((i, round(start), v.type, v.rlap))
+    assert good == []
+
+
 @pytest.mark.parametrize("flux", [
     np.ones(2000),
     np.full(2000, 3.2e-16),

@@ -21,6 +21,25 @@ from vo_archive.vo.dali.errors import TransientFault
 RETRY_AFTER_S = 30
 
 
+def driver_error(error: BaseException) -> BaseException | None:
+    """Return the driver's error behind ``error``, or None for a lost connection.
+
+    None when SQLAlchemy says by itself that there is no usable connection: no
+    pooled connection came free in time, the connection was invalidated, or
+    an operational error came without the driver's. Otherwise the driver's
+    error (SQLAlchemy's ``orig``), or ``error`` itself when there is none.
+    """
+    if isinstance(error, exc.TimeoutError):
+        return None  # no pooled connection came free in time
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return None
+        if error.orig is None:
+            return None if isinstance(error, exc.OperationalError) else error
+        return error.orig
+    return error
+
+
 def database_unavailable(error: BaseException) -> bool:
     """Return whether ``error`` says the database cannot answer now.
 
@@ -30,14 +49,10 @@ def database_unavailable(error: BaseException) -> bool:
         An exception raised while talking to the database: SQLAlchemy's
         (whose ``orig`` is the driver's) or psycopg2's.
     """
-    if isinstance(error, exc.TimeoutError):
-        return True  # no pooled connection came free in time
-    if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if error.orig is None:
-            return isinstance(error, exc.OperationalError)
-        error = error.orig
+    found = driver_error(error)
+    if found is None:
+        return True
+    error = found
     # The DB-API's OperationalError: "errors related to the database's
     # operation and not necessarily under the control of the programmer"
     # (PEP 249). psycopg2 raises it, or one of its subclasses, for a refused or

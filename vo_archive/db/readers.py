@@ -40,11 +40,12 @@ from typing import TypeVar
 
 import psycopg2
 import psycopg2.errors
-from sqlalchemy import Engine, exc
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from vo_archive.config import Settings
 from vo_archive.db.engine import engine_for, primary_dsn
+from vo_archive.db.outage import driver_error
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,10 @@ def node_failure(error: BaseException) -> bool:
     query's own errors and its statement timeout (57014) do not: another node
     would answer the same.
     """
-    if isinstance(error, exc.TimeoutError):
-        return True  # this node's pool is exhausted
-    if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if error.orig is None:
-            return isinstance(error, exc.OperationalError)
-        error = error.orig
+    found = driver_error(error)
+    if found is None:
+        return True  # this node's pool is exhausted, or its connection lost
+    error = found
     if isinstance(error, _ELSEWHERE):
         return True
     if not isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
+from bench.common import stop_serve as stop_server
 from tests.s3server import SeaweedS3, start_seaweed
 from vo_archive.config import Settings, StorageConfig
 from vo_archive.db import migrate
@@ -186,17 +186,6 @@ def start_server(
             time.sleep(0.2)
     stop_server(proc)
     raise RuntimeError("server did not start in 60 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in its own session (a server or a job worker)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.fixture(scope="session")

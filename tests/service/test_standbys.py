@@ -301,6 +301,12 @@ def test_a_standby_killed_under_load_fails_no_request(site: Site) -> None:
     assert not failures, failures[:5]
     assert count[0] > 20
     # the restarted standby is put back: reads reach it again
+    wait_for_reads(site, rc, path, params, "the restarted standby got no reads")
+
+
+def wait_for_reads(site: Site, rc: ReplicatedCluster, path: str,
+                   params: dict[str, str], failure: str) -> None:
+    """Wait (20 s at most) until the first standby, caught up, gets cone searches."""
     rc.wait_caught_up()
     deadline = time.monotonic() + 20
     while True:
@@ -308,8 +314,8 @@ def test_a_standby_killed_under_load_fails_no_request(site: Site) -> None:
         for _ in range(8):
             assert site.server.get(path, params=params).status_code == 200
         if calls(rc, "%hpx.lo%")[1] >= 1:
-            break
-        assert time.monotonic() < deadline, "the restarted standby got no reads"
+            return
+        assert time.monotonic() < deadline, failure
         time.sleep(0.5)
 
 
@@ -348,16 +354,7 @@ def test_a_lagging_standby_is_skipped_and_comes_back(
         assert " healthy" in lines["standby 2"] and " healthy" in lines["primary"]
     finally:
         rc.execute(lagging, "SELECT pg_wal_replay_resume()")
-    rc.wait_caught_up()
-    deadline = time.monotonic() + 20
-    while True:
-        reset(rc)
-        for _ in range(8):
-            assert site.server.get(path, params=params).status_code == 200
-        if calls(rc, "%hpx.lo%")[1] >= 1:
-            break
-        assert time.monotonic() < deadline, "the standby did not come back"
-        time.sleep(0.5)
+    wait_for_reads(site, rc, path, params, "the standby did not come back")
 
 
 def test_db_standby_add_makes_a_streaming_standby(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests
 from sqlalchemy import text
 
-from bench.common import child_env, scratch_dir, stop_embedded, web_workers
+from bench.common import (
+    child_env,
+    scratch_dir,
+    stop_embedded,
+    stop_serve,
+    web_workers,
+)
 from vo_archive.config import load_settings
 from vo_archive.db import migrate
 from vo_archive.db.cluster import free_port
@@ -114,18 +119,8 @@ def serve() -> tuple[subprocess.Popen[bytes], str]:
             if proc.poll() is not None:
                 break
             time.sleep(0.2)
-    stop(proc)
+    stop_serve(proc)
     raise RuntimeError("vo-archive serve did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
 
 
 def bench(run: str, repeat: int) -> dict[str, float]:
@@ -152,7 +147,7 @@ def bench(run: str, repeat: int) -> dict[str, float]:
                            "format=zip'") for _ in range(repeat))
         rss1 = peak_rss_kb(worker)
     finally:
-        stop(proc)
+        stop_serve(proc)
         listing.unlink()
     return {"files": len(files), "mb": size / MB, "tar_pipe": size / MB / tar_pipe,
             "tar_null": size / MB / tar_null, "http_tar": size / MB / dl,

@@ -42,8 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests
 from sqlalchemy import text
 
-from bench.common import child_env, scratch_dir, stop_embedded, web_workers
-from bench.download import build, loadavg, peak_rss_kb, serve, stop, timed
+from bench.common import (
+    child_env,
+    scratch_dir,
+    stop_embedded,
+    stop_serve,
+    web_workers,
+)
+from bench.download import build, loadavg, peak_rss_kb, serve, timed
 from tests.s3server import SeaweedS3, start_seaweed
 from vo_archive.config import load_settings
 from vo_archive.db.engine import get_engine
@@ -100,7 +106,7 @@ def measure(run: str, repeat: int) -> dict[str, float]:
         one = min(timed(f"curl -sf -o /dev/null '{url}{path}'") for _ in range(repeat))
         rss1 = peak_rss_kb(workers[0])
     finally:
-        stop(proc)
+        stop_serve(proc)
     return {"mb": total / MB, "bundle": total / MB / bundle, "file": size / MB / one,
             "rss0": rss0 / 1024, "rss1": rss1 / 1024}
 

@@ -327,3 +327,22 @@ def test_best_match_of_a_rare_type_is_not_outvoted(library: TemplateLibrary) -> 
     assert v.matches[0].template == "sn2005hg"
     assert len({m.template for m in v.matches if m.good and m.type == "Ia"}) >= 5
     assert v.fraction is not None and 0.5 < v.fraction < 1.0
+
+
+
+@pytest.mark.parametrize(("sn", "phase", "main"), [("sn1994D", 0.0, "Ia"),
+                                                    ("sn2004et", 10.0, "II")])
+def test_short_spectrum_with_strong_features_matches(library: TemplateLibrary, sn: str,
+                                                     phase: float, main: str) -> None:
+    """A spectrum shorter than lapmin (0.4 in ln λ; here 4,000-5,600 Å, 0.34) can
+    never overlap a template that much; with its features far above its noise,
+    its matches may overlap it over nearly its whole length instead."""
+    spec = template_spectrum(library, _epoch(library, sn, phase), 0.05,
+                             snr=30.0, seed=3, wmin=4000.0, wmax=5600.0)
+    assert np.log(spec.wave[-1] / spec.wave[0]) < 0.4
+    v = classify_spectrum(spec, ClassifyOptions(exclude=(sn,)), library=library)
+    assert v.good and v.type == main
+    assert v.z is not None and abs(v.z - 0.05) < 0.01
+    good = [m for m in v.matches if m.good]
+    # every good match overlaps less than lapmin: the relaxed overlap made them
+    assert good and all(0.3 < m.lap < 0.4 for m in good)

@@ -47,7 +47,7 @@ from scipy.ndimage import maximum_filter, median_filter
 from classify.spectrum import Spectrum, SpectrumError
 from classify.templates import TemplateLibrary, canonical_sn, load_library
 
-CLASSIFIER_VERSION = "snid-xc 1.1"
+CLASSIFIER_VERSION = "snid-xc 1.2"
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -75,7 +75,21 @@ NOISE_FLOOR = 1.0 / 30
 #: Ends of the spectrum with less noise weight than this are cut off.
 TRIM_WEIGHT = 0.1
 #: The best good matches (one per supernova) that vote on the type.
-VOTERS = 10
+VOTERS = 5
+#: Good matches are ranked for the vote by ``rlap * h**LIKENESS_POWER``: the
+#: height h of the correlation on the overlap (how much of the spectrum the
+#: template reproduces) counts most, rlap (how distinctly the peak stands out)
+#: orders matches of like height. SNID's r alone rewards a peak above a quiet
+#: correlation even where the template reproduces less of the spectrum: ranked
+#: by rlap, a type Ic is taken for a Ia, a Ia-91bg for a Ic, more often.
+#: (Leave-one-out on the whole library at S/N 10, two seeds: 94.6 % Ia or not
+#: by rlap, 95.7-95.8 % by this; powers 6-12, 3-7 voters and share powers
+#: 0.25-0.35 all give 95.6-95.9 % and keep the OzDES agreement at 35 of 40.)
+LIKENESS_POWER = 8.0
+#: Each voter's weight is 1/rank over its type's share of the library's
+#: supernovae to this power (a common type's many near-matches do not outvote
+#: a rare type's close one).
+SHARE_POWER = 1.0 / 3.0
 #: Lags either side of a peak over which sigma_a is taken, as a share of the grid.
 ANTI_SPAN = 0.5
 #: Lowest correlation peak of a good match. Pure noise, against five thousand
@@ -832,7 +846,10 @@ class _Search:
             return Verdict(None, None, None, None, None, None, None, best_rlap, False,
                            matches, int(good.sum()), library_version=lib.version,
                            spectrum=name)
-        return _decide(lib, cand, good, rlap2, z, z_err, rank, matches, best_rlap,
+        likeness = np.where(good, rlap2 * np.maximum(peaks.h, 0.0) ** LIKENESS_POWER,
+                            -np.inf)
+        closest = np.argsort(-likeness, kind="stable")
+        return _decide(lib, cand, good, rlap2, z, z_err, closest, matches, best_rlap,
                        opts, name)
 
 
@@ -850,7 +867,8 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
             rank: npt.NDArray[np.intp], matches: list[Match], best_rlap: float | None,
             opts: ClassifyOptions, name: str) -> Verdict:
     """Turn the good matches into a type, subtype, redshift and age."""
-    # the best good matches, one epoch per supernova, at most VOTERS of them
+    # the closest good matches (``rank``), one epoch per supernova, at most
+    # VOTERS of them
     seen: set[str] = set()
     chosen: list[int] = []
     for i in rank:
@@ -863,10 +881,10 @@ def _decide(lib: TemplateLibrary, cand: npt.NDArray[np.intp],
         chosen.append(int(i))
         if len(chosen) == VOTERS:
             break
-    # each voter's weight: 1/rank (the best match counts most, as SNID ranks its
-    # matches by rlap), over the square root of its type's share of the library
+    # each voter's weight: 1/rank (the closest match counts most), over its
+    # type's share of the library to SHARE_POWER
     sizes = _type_sizes(lib)
-    vote = {int(i): 1.0 / (k + 1) / math.sqrt(sizes[str(lib.type[cand[i]])])
+    vote = {int(i): 1.0 / (k + 1) / sizes[str(lib.type[cand[i]])] ** SHARE_POWER
             for k, i in enumerate(chosen)}
     types: dict[str, float] = {}
     for i in chosen:

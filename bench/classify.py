@@ -5,13 +5,17 @@
    (Ia / Ib-c / II / SLSN / other; "SNIa?" counts as Ia; a IIb, which SNID files
    under Ib, counts as II), confusion matrix,
    redshift difference, share with no good match.
-2. Leave-one-supernova-out on the template library: a sample of epochs, each
-   redshifted to z = 0.02-0.2 with noise at S/N 10 and classified against the
-   library without its own supernova: Ia vs not-Ia, type, subtype, age.
+2. Leave-one-supernova-out on the template library: every epoch (or a sample,
+   ``--loo N``), each redshifted to z = 0.02-0.2 with noise at S/N 10 and
+   classified against the library without its own supernova: Ia vs not-Ia
+   ("no good match" counts as wrong), type, subtype, age, the misses by subtype.
+   The epochs are shared among ``--processes`` processes (the redshift and
+   noise of an epoch depend on the seed and the epoch alone).
 3. Speed: seconds per spectrum against the whole library over z = 0-1 on one
    core.
 
-    python bench/classify.py [--data DIR] [--loo N] [--seed S] [--smoke]
+    python bench/classify.py [--data DIR] [--loo N] [--seed S] [--processes P]
+                             [--smoke]
 
 The data folder is ``../shared/data`` from the repository root (or the first
 such folder further up) unless ``--data``
@@ -33,6 +37,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402 - after the thread limits
 import csv  # noqa: E402
+import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -146,31 +151,62 @@ def ozdes(folder: Path, lib: TemplateLibrary, limit: int | None) -> None:
            agree / (n - nomatch) if n > nomatch else float("nan"))
 
 
-def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(lib), size=min(sample, len(lib)), replace=False)
+_LOO_LIB: TemplateLibrary | None = None
+
+
+def _loo_one(job: tuple[int, int]) -> tuple[int, Verdict, float]:
+    """Classify epoch ``i`` redshifted and noisy, without its own supernova.
+
+    The redshift and noise come from (seed, i) alone: the same in any process.
+    """
+    i, seed = job
+    lib = _LOO_LIB
+    assert lib is not None  # noqa: S101 - set before the pool forks
+    rng = np.random.default_rng([seed, i])
+    z = float(rng.uniform(0.02, 0.2))
+    spec = template_spectrum(lib, i, z, snr=10.0, seed=int(rng.integers(2**31)))
+    try:
+        v = classify_spectrum(spec, ClassifyOptions(exclude=(str(lib.sn[i]),)),
+                              library=lib)
+    except SpectrumError:  # an epoch observed too little of, once redshifted
+        v = Verdict(None, None, None, None, None, None, None, None, False)
+    return i, v, z
+
+
+def loo(lib: TemplateLibrary, sample: int, seed: int, processes: int) -> None:
+    global _LOO_LIB
+    _LOO_LIB = lib
+    if 0 < sample < len(lib):
+        picks = np.random.default_rng(seed).choice(len(lib), size=sample,
+                                                   replace=False)
+    else:
+        picks = np.arange(len(lib))
     print(f"\n== Leave-one-supernova-out: {len(picks)} of {len(lib)} epochs, "
-          "z = 0.02-0.2, S/N 10 ==")
+          f"z = 0.02-0.2, S/N 10, {processes} processes ==")
+    jobs = [(int(i), seed) for i in picks]
+    t0 = time.perf_counter()
+    if processes > 1:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            results = list(pool.imap_unordered(_loo_one, jobs, chunksize=16))
+    else:
+        results = [_loo_one(j) for j in jobs]
     ia_ok = type_ok = sub_ok = nomatch = 0
     ages: list[float] = []
     dzs: list[float] = []
-    per_type: Counter[tuple[str, bool]] = Counter()
-    for k, i in enumerate(picks):
-        z = float(rng.uniform(0.02, 0.2))
-        spec = template_spectrum(lib, int(i), z, snr=10.0, seed=seed + k)
+    per_type: Counter[tuple[str, str]] = Counter()
+    confused: Counter[tuple[str, str]] = Counter()
+    for i, v, z in results:
         truth_type = str(lib.type[i])
-        try:
-            v = classify_spectrum(spec, ClassifyOptions(exclude=(str(lib.sn[i]),)),
-                                  library=lib)
-        except SpectrumError:  # an epoch observed too little of, once redshifted
-            v = Verdict(None, None, None, None, None, None, None, None, False)
         if not v.good:
             nomatch += 1
-            per_type[truth_type, False] += 1
+            per_type[truth_type, "none"] += 1
+            confused[str(lib.subtype[i]), "no match"] += 1
             continue
         ok_ia = (v.type == "Ia") == (truth_type == "Ia")
         ia_ok += ok_ia
-        per_type[truth_type, ok_ia] += 1
+        per_type[truth_type, "right" if ok_ia else "wrong"] += 1
+        if not ok_ia:
+            confused[str(lib.subtype[i]), str(v.subtype)] += 1
         type_ok += v.type == truth_type
         sub_ok += v.subtype == str(lib.subtype[i])
         if v.age is not None and truth_type == "Ia" and v.type == "Ia":
@@ -178,9 +214,14 @@ def loo(lib: TemplateLibrary, sample: int, seed: int) -> None:
         if v.z is not None:
             dzs.append(abs(v.z - z))
     n = len(picks)
+    print(f"  {time.perf_counter() - t0:.0f} s")
+    print(f"  {'type':4} {'epochs':>6} {'Ia or not right':>15} {'wrong':>6} "
+          f"{'no match':>8}")
     for t in sorted({t for t, _ in per_type}):
-        good, bad = per_type[t, True], per_type[t, False]
-        print(f"  {t:4} Ia-vs-not correct {good}/{good + bad}")
+        right, wrong, none = (per_type[t, k] for k in ("right", "wrong", "none"))
+        print(f"  {t:4} {right + wrong + none:6d} {right:15d} {wrong:6d} {none:8d}")
+    print("  most frequent misses (true subtype -> answer): " + ", ".join(
+        f"{a} -> {b} {c}" for (a, b), c in confused.most_common(8)))
     figure("loo_epochs", n)
     figure("loo_ia_vs_not_correct", ia_ok / n)
     figure("loo_type_correct", type_ok / n)
@@ -216,8 +257,11 @@ def speed(folder: Path, lib: TemplateLibrary, count: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", default=None, help="the shared data folder")
-    parser.add_argument("--loo", type=int, default=400,
-                        help="epochs in the leave-one-out sample (default 400)")
+    parser.add_argument("--loo", type=int, default=0,
+                        help="epochs in the leave-one-out sample (default 0: "
+                        "every epoch of the library)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="processes of the leave-one-out (default: one per core)")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--smoke", action="store_true",
                         help="a few spectra only, for the test suite")
@@ -235,7 +279,8 @@ def main() -> int:
           f"{len(set(lib.sn.tolist()))} supernovae, loaded and prepared in "
           f"{time.perf_counter() - t0:.2f} s")
     ozdes(folder, lib, 3 if args.smoke else None)
-    loo(lib, 4 if args.smoke else args.loo, args.seed)
+    loo(lib, 4 if args.smoke else args.loo, args.seed,
+        1 if args.smoke else max(args.processes, 1))
     speed(folder, lib, 3 if args.smoke else 40)
     print()
     for name, value in FIGURES:

@@ -30,7 +30,7 @@ def _epoch(lib: TemplateLibrary, sn: str, phase: float) -> int:
 
 
 # supernova, phase near, expected main type and subtype
-# (The redshift comes from the ten best supernovae: for a Ia whose lines are
+# (The redshift comes from the five closest supernovae: for a Ia whose lines are
 # faster or slower than most, such as SN 1981B or SN 2005cf, the others put it
 # 0.005 off; README "Spectral classification".)
 KNOWN = [

@@ -17,6 +17,7 @@ from vo_archive.db import migrate
 from vo_archive.db.cluster import EmbeddedCluster
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.pipeline import Ingestor
+from vo_archive.web.pages import objectpage
 
 MEMBER = Caller("ann", frozenset({"member"}))
 CLASSIFIABLE = (
@@ -108,6 +109,36 @@ def test_a_new_version_adds_a_row_and_the_same_one_is_not_overwritten(
             "SELECT sn_type, library_version, is_latest FROM pessto.classifications "
             "WHERE version_id = :v ORDER BY classification_id"), {"v": vid}).all()
     assert [tuple(r) for r in rows] == [("Ia", "lib-1", False), ("Ib", "lib-2", True)]
+
+
+def test_object_page_shows_a_template_of_the_verdicts_type(
+        make_archive: Callable[..., Archive], demo_files: list[Path]) -> None:
+    """The first listed match (highest rlap) may be of another type than the vote
+    gave; the page's template is the verdict type's first good match."""
+    archive = make_archive()
+    archive.ingest(demo_files[:80])
+    matches = [
+        {"template": "sn2004aw", "type": "Ic", "subtype": "Ic-norm", "phase": 3.0,
+         "z": 0.06, "z_err": 0.003, "r": 9.0, "lap": 0.8, "rlap": 14.0, "good": True},
+        {"template": "sn1994D", "type": "Ia", "subtype": "Ia-norm", "phase": 2.0,
+         "z": 0.05, "z_err": 0.002, "r": 8.0, "lap": 0.8, "rlap": 12.0, "good": False},
+        {"template": "sn1981B", "type": "Ia", "subtype": "Ia-norm", "phase": 0.0,
+         "z": 0.051, "z_err": 0.003, "r": 7.0, "lap": 0.8, "rlap": 11.0, "good": True}]
+    with archive.engine.begin() as conn:
+        vids = [r[0] for r in conn.execute(text(CLASSIFIABLE)).all()[:3]]
+        for vid, (sn_type, listed) in zip(vids, (("Ia", matches), ("II", matches),
+                                                  ("Ia", [])), strict=True):
+            conn.execute(text(
+                "INSERT INTO archive.classification (version_id, classifier_version, "
+                "library_version, sn_type, sn_subtype, fraction, redshift, rlap, good, "
+                "matches) VALUES (:v, 'x', 'y', :t, NULL, 0.6, 0.05, 14.0, true, "
+                "CAST(:m AS jsonb))"),
+                {"v": vid, "t": sn_type, "m": json.dumps(listed)})
+        shown = {d["version_id"]: d["best"]
+                 for d in objectpage.classifications(conn, vids)}
+    assert shown[vids[0]]["template"] == "sn1981B"  # Ia's first good match
+    assert shown[vids[1]]["template"] == "sn2004aw"  # none of type II: the first
+    assert shown[vids[2]] is None  # no matches at all
 
 
 def test_classifications_are_as_proprietary_as_their_spectrum(

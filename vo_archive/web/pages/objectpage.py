@@ -82,7 +82,13 @@ def classifications(conn: Connection, version_ids: Sequence[int]
         "SELECT c.classification_id, c.version_id, c.product_id, c.version_no, "
         "c.sn_type, c.sn_subtype, c.redshift, c.redshift_err, c.age, c.rlap, "
         "c.good, c.problem, c.classified_at, c.classifier_version, "
-        "c.library_version, a.matches -> 0 AS best "
+        "c.library_version, "
+        # the template shown: the verdict type's first good match (the list is in
+        # SNID's rlap order; the vote ranks by likeness, and the first match may be
+        # of another type), else the first match
+        "COALESCE((SELECT m FROM jsonb_array_elements(a.matches) WITH ORDINALITY "
+        "AS e(m, k) WHERE m ->> 'type' = c.sn_type AND m ->> 'good' = 'true' "
+        "ORDER BY k LIMIT 1), a.matches -> 0) AS best "
         "FROM pessto.classifications c "
         "JOIN archive.classification a USING (classification_id) "
         "WHERE c.version_id = ANY(:ids) ORDER BY c.classified_at DESC, "

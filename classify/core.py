@@ -17,9 +17,11 @@ Davis (1979, AJ 84, 1511), as GELATO also uses it (Harutyunyan et al. 2008):
 5. for the best candidates, correlate again on the overlap only (both spectra
    trimmed to it and tapered anew, SNID §2.3), which gives the final r and lap;
 6. matches with ``rlap`` at least the threshold (SNID's default 5) and enough
-   overlap are good; the answer is the type with the largest share of the good
-   matches, its subtype, the redshift and age from the good matches of that type,
-   or "no good match" when there are none. Never a forced type.
+   overlap are good; the closest of them (by ``rlap·h⁸``, h the correlation's
+   height on the overlap: :data:`LIKENESS_POWER`) vote, one per supernova; the
+   answer is the type with the largest vote, its subtype, the redshift and age
+   from the voters of that type, or "no good match" when there are none. Never a
+   forced type.
 
 When the spectrum shows narrow emission lines of its host galaxy at one
 redshift (two of [O II], H-beta, [O III], H-alpha), the search is made as SNID

@@ -39,15 +39,14 @@ import requests
 from sqlalchemy import text
 
 from bench.common import (
-    child_env,
     scratch_dir,
+    start_serve,
     stop_embedded,
     stop_serve,
     web_workers,
 )
 from vo_archive.config import load_settings
 from vo_archive.db import migrate
-from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine
 from vo_archive.ingest.pipeline import Ingestor
 from vo_archive.retrieval.bigdemo import generate_large
@@ -105,22 +104,12 @@ def peak_rss_kb(pid: int) -> int:
 
 
 def serve() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vo_archive", "serve", "--port",
-                             str(port), "--workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=child_env())
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            requests.get(url + "/runs?format=json", timeout=2)
-            return proc, url
-        except requests.ConnectionError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    stop_serve(proc)
-    raise RuntimeError("vo-archive serve did not start")
+    """Start ``vo-archive serve`` (one web worker) on ``$VO_ARCHIVE_HOME``'s archive.
+
+    Returns the process and its base URL.
+    """
+    proc, port = start_serve(Path(os.environ["VO_ARCHIVE_HOME"]), 1)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def bench(run: str, repeat: int) -> dict[str, float]:

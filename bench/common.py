@@ -89,13 +89,14 @@ def web_workers(master: int) -> list[int]:
                                             or line[0].startswith("gunicorn: worker"))]
 
 
-def start_serve(home: Path, workers: int, *args: str, log: Path | None = None,
+def start_serve(home: Path, workers: int | None, *args: str, log: Path | None = None,
                 timeout: float = 120.0, **env: str) -> tuple[subprocess.Popen[bytes],
                                                              int]:
     """Start ``vo-archive serve`` of the archive under ``home`` on a free port.
 
-    Returns the process (in a session of its own: stop it with
-    :func:`stop_serve`) and its port, once it answers.
+    ``workers`` web workers (None: ``vo-archive serve``'s default). Returns the
+    process (in a session of its own: stop it with :func:`stop_serve`) and its
+    port, once it answers.
     """
     import http.client
     import time
@@ -106,7 +107,7 @@ def start_serve(home: Path, workers: int, *args: str, log: Path | None = None,
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "vo_archive", "serve", "--port", str(port),
-         "--workers", str(workers), *args],
+         *(["--workers", str(workers)] if workers else []), *args],
         env=child_env(VO_ARCHIVE_HOME=str(home), **env), stdout=out,
         stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout

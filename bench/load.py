@@ -49,11 +49,8 @@ import argparse
 import http.client
 import json
 import multiprocessing
-import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -65,9 +62,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
 
-from bench.common import child_env, prepare_archive, scratch_dir, stop_embedded
+from bench.common import (
+    prepare_archive,
+    scratch_dir,
+    start_serve,
+    stop_embedded,
+    stop_serve,
+)
 from vo_archive.config import Settings
-from vo_archive.db.cluster import free_port
 from vo_archive.db.engine import get_engine
 
 MIX = {"cone": 25, "sia2": 15, "ssap": 15, "tap": 15, "datalink": 15, "download": 15}
@@ -291,42 +293,15 @@ def serve_and_load(args: argparse.Namespace, home: Path) -> int:
     if args.url:
         return 1 if run_load(args.url.rstrip("/"), sample, args.clients, args.duration,
                              args.processes, args.timeout) else 0
-    port = free_port()
-    env = child_env(VO_ARCHIVE_HOME=str(home))
-    cmd = [sys.executable, "-m", "vo_archive", "serve", "--port", str(port)]
-    if args.workers:
-        cmd += ["--workers", str(args.workers)]
-    log = open(home / "bench-load-server.log", "wb")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    log = home / "bench-load-server.log"
+    server, port = start_serve(home, args.workers, log=log)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/openapi.json")
-                c.getresponse().read()
-                c.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start; see "
-                                     f"{home / 'bench-load-server.log'}") from None
-                time.sleep(0.3)
-        errors = run_load(url, sample, args.clients, args.duration, args.processes,
-                          args.timeout)
+        errors = run_load(f"http://127.0.0.1:{port}", sample, args.clients,
+                          args.duration, args.processes, args.timeout)
     finally:
-        # vo-archive serve stops its job workers with it
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        stop_serve(server)  # vo-archive serve stops its job workers with it
         if settings.embedded:
-            subprocess.run([sys.executable, "-m", "vo_archive", "db", "stop"], env=env,
-                           capture_output=True, timeout=120)
+            stop_embedded(home)
     return 1 if errors else 0
 
 

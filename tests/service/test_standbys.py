@@ -370,7 +370,16 @@ def test_db_standby_add_makes_a_streaming_standby(
         site.rc.standbys.append(EmbeddedCluster(folder))
         site.rc.wait_caught_up()
         settings = dataclasses.replace(site.archive.settings, read_dsns=(dsn,))
-        nodes = json.loads(db_status(settings, capsys, as_json=True))["nodes"]
+        # one look cannot time a lag: when the primary wrote WAL since (its
+        # periodic running-transactions record) and the new standby has replayed
+        # no transaction yet, it says "lag unknown"; it is healthy at a look
+        # once it has replayed all the primary wrote
+        deadline = time.monotonic() + 30
+        while True:
+            nodes = json.loads(db_status(settings, capsys, as_json=True))["nodes"]
+            if nodes[1]["healthy"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert [n["role"] for n in nodes] == ["primary", "standby"]
         assert nodes[1]["healthy"], nodes
         port = EmbeddedCluster(folder).info.port
